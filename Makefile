@@ -1,0 +1,35 @@
+# The README's two commands: `make demo` and `make test`. Both create .venv if missing.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip install -q -c constraints.txt
+
+.PHONY: demo test lint bench clean
+
+$(PY):
+	python3 -m venv $(VENV)
+
+# Stamps re-run the install when the project's dependencies change.
+$(VENV)/.installed: pyproject.toml constraints.txt | $(PY)
+	$(PIP) -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml constraints.txt | $(PY)
+	$(PIP) -e '.[dev]'
+	touch $@ $(VENV)/.installed
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/dropkit demo
+
+test: $(VENV)/.installed-dev
+	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m pytest -q
+
+lint: $(VENV)/.installed-dev
+	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m mypy
+
+bench: $(VENV)/.installed
+	$(PY) benchmarks/bench_mlp_step.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

@@ -1,0 +1,96 @@
+"""Alpha dropout: dropout that keeps SELU networks self-normalizing.
+
+Paper: Klambauer et al. 2017, "Self-Normalizing Neural Networks", section 3 (alpha
+dropout). Learned from: torch's ``_dropout_impl`` (ATen Dropout.cpp).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from dropkit._checks import check_floating, check_generator, check_ndim, check_probability
+from dropkit.mask import bernoulli_mask, zeros_like_input
+
+__all__ = ["alpha_dropout", "feature_alpha_dropout", "SELU_ALPHA_PRIME"]
+
+# alpha' = -lambda * alpha of SELU: the value SELU saturates to for very negative inputs.
+SELU_ALPHA_PRIME = -1.7580993408473766
+
+
+def _alpha(
+    fn: str,
+    x: Tensor,
+    p: float,
+    training: bool,
+    inplace: bool,
+    generator: torch.Generator | None,
+    feature: bool,
+) -> Tensor:
+    p = check_probability(fn, p)
+    check_floating(fn, x)
+    if feature:
+        check_ndim(fn, x, range(2, 64), "an (N, C, *) input of at least 2 dims")
+    check_generator(fn, generator, x)
+    if not training or p == 0.0:
+        return x
+    if p == 1.0:  # a = 1 / sqrt(0): no affine map exists; torch returns zeros too
+        return zeros_like_input(x, inplace)
+    keep = 1.0 - p
+    # Dropped units are set to alpha' (not 0), then a * y + b restores zero mean and
+    # unit variance for standard-normal inputs.
+    a = 1.0 / math.sqrt(keep * (1.0 + p * SELU_ALPHA_PRIME**2))
+    b = -a * SELU_ALPHA_PRIME * p
+    dims = tuple(range(2, x.dim())) if feature else ()  # feature: mask (N, C, 1, ...)
+    mask = bernoulli_mask(x, keep, dims, generator=generator)
+    shift = mask.mul(-a * SELU_ALPHA_PRIME).add_(a * SELU_ALPHA_PRIME + b)  # a*alpha'*(1-m) + b
+    scale = mask.mul_(a)
+    if inplace:
+        return x.mul_(scale).add_(shift)
+    return torch.addcmul(shift, x, scale)
+
+
+def alpha_dropout(
+    input: Tensor,
+    p: float = 0.5,
+    training: bool = True,
+    inplace: bool = False,
+    *,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    r"""Alpha dropout for SELU networks.
+
+    .. math::
+        y = a \, (m \odot x + \alpha' (1 - m)) + b, \quad
+        a = \big((1-p)(1 + p\,\alpha'^2)\big)^{-1/2}, \quad b = -a\,\alpha'\,p
+
+    with :math:`m_i \sim \text{Bernoulli}(1 - p)` and :math:`\alpha' \approx -1.7581`.
+    For an input of zero mean and unit variance the output keeps zero mean and unit
+    variance. ``p = 1`` returns zeros (as torch does).
+
+    Args:
+        input: a floating-point tensor of any shape.
+        p: probability of dropping an element. Default: 0.5.
+        training, inplace, generator: as in :func:`dropkit.functional.dropout`.
+
+    Module: :class:`dropkit.nn.AlphaDropout`.
+    """
+    return _alpha("alpha_dropout", input, p, training, inplace, generator, feature=False)
+
+
+def feature_alpha_dropout(
+    input: Tensor,
+    p: float = 0.5,
+    training: bool = True,
+    inplace: bool = False,
+    *,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Alpha dropout of whole channels: the mask is ``(N, C, 1, ...)``, as in torch.
+
+    Args and moments as in :func:`alpha_dropout`; the input is ``(N, C, *)``.
+    Module: :class:`dropkit.nn.FeatureAlphaDropout`.
+    """
+    return _alpha("feature_alpha_dropout", input, p, training, inplace, generator, feature=True)

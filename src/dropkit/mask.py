@@ -1,0 +1,102 @@
+"""The one mask primitive behind every dropout variant.
+
+A variant is three choices: a *noise shape* (the input's shape with size 1 along the
+dims the noise is shared over), a *distribution* (Bernoulli keep masks, Gaussian
+noise) and a *scaling* (inverted dropout's 1 / (1 - p), alpha dropout's affine map,
+DropBlock's kept fraction). This module owns the first two; each variant in
+:mod:`dropkit.functional` applies its own scaling in a few lines.
+
+Noise is always drawn from a tensor derived from the input, never from a fresh
+factory tensor, so that it works inside ``torch.func.vmap(..., randomness="different")``:
+Monte Carlo dropout vectorizes its samples that way, and an in-place draw on an
+unbatched tensor fails there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+__all__ = ["noise_shape", "bernoulli_mask", "normal_noise", "apply_noise", "zeros_like_input"]
+
+
+def noise_shape(shape: Sequence[int], broadcast_dims: Sequence[int]) -> tuple[int, ...]:
+    """The shape of the noise: ``shape`` with size 1 along ``broadcast_dims`` (kept if 0).
+
+    Example: ``noise_shape((N, C, H, W), (2, 3)) == (N, C, 1, 1)``, channel dropout.
+    """
+    return tuple(min(size, 1) if d in broadcast_dims else size for d, size in enumerate(shape))
+
+
+def _empty_noise(x: Tensor, broadcast_dims: Sequence[int]) -> Tensor:
+    """Uninitialised noise of ``x``'s dtype and device in the noise shape.
+
+    Taken by slicing ``x`` so that vmap sees a batched tensor; ``empty_like`` keeps a
+    dense input's memory layout (channels_last stays channels_last).
+    """
+    like = x
+    for d in broadcast_dims:
+        like = like[(slice(None),) * d + (slice(0, 1),)]  # size 1 (or 0) along d
+    return torch.empty_like(like)
+
+
+def _under_vmap() -> bool:
+    # Inside a functorch transform an input can be unbatched (the network before the
+    # first dropout runs once); only an out-of-place draw then gives per-sample noise.
+    return torch._C._are_functorch_transforms_active()
+
+
+def bernoulli_mask(
+    x: Tensor,
+    keep: float,
+    broadcast_dims: Sequence[int] = (),
+    *,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """A 0/1 mask in ``x``'s dtype, 1 with probability ``keep``, shared along ``broadcast_dims``.
+
+    Args:
+        x: the tensor the mask will be applied to.
+        keep: probability of a 1 (= 1 - p).
+        broadcast_dims: dims along which the mask has size 1 (already normalized).
+        generator: source of randomness; ``None`` uses the global generator.
+
+    Shape:
+        ``noise_shape(x.shape, broadcast_dims)``.
+    """
+    noise = _empty_noise(x, broadcast_dims)
+    if _under_vmap():
+        return torch.bernoulli(torch.full_like(noise, keep), generator=generator)
+    # The scalar in-place draw is torch's own fast path (vectorized on CPU).
+    return noise.bernoulli_(keep, generator=generator)
+
+
+def normal_noise(
+    x: Tensor,
+    mean: float,
+    std: float,
+    broadcast_dims: Sequence[int] = (),
+    *,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Gaussian noise N(mean, std^2) in ``x``'s dtype, shared along ``broadcast_dims``."""
+    noise = _empty_noise(x, broadcast_dims)
+    if _under_vmap():
+        return torch.normal(torch.full_like(noise, mean), std, generator=generator)
+    return noise.normal_(mean, std, generator=generator)
+
+
+def apply_noise(x: Tensor, noise: Tensor, inplace: bool = False) -> Tensor:
+    """``x * noise`` with broadcasting; in place when asked (``x`` must then hold the result)."""
+    return x.mul_(noise) if inplace else x * noise
+
+
+def zeros_like_input(x: Tensor, inplace: bool = False) -> Tensor:
+    """The p = 1 output: exact zeros, still attached to the graph so gradients are zeros.
+
+    ``x * 0`` would turn an infinite input into NaN; ``masked_fill`` never does.
+    """
+    drop_all = torch.ones((), dtype=torch.bool, device=x.device)
+    return x.masked_fill_(drop_all, 0) if inplace else x.masked_fill(drop_all, 0)

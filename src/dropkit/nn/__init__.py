@@ -1,0 +1,28 @@
+"""Dropout modules: each stores its arguments and forwards to :mod:`dropkit.functional`."""
+
+from dropkit.nn.alpha_dropout import AlphaDropout, FeatureAlphaDropout
+from dropkit.nn.drop_block import DropBlock2d, DropBlock3d
+from dropkit.nn.drop_connect import DropConnect, DropConnectLinear
+from dropkit.nn.drop_path import DropPath
+from dropkit.nn.dropout import Dropout, Dropout1d, Dropout2d, Dropout3d
+from dropkit.nn.embedding_dropout import EmbeddingDropout
+from dropkit.nn.gaussian import GaussianDropout, GaussianNoise
+from dropkit.nn.locked_dropout import LockedDropout
+
+__all__ = [
+    "AlphaDropout",
+    "DropBlock2d",
+    "DropBlock3d",
+    "DropConnect",
+    "DropConnectLinear",
+    "DropPath",
+    "Dropout",
+    "Dropout1d",
+    "Dropout2d",
+    "Dropout3d",
+    "EmbeddingDropout",
+    "FeatureAlphaDropout",
+    "GaussianDropout",
+    "GaussianNoise",
+    "LockedDropout",
+]

@@ -1,0 +1,49 @@
+"""The base every dropout module shares: a validated rate, a generator, a repr."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from dropkit._checks import check_probability
+
+
+class RateModule(nn.Module):
+    """A module whose drop probability ``p`` is validated on every assignment.
+
+    Schedules and ``set_rate`` assign ``module.p`` between steps; a bad value raises
+    there, naming the module, instead of deep inside the next forward pass.
+    ``stochastic = True`` tells Monte Carlo tools this module samples in training mode.
+    """
+
+    stochastic = True
+    _allow_one = True  # False where the noise is undefined at p = 1
+
+    def __init__(self, p: float, *, generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        self.p = p
+        self.generator = generator
+
+    @property
+    def p(self) -> float:
+        return self._p
+
+    @p.setter
+    def p(self, value: float) -> None:
+        self._p = check_probability(type(self).__name__, value, allow_one=self._allow_one)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+class InplaceRateModule(RateModule):
+    """A rate module that can overwrite its input, as torch's ``_DropoutNd``."""
+
+    def __init__(
+        self, p: float = 0.5, inplace: bool = False, *, generator: torch.Generator | None = None
+    ) -> None:
+        super().__init__(p, generator=generator)
+        self.inplace = inplace
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, inplace={self.inplace}"

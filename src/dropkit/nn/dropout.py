@@ -1,0 +1,46 @@
+"""Element and channel dropout modules: thin wrappers of :mod:`dropkit.functional.dropout`."""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from dropkit.functional import dropout as F
+from dropkit.nn._base import InplaceRateModule
+
+__all__ = ["Dropout", "Dropout1d", "Dropout2d", "Dropout3d"]
+
+
+class Dropout(InplaceRateModule):
+    """Element dropout; a drop-in for :class:`torch.nn.Dropout` that takes a ``generator``.
+
+    Args:
+        p: probability of dropping an element. Default: 0.5.
+        inplace: overwrite the input. Default: False.
+        generator: keyword-only source of randomness. Default: the global generator.
+
+    See :func:`dropkit.functional.dropout`.
+    """
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.dropout(input, self.p, self.training, self.inplace, generator=self.generator)
+
+
+class Dropout1d(InplaceRateModule):
+    """Channel dropout of ``(N, C, L)`` / ``(C, L)``; see :func:`dropkit.functional.dropout1d`."""
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.dropout1d(input, self.p, self.training, self.inplace, generator=self.generator)
+
+
+class Dropout2d(InplaceRateModule):
+    """Spatial dropout of ``(N, C, H, W)`` / ``(C, H, W)``; see :func:`dropkit.functional.dropout2d`."""
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.dropout2d(input, self.p, self.training, self.inplace, generator=self.generator)
+
+
+class Dropout3d(InplaceRateModule):
+    """Channel dropout of volumes; see :func:`dropkit.functional.dropout3d`."""
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.dropout3d(input, self.p, self.training, self.inplace, generator=self.generator)
