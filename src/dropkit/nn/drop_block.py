@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from dropkit._checks import check_positive_int
-from dropkit.functional import drop_block as F
+from dropkit.functional import drop_block2d, drop_block3d
 from dropkit.nn._base import RateModule
 
 __all__ = ["DropBlock2d", "DropBlock3d"]
@@ -34,7 +34,7 @@ class DropBlock2d(_DropBlockNd):
     """
 
     def forward(self, input: Tensor) -> Tensor:
-        return F.drop_block2d(
+        return drop_block2d(
             input, self.p, self.block_size, self.training, generator=self.generator
         )
 
@@ -43,6 +43,6 @@ class DropBlock3d(_DropBlockNd):
     """Drop cubic blocks of volumes; see :func:`dropkit.functional.drop_block3d`."""
 
     def forward(self, input: Tensor) -> Tensor:
-        return F.drop_block3d(
+        return drop_block3d(
             input, self.p, self.block_size, self.training, generator=self.generator
         )

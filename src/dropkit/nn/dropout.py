@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from dropkit.functional import dropout as F
+from dropkit.functional import dropout, dropout1d, dropout2d, dropout3d
 from dropkit.nn._base import InplaceRateModule
 
 __all__ = ["Dropout", "Dropout1d", "Dropout2d", "Dropout3d"]
@@ -22,25 +22,25 @@ class Dropout(InplaceRateModule):
     """
 
     def forward(self, input: Tensor) -> Tensor:
-        return F.dropout(input, self.p, self.training, self.inplace, generator=self.generator)
+        return dropout(input, self.p, self.training, self.inplace, generator=self.generator)
 
 
 class Dropout1d(InplaceRateModule):
     """Channel dropout of ``(N, C, L)`` / ``(C, L)``; see :func:`dropkit.functional.dropout1d`."""
 
     def forward(self, input: Tensor) -> Tensor:
-        return F.dropout1d(input, self.p, self.training, self.inplace, generator=self.generator)
+        return dropout1d(input, self.p, self.training, self.inplace, generator=self.generator)
 
 
 class Dropout2d(InplaceRateModule):
     """Spatial dropout of ``(N, C, H, W)`` / ``(C, H, W)``; see :func:`dropkit.functional.dropout2d`."""
 
     def forward(self, input: Tensor) -> Tensor:
-        return F.dropout2d(input, self.p, self.training, self.inplace, generator=self.generator)
+        return dropout2d(input, self.p, self.training, self.inplace, generator=self.generator)
 
 
 class Dropout3d(InplaceRateModule):
     """Channel dropout of volumes; see :func:`dropkit.functional.dropout3d`."""
 
     def forward(self, input: Tensor) -> Tensor:
-        return F.dropout3d(input, self.p, self.training, self.inplace, generator=self.generator)
+        return dropout3d(input, self.p, self.training, self.inplace, generator=self.generator)

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from dropkit._checks import check_nonnegative
-from dropkit.functional import gaussian as F
+from dropkit.functional import gaussian_dropout, gaussian_noise
 from dropkit.nn._base import RateModule
 
 __all__ = ["GaussianDropout", "GaussianNoise"]
@@ -26,7 +26,7 @@ class GaussianDropout(RateModule):
         super().__init__(p, generator=generator)
 
     def forward(self, input: Tensor) -> Tensor:
-        return F.gaussian_dropout(input, self.p, self.training, generator=self.generator)
+        return gaussian_dropout(input, self.p, self.training, generator=self.generator)
 
 
 class GaussianNoise(nn.Module):
@@ -56,4 +56,4 @@ class GaussianNoise(nn.Module):
         return f"std={self.std}"
 
     def forward(self, input: Tensor) -> Tensor:
-        return F.gaussian_noise(input, self.std, self.training, generator=self.generator)
+        return gaussian_noise(input, self.std, self.training, generator=self.generator)

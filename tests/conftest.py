@@ -1,0 +1,39 @@
+import os
+import sys
+
+import pytest
+import torch
+
+sys.path.insert(0, os.path.dirname(__file__))  # tests/variants.py, shared by test files
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+def gen(seed: int = 0) -> torch.Generator:
+    """A fresh CPU generator: every random test names its seed."""
+    return torch.Generator().manual_seed(seed)
+
+
+@pytest.fixture
+def g() -> torch.Generator:
+    return gen(0)
+
+
+SIGMAS = 5.0  # a correct sampler fails a 5-sigma bound about once in 1.7 million runs
+
+
+def assert_binomial(count: int, n: int, prob: float, sigmas: float = SIGMAS) -> None:
+    """``count`` successes of ``n`` Bernoulli(prob) draws lie within ``sigmas`` std devs."""
+    mean = n * prob
+    std = (n * prob * (1 - prob)) ** 0.5
+    assert abs(count - mean) <= sigmas * std, (
+        f"{count} of {n} is {abs(count - mean) / std:.1f} sigma from the expected {mean:.1f}"
+    )
+
+
+def assert_mean(sample: "torch.Tensor", mean: float, std: float, sigmas: float = SIGMAS) -> None:
+    """The sample mean of iid draws with known mean and std lies within ``sigmas`` std errors."""
+    n = sample.numel()
+    err = abs(sample.double().mean().item() - mean)
+    bound = sigmas * std / n**0.5
+    assert err <= bound, f"sample mean is off by {err:.3g}, bound {bound:.3g} ({sigmas} sigma)"

@@ -1,0 +1,59 @@
+import math
+
+import pytest
+import torch
+from conftest import assert_binomial, assert_mean, gen
+
+from dropkit.mask import apply_noise, bernoulli_mask, noise_shape, normal_noise, zeros_like_input
+
+
+class TestNoiseShape:
+    def test_broadcast_dims_become_one(self) -> None:
+        assert noise_shape((8, 3, 5, 5), (2, 3)) == (8, 3, 1, 1)
+        assert noise_shape((8, 3, 5, 5), ()) == (8, 3, 5, 5)
+
+    def test_empty_dim_stays_empty(self) -> None:
+        assert noise_shape((0, 3), (0,)) == (0, 3)
+
+
+class TestBernoulliMask:
+    @pytest.mark.parametrize("keep", [0.1, 0.5, 0.95])
+    def test_rate_within_binomial_bound(self, keep: float) -> None:
+        n = 200_000
+        mask = bernoulli_mask(torch.empty(n), keep, generator=gen())
+        assert set(mask.unique().tolist()) <= {0.0, 1.0}
+        assert_binomial(int(mask.sum()), n, keep)
+
+    def test_shape_follows_broadcast_dims(self) -> None:
+        mask = bernoulli_mask(torch.empty(4, 3, 6, 6), 0.5, (2, 3), generator=gen())
+        assert mask.shape == (4, 3, 1, 1)
+
+    def test_neighbours_are_independent(self) -> None:
+        # Under independence the count S of adjacent kept pairs has mean (n-1) q^2 and, as
+        # overlapping pairs share an element, variance (n-1) q^2 (1-q^2) + 2 (n-2)(q^3-q^4).
+        n, q = 400_000, 0.5
+        mask = bernoulli_mask(torch.empty(n), q, generator=gen(2)).bool()
+        both = int((mask[:-1] & mask[1:]).sum())
+        var = (n - 1) * q**2 * (1 - q**2) + 2 * (n - 2) * (q**3 - q**4)
+        assert abs(both - (n - 1) * q**2) <= 5 * math.sqrt(var)
+
+
+class TestNormalNoise:
+    def test_moments(self) -> None:
+        noise = normal_noise(torch.empty(200_000), 1.0, 0.5, generator=gen())
+        assert_mean(noise, 1.0, 0.5)
+        # variance of a normal sample: std error of s^2 is sigma^2 sqrt(2 / (n - 1))
+        var = noise.double().var().item()
+        assert abs(var - 0.25) <= 5 * 0.25 * math.sqrt(2 / (noise.numel() - 1))
+
+
+class TestApplyAndZeros:
+    def test_apply_noise_in_place_writes_input(self) -> None:
+        x = torch.ones(3)
+        out = apply_noise(x, torch.tensor([0.0, 2.0, 2.0]), inplace=True)
+        assert out is x
+        assert x.tolist() == [0.0, 2.0, 2.0]
+
+    def test_zeros_never_nan(self) -> None:
+        x = torch.tensor([math.inf, -math.inf, math.nan, 1.0])
+        assert zeros_like_input(x).tolist() == [0.0, 0.0, 0.0, 0.0]

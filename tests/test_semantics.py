@@ -1,0 +1,225 @@
+"""Rules every dropout variant keeps, checked once per variant (see variants.py)."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+from conftest import gen
+from variants import VARIANTS, Variant
+
+ids = [v.name for v in VARIANTS]
+with_module = [v for v in VARIANTS if v.module is not None]
+
+
+def _input(v: Variant, dtype: torch.dtype = torch.float32, seed: int = 1) -> torch.Tensor:
+    # Entries bounded away from 0, so an output of 0 can only come from a drop.
+    x = torch.randn(v.shape, generator=gen(seed), dtype=torch.float64)
+    return (x.sign() * (x.abs() + 0.5)).to(dtype)
+
+
+def _eval(v: Variant, x: torch.Tensor) -> torch.Tensor:
+    return x if v.eval_fn is None else v.eval_fn(x)
+
+
+@pytest.mark.parametrize("v", VARIANTS, ids=ids)
+class TestArguments:
+    @pytest.mark.parametrize("p", [-0.1, 1.5, math.nan, math.inf])
+    def test_bad_p_is_value_error_naming_function(self, v: Variant, p: float) -> None:
+        with pytest.raises(ValueError, match=rf"^{v.name}: expected `p` to be a drop probability"):
+            v.call(_input(v), p, True, None)
+
+    def test_p_that_is_not_a_number_is_type_error(self, v: Variant) -> None:
+        with pytest.raises(TypeError, match=rf"^{v.name}: expected `p` to be a float"):
+            v.call(_input(v), "0.5", True, None)  # type: ignore[arg-type]
+
+    @pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.bool])
+    def test_integer_or_bool_tensor_is_type_error(self, v: Variant, dtype: torch.dtype) -> None:
+        with pytest.raises(TypeError, match=rf"^{v.name}: expected a floating-point .* {dtype}"):
+            v.call(torch.ones(v.shape, dtype=dtype), 0.5, True, None)
+
+    def test_checks_run_before_anything_changes(self, v: Variant) -> None:
+        x = _input(v)
+        before = x.clone()
+        with pytest.raises(ValueError):
+            v.call(x, 2.0, True, None)
+        assert torch.equal(x, before)
+
+    def test_generator_on_wrong_device_type_is_rejected(self, v: Variant) -> None:
+        with pytest.raises(TypeError, match=rf"^{v.name}: expected `generator`"):
+            v.call(_input(v), 0.5, True, object())  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("v", VARIANTS, ids=ids)
+class TestIdentityAndEdges:
+    def test_eval_returns_input_unchanged(self, v: Variant) -> None:
+        x = _input(v)
+        out = v.call(x, 0.5, False, gen())
+        assert torch.equal(out, _eval(v, x))
+        if v.eval_fn is None:
+            assert out is x
+
+    def test_p_zero_returns_input_unchanged(self, v: Variant) -> None:
+        x = _input(v)
+        assert torch.equal(v.call(x, 0.0, True, gen()), _eval(v, x))
+
+    def test_p_one_gives_zeros_and_zero_gradients_without_nan(self, v: Variant) -> None:
+        if not v.p_one:
+            with pytest.raises(ValueError, match=rf"^{v.name}: .*\[0, 1\)"):
+                v.call(_input(v), 1.0, True, None)
+            return
+        x = _input(v, torch.float64)
+        x.view(-1)[0] = math.inf  # 0 * inf would be NaN
+        x.requires_grad_(True)
+        out = v.call(x, 1.0, True, gen())
+        assert torch.equal(out, torch.zeros_like(out))
+        out.sum().backward()
+        assert x.grad is not None
+        assert torch.equal(x.grad, torch.zeros_like(x))
+
+    def test_empty_input(self, v: Variant) -> None:
+        if v.eval_fn is not None:
+            pytest.skip("an empty weight has no rows to look up: see test_embedding_dropout.py")
+        shape = (0, *v.shape[1:])
+        out = v.call(torch.empty(shape), 0.5, True, gen())
+        assert out.numel() == 0
+
+    def test_same_generator_state_same_output(self, v: Variant) -> None:
+        x = _input(v)
+        a = v.call(x, 0.5, True, gen(3))
+        b = v.call(x, 0.5, True, gen(3))
+        c = v.call(x, 0.5, True, gen(4))
+        assert torch.equal(a, b)
+        assert not torch.equal(a, c)
+
+    def test_global_generator_follows_manual_seed(self, v: Variant) -> None:
+        x = _input(v)
+        torch.manual_seed(11)
+        a = v.call(x, 0.5, True, None)
+        torch.manual_seed(11)
+        assert torch.equal(a, v.call(x, 0.5, True, None))
+
+
+@pytest.mark.parametrize("v", VARIANTS, ids=ids)
+class TestDtypeAndLayout:
+    @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+    def test_output_dtype_is_input_dtype(self, v: Variant, dtype: torch.dtype) -> None:
+        out = v.call(_input(v, dtype), 0.3, True, gen())
+        assert out.dtype == dtype
+        assert torch.isfinite(out).all()
+
+    def test_channels_last_is_kept(self, v: Variant) -> None:
+        if not v.channels_last:
+            pytest.skip(f"{v.name} takes no (N, C, *spatial) input")
+        fmt = torch.channels_last if len(v.shape) == 4 else torch.channels_last_3d
+        x = _input(v).contiguous(memory_format=fmt)
+        out = v.call(x, 0.3, True, gen())
+        assert out.is_contiguous(memory_format=fmt)
+
+    def test_non_contiguous_slice_matches_contiguous_copy(self, v: Variant) -> None:
+        big = _input(v).repeat_interleave(2, dim=-1)
+        x = big[..., ::2]  # non-contiguous, same values as _input(v)
+        assert not x.is_contiguous()
+        assert torch.equal(v.call(x, 0.3, True, gen(5)), v.call(x.contiguous(), 0.3, True, gen(5)))
+
+
+@pytest.mark.parametrize("v", [v for v in VARIANTS if v.inverted], ids=lambda v: v.name)
+class TestInvertedScaling:
+    @pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
+    def test_every_output_is_zero_or_input_over_keep(self, v: Variant, p: float) -> None:
+        for dtype in (torch.float32, torch.float64, torch.float16, torch.bfloat16):
+            x = _input(v, dtype)
+            out = v.call(x, p, True, gen())
+            kept = out != 0
+            expected = (x.double() / (1 - p)).to(dtype)
+            torch.testing.assert_close(out[kept], expected[kept])
+
+    def test_gradient_is_mask_over_keep_times_incoming(self, v: Variant) -> None:
+        p = 0.4
+        x = _input(v, torch.float64).requires_grad_(True)
+        out = v.call(x, p, True, gen(2))
+        upstream = torch.randn(out.shape, generator=gen(9), dtype=torch.float64)
+        (out * upstream).sum().backward()
+        mask = (out != 0).double()
+        torch.testing.assert_close(x.grad, mask / (1 - p) * upstream, rtol=0, atol=1e-15)
+
+
+@pytest.mark.parametrize("v", VARIANTS, ids=ids)
+def test_gradcheck_float64(v: Variant) -> None:
+    x = _input(v, torch.float64).requires_grad_(True)
+    # The generator is re-seeded inside, so every evaluation sees the same mask.
+    assert torch.autograd.gradcheck(lambda t: v.call(t, 0.3, True, gen(7)), (x,))
+
+
+@pytest.mark.parametrize("v", VARIANTS, ids=ids)
+class TestVmap:
+    """Monte Carlo dropout vectorizes samples with vmap(randomness="different")."""
+
+    @pytest.mark.parametrize("use_generator", [False, True])
+    def test_batched_input_gets_different_masks(self, v: Variant, use_generator: bool) -> None:
+        x = _input(v)
+        g = gen() if use_generator else None
+        xs = x.expand(4, *x.shape)
+        out = torch.func.vmap(lambda t: v.call(t, 0.5, True, g), randomness="different")(xs)
+        assert out.shape[0] == 4
+        assert not torch.equal(out[0], out[1])
+
+    def test_unbatched_input_gets_different_masks(self, v: Variant) -> None:
+        # The network before the first dropout runs once: dropout sees an unbatched tensor.
+        x = _input(v)
+        out = torch.func.vmap(lambda _: v.call(x, 0.5, True, None), randomness="different")(
+            torch.arange(4)
+        )
+        assert out.shape[0] == 4
+        assert not torch.equal(out[0], out[1])
+
+    def test_vmapped_masks_keep_the_rate(self, v: Variant) -> None:
+        if not v.inverted:
+            pytest.skip(f"{v.name} does not zero elements at rate p")
+        x = _input(v)
+        out = torch.func.vmap(lambda _: v.call(x, 0.5, True, None), randomness="different")(
+            torch.arange(64)
+        )
+        assert ((out == 0) | torch.isclose(out, 2 * x)).all()
+
+
+@pytest.mark.parametrize("v", with_module, ids=[v.name for v in with_module])
+class TestModule:
+    def test_repr_shows_rate(self, v: Variant) -> None:
+        assert "p=0.3" in repr(v.module(0.3))
+
+    def test_forward_is_the_function(self, v: Variant) -> None:
+        x = _input(v)
+        m = v.module(0.3, generator=gen(4))
+        assert torch.equal(m(x), v.call(x, 0.3, True, gen(4)))
+        m.eval()
+        assert torch.equal(m(x), x)
+
+    def test_bad_rate_assignment_is_rejected_and_rate_kept(self, v: Variant) -> None:
+        m = v.module(0.3)
+        with pytest.raises(ValueError, match=r"expected `p` to be a drop probability"):
+            m.p = 1.5
+        assert m.p == 0.3
+
+    def test_deepcopy_and_state_dict(self, v: Variant) -> None:
+        m = v.module(0.3, generator=gen(6))
+        clone = copy.deepcopy(m)
+        x = _input(v)
+        assert torch.equal(m(x), clone(x))  # the generator's state is copied too
+        fresh = v.module(0.3)
+        fresh.load_state_dict(m.state_dict())
+        assert fresh.p == m.p
+
+    def test_compiles_fullgraph(self, v: Variant) -> None:
+        torch._dynamo.reset()
+        m = v.module(0.3)
+        compiled = torch.compile(m, fullgraph=True, backend="aot_eager")
+        x = _input(v)
+        out = compiled(x)
+        assert out.shape == x.shape
+        if v.inverted:
+            assert ((out == 0) | torch.isclose(out, x / 0.7)).all()
+        m.eval()
+        assert torch.equal(compiled(x), x)
