@@ -2,9 +2,9 @@ import math
 
 import pytest
 import torch
-from conftest import assert_binomial, gen
 
 import dropkit.functional as F
+from conftest import assert_binomial, gen
 from dropkit.functional.alpha_dropout import SELU_ALPHA_PRIME
 
 

@@ -1,9 +1,9 @@
 import pytest
 import torch
-from conftest import assert_binomial, assert_mean, gen
 
 import dropkit.functional as F
 import dropkit.nn as dn
+from conftest import assert_binomial, assert_mean, gen
 
 
 class TestDropout:
@@ -45,7 +45,11 @@ class TestDropout:
 
 @pytest.mark.parametrize(
     "fn, batched, spatial",
-    [(F.dropout1d, (8, 6, 10), 1), (F.dropout2d, (8, 6, 5, 5), 2), (F.dropout3d, (8, 6, 3, 4, 4), 3)],
+    [
+        (F.dropout1d, (8, 6, 10), 1),
+        (F.dropout2d, (8, 6, 5, 5), 2),
+        (F.dropout3d, (8, 6, 3, 4, 4), 3),
+    ],
 )
 class TestChannelDropout:
     def test_zeroes_whole_channels(self, fn, batched, spatial) -> None:

@@ -2,10 +2,10 @@ import math
 
 import pytest
 import torch
-from conftest import assert_mean, gen
 
 import dropkit.functional as F
 import dropkit.nn as dn
+from conftest import assert_mean, gen
 
 
 class TestGaussianDropout:

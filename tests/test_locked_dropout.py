@@ -1,9 +1,9 @@
 import pytest
 import torch
-from conftest import assert_binomial, gen
 
 import dropkit.functional as F
 import dropkit.nn as dn
+from conftest import assert_binomial, gen
 
 
 class TestLockedDropout:

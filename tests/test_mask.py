@@ -2,8 +2,8 @@ import math
 
 import pytest
 import torch
-from conftest import assert_binomial, assert_mean, gen
 
+from conftest import assert_binomial, assert_mean, gen
 from dropkit.mask import apply_noise, bernoulli_mask, noise_shape, normal_noise, zeros_like_input
 
 

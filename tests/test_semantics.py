@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+
 from conftest import gen
 from variants import VARIANTS, Variant
 

@@ -85,7 +85,9 @@ def check_generator(fn: str, generator: object, x: Tensor) -> None:
         )
 
 
-def normalize_dims(fn: str, dims: object, ndim: int, name: str = "broadcast_dims") -> tuple[int, ...]:
+def normalize_dims(
+    fn: str, dims: object, ndim: int, name: str = "broadcast_dims"
+) -> tuple[int, ...]:
     """Turn ``dims`` into sorted non-negative dims of an ``ndim``-D tensor, rejecting repeats."""
     if isinstance(dims, numbers.Integral) and not isinstance(dims, bool):
         dims = (int(dims),)

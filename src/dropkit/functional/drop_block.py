@@ -57,9 +57,10 @@ def _drop_block(
     pool = F.max_pool2d if spatial_ndim == 2 else F.max_pool3d
     dropped = pool(seeds, kernel_size=size, stride=1)  # (N, C, *spatial): 1 inside a block
     keep = 1.0 - dropped
-    # Rescale by the kept fraction actually realised; summed in float32 so fp16 cannot
-    # overflow, and clamped so an all-dropped draw gives zeros, not NaN.
-    scale = keep.numel() / keep.sum(dtype=torch.float32).clamp_min(1.0)
+    # Rescale by the kept fraction actually realised; summed in at least float32 so fp16
+    # cannot overflow, and clamped so an all-dropped draw gives zeros, not NaN.
+    acc = torch.promote_types(keep.dtype, torch.float32)
+    scale = keep.numel() / keep.sum(dtype=acc).clamp_min(1.0)
     out = batched * (keep * scale.to(keep.dtype))
     return out if x.dim() == spatial_ndim + 2 else out.squeeze(0)
 

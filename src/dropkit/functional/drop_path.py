@@ -50,7 +50,9 @@ def drop_path(
         raise ValueError(f"drop_path: expected `mode` to be 'row' or 'batch', got mode={mode!r}")
     check_floating("drop_path", input)
     if mode == "row" and input.dim() == 0:
-        raise ValueError("drop_path: mode='row' needs an (N, *) input with a batch dim, got a 0D input")
+        raise ValueError(
+            "drop_path: mode='row' needs an (N, *) input with a batch dim, got a 0D input"
+        )
     check_generator("drop_path", generator, input)
     first = 1 if mode == "row" else 0
     shared = tuple(range(first, input.dim()))  # row: (N, 1, ..., 1); batch: (1, ..., 1)

@@ -97,7 +97,8 @@ class DropConnect(RateModule):
             raise TypeError(f"DropConnect: expected an nn.Module, got {type(module).__name__}")
         if isinstance(params, str) or not params:
             raise ValueError(
-                f"DropConnect: expected `params` to be a non-empty sequence of names, got {params!r}"
+                "DropConnect: expected `params` to be a non-empty sequence of names, "
+                f"got {params!r}"
             )
         names = dict(module.named_parameters())
         for name in params:

@@ -33,7 +33,10 @@ class Dropout1d(InplaceRateModule):
 
 
 class Dropout2d(InplaceRateModule):
-    """Spatial dropout of ``(N, C, H, W)`` / ``(C, H, W)``; see :func:`dropkit.functional.dropout2d`."""
+    """Spatial dropout of ``(N, C, H, W)`` / ``(C, H, W)``.
+
+    See :func:`dropkit.functional.dropout2d`.
+    """
 
     def forward(self, input: Tensor) -> Tensor:
         return dropout2d(input, self.p, self.training, self.inplace, generator=self.generator)
