@@ -1,0 +1,90 @@
+"""The lesson's worked examples, computed live with dropkit.
+
+Run::
+
+    dropkit demo --seed 0
+    python -m dropkit demo
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+
+from dropkit.functional import dropout, dropout2d
+from dropkit.models import MLPWithDropout
+
+__all__ = ["run_demo"]
+
+LESSON_ACTIVATIONS = [2.0, 3.5, 1.2, 4.1]
+
+
+def _fmt(values: torch.Tensor) -> str:
+    return "[" + ", ".join(f"{v:.1f}" for v in values.tolist()) + "]"
+
+
+def _section(out: Callable[[str], None], title: str) -> None:
+    out("")
+    out(title)
+    out("-" * len(title))
+
+
+def run_demo(seed: int = 0, out: Callable[[str], None] = print) -> dict[str, object]:
+    """Print the lesson's sections 2-4 computed by dropkit; return the numbers shown."""
+    g = torch.Generator().manual_seed(seed)
+    results: dict[str, object] = {}
+    out(f"dropkit demo: the lesson's dropout, computed live (seed {seed})")
+
+    _section(out, "1. The lesson's 4-neuron example, p = 0.5 (kept units are scaled by 2)")
+    a = torch.tensor(LESSON_ACTIVATIONS)
+    out(f"activations        {_fmt(a)}")
+    iterations = []
+    for i in range(1, 4):
+        y = dropout(a, 0.5, generator=g)
+        mask = (y != 0).int()
+        iterations.append((mask.tolist(), y.tolist()))
+        out(f"train iteration {i}  mask {mask.tolist()}  ->  {_fmt(y)}")
+    out(f"test (eval)        no mask       ->  {_fmt(dropout(a, 0.5, training=False))}")
+    results["iterations"] = iterations
+
+    n = 1_000_000
+    _section(out, f"2. Over {n:,} elements: fraction of zeros is p, the mean is preserved")
+    out(f"{'p':>5} {'zeros':>9} {'5-sigma band':>19} {'input mean':>11} {'output mean':>12}")
+    x = torch.rand(n, generator=g) + 0.5  # strictly positive: a zero is a drop
+    rows = []
+    for p in (0.1, 0.2, 0.5, 0.8):
+        y = dropout(x, p, generator=g)
+        zeros = (y == 0).double().mean().item()
+        half = 5 * math.sqrt(p * (1 - p) / n)
+        rows.append({"p": p, "zeros": zeros, "half_band": half, "out_mean": y.mean().item()})
+        out(
+            f"{p:>5.1f} {zeros:>9.5f} [{p - half:.5f}, {p + half:.5f}] "
+            f"{x.mean().item():>11.5f} {y.mean().item():>12.5f}"
+        )
+    results["fractions"] = rows
+
+    _section(out, "3. MLPWithDropout: train-mode outputs vary, eval-mode outputs are identical")
+    torch.manual_seed(seed)
+    model = MLPWithDropout(hidden_size=256, generator=g)
+    sample = torch.randn(1, 784, generator=g)
+    with torch.no_grad():
+        model.train()
+        train_std = torch.stack([model(sample) for _ in range(5)]).std(0).mean().item()
+        model.eval()
+        eval_std = torch.stack([model(sample) for _ in range(5)]).std(0).mean().item()
+    out(f"std over 5 passes, train mode: {train_std:.4f}")
+    out(f"std over 5 passes, eval mode:  {eval_std:.4f}")
+    results["train_std"], results["eval_std"] = train_std, eval_std
+
+    _section(out, "4. Spatial dropout (p = 0.3) zeroes whole channels of (2, 64, 32, 32)")
+    fmap = torch.rand(2, 64, 32, 32, generator=g) + 0.5
+    y = dropout2d(fmap, 0.3, generator=g)
+    per_channel = y.flatten(2)
+    whole = int((per_channel == 0).all(-1).sum())
+    partial = int(((per_channel == 0).any(-1) & ~(per_channel == 0).all(-1)).sum())
+    out(f"channels entirely zero: {whole} of 128 (expected about {0.3 * 128:.0f})")
+    out(f"channels partly zero:   {partial}")
+    results["channels_dropped"], results["channels_partial"] = whole, partial
+    return results
