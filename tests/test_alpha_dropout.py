@@ -39,14 +39,6 @@ class TestAlphaDropout:
         assert (kept | dropped).all()
         assert_binomial(int(dropped.sum()), x.numel(), p)
 
-    def test_matches_torch_for_the_same_draw(self) -> None:
-        x = torch.randn(64, 16, dtype=torch.float64)
-        torch.manual_seed(5)
-        ours = F.alpha_dropout(x, 0.2)
-        torch.manual_seed(5)
-        theirs = torch.nn.functional.alpha_dropout(x, 0.2, training=True)
-        torch.testing.assert_close(ours, theirs)
-
     def test_inplace(self) -> None:
         x = torch.randn(50)
         expected = F.alpha_dropout(x.clone(), 0.2, generator=gen(6))

@@ -69,8 +69,12 @@ def bernoulli_mask(
     noise = _empty_noise(x, broadcast_dims)
     if _under_vmap():
         return torch.bernoulli(torch.full_like(noise, keep), generator=generator)
-    # The scalar in-place draw is torch's own fast path (vectorized on CPU).
-    return noise.bernoulli_(keep, generator=generator)
+    # A uniform draw compared with `keep` is about 3.4x faster on CPU than torch's
+    # bernoulli_ (benchmarks/bench_mlp_step.py). Half-precision uniforms would quantize
+    # the rate (bf16 has 8 bits), so those draw in float32 and convert the 0/1 result.
+    draw_dtype = torch.float32 if noise.dtype in (torch.float16, torch.bfloat16) else noise.dtype
+    uniform = torch.empty_like(noise, dtype=draw_dtype).uniform_(generator=generator)
+    return uniform.lt_(keep).to(noise.dtype)  # 1 with probability keep
 
 
 def normal_noise(

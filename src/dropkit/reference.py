@@ -110,10 +110,10 @@ class Linear:
     def __init__(self, n_in: int, n_out: int, rng: np.random.Generator | None = None) -> None:
         rng = rng if rng is not None else np.random.default_rng()
         bound = 1.0 / np.sqrt(n_in)
-        self.W = rng.uniform(-bound, bound, (n_out, n_in))
-        self.b = rng.uniform(-bound, bound, n_out)
-        self.dW = np.zeros_like(self.W)
-        self.db = np.zeros_like(self.b)
+        self.W: Array = rng.uniform(-bound, bound, (n_out, n_in))
+        self.b: Array = rng.uniform(-bound, bound, n_out)
+        self.dW: Array = np.zeros_like(self.W)
+        self.db: Array = np.zeros_like(self.b)
         self.X: Array | None = None
 
     def forward(self, X: Array, training: bool = True) -> Array:

@@ -51,7 +51,7 @@ def _drop_block(
     valid = [s - size + 1 for s in spatial]  # where a block's corner may fall
     # gamma makes the expected dropped fraction p (Ghiasi et al. 2018, eq. 1).
     gamma = p * math.prod(spatial) / (size**spatial_ndim * math.prod(valid))
-    corners = batched[(..., *(slice(0, v) for v in valid))]  # (N, C, *valid)
+    corners = batched[(Ellipsis,) + tuple(slice(0, v) for v in valid)]  # (N, C, *valid)
     seeds = bernoulli_mask(corners, gamma, generator=generator)
     seeds = F.pad(seeds, [size - 1] * (2 * spatial_ndim))  # (N, C, *(valid + 2 size - 2))
     pool = F.max_pool2d if spatial_ndim == 2 else F.max_pool3d

@@ -8,8 +8,8 @@ from torch import nn
 from dropkit._checks import check_probability
 
 
-class RateModule(nn.Module):
-    """A module whose drop probability ``p`` is validated on every assignment.
+class RateMixin:
+    """A drop probability ``p`` validated on every assignment.
 
     Schedules and ``set_rate`` assign ``module.p`` between steps; a bad value raises
     there, naming the module, instead of deep inside the next forward pass.
@@ -18,11 +18,7 @@ class RateModule(nn.Module):
 
     stochastic = True
     _allow_one = True  # False where the noise is undefined at p = 1
-
-    def __init__(self, p: float, *, generator: torch.Generator | None = None) -> None:
-        super().__init__()
-        self.p = p
-        self.generator = generator
+    _p: float
 
     @property
     def p(self) -> float:
@@ -31,6 +27,15 @@ class RateModule(nn.Module):
     @p.setter
     def p(self, value: float) -> None:
         self._p = check_probability(type(self).__name__, value, allow_one=self._allow_one)
+
+
+class RateModule(RateMixin, nn.Module):
+    """The base of dropkit's dropout modules: a validated rate, a generator, a repr."""
+
+    def __init__(self, p: float, *, generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        self.p = p
+        self.generator = generator
 
     def extra_repr(self) -> str:
         return f"p={self.p}"

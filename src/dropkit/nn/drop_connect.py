@@ -15,12 +15,12 @@ from torch.func import functional_call
 
 from dropkit._checks import check_probability
 from dropkit.functional.drop_connect import drop_connect
-from dropkit.nn._base import RateModule
+from dropkit.nn._base import RateMixin, RateModule
 
 __all__ = ["DropConnect", "DropConnectLinear"]
 
 
-class DropConnectLinear(nn.Linear):
+class DropConnectLinear(RateMixin, nn.Linear):
     """An :class:`torch.nn.Linear` whose weight is dropped in training (Wan et al. 2013).
 
     A drop-in for ``nn.Linear``: same parameters, same ``state_dict`` keys, and in eval
@@ -32,10 +32,6 @@ class DropConnectLinear(nn.Linear):
         rowwise: drop whole rows (output units). Default: False.
         generator: keyword-only source of randomness.
     """
-
-    stochastic = True
-    _allow_one = True
-    p = RateModule.p
 
     def __init__(
         self,
