@@ -1,3 +1,5 @@
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -122,6 +124,13 @@ class TestDropConnectWrapperArguments:
     def test_bad_rate(self) -> None:
         with pytest.raises(ValueError, match=r"^DropConnect: expected `p`"):
             dn.DropConnect(nn.Linear(2, 2), 1.2)
+
+    def test_deepcopy_keeps_weights_and_generator_state(self) -> None:
+        m = dn.DropConnect(nn.Linear(3, 2), 0.5, generator=gen(1))
+        clone = copy.deepcopy(m)
+        x = torch.randn(4, 3)
+        assert torch.equal(m(x), clone(x))
+        assert clone.state_dict().keys() == m.state_dict().keys()
 
     def test_repr_and_compile(self) -> None:
         m = dn.DropConnect(nn.Linear(3, 2), 0.25)

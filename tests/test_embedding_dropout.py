@@ -1,3 +1,5 @@
+import copy
+
 import pytest
 import torch
 
@@ -62,6 +64,17 @@ class TestEmbeddingDropoutModule:
         assert torch.equal(m(ids), emb(ids))
         assert repr(m).startswith("EmbeddingDropout(\n  p=0.5")
         assert set(m.state_dict()) == {"embedding.weight"}
+
+    def test_deepcopy_and_state_dict(self) -> None:
+        m = dn.EmbeddingDropout(torch.nn.Embedding(10, 4), 0.5, generator=gen(2))
+        clone = copy.deepcopy(m)
+        ids = torch.tensor([[1, 2, 3]])
+        assert torch.equal(m(ids), clone(ids))
+        fresh = dn.EmbeddingDropout(torch.nn.Embedding(10, 4), 0.5)
+        fresh.load_state_dict(m.state_dict())
+        fresh.eval()
+        m.eval()
+        assert torch.equal(fresh(ids), m(ids))
 
     def test_rejects_a_non_embedding(self) -> None:
         with pytest.raises(TypeError, match=r"^EmbeddingDropout: expected an nn.Embedding"):

@@ -8,11 +8,13 @@ import math
 import pytest
 import torch
 
-from conftest import gen
+import dropkit.nn as dn
+from conftest import assert_binomial, gen
 from variants import VARIANTS, Variant
 
 ids = [v.name for v in VARIANTS]
 with_module = [v for v in VARIANTS if v.module is not None]
+inverted = [v for v in VARIANTS if v.inverted]
 
 
 def _input(v: Variant, dtype: torch.dtype = torch.float32, seed: int = 1) -> torch.Tensor:
@@ -81,10 +83,11 @@ class TestIdentityAndEdges:
         assert torch.equal(x.grad, torch.zeros_like(x))
 
     def test_empty_input(self, v: Variant) -> None:
-        if v.eval_fn is not None:
-            pytest.skip("an empty weight has no rows to look up: see test_embedding_dropout.py")
-        shape = (0, *v.shape[1:])
-        out = v.call(torch.empty(shape), 0.5, True, gen())
+        # embedding_dropout: an empty weight has no rows to look up; its empty ids are
+        # tested in test_embedding_dropout.py
+        shape = (0, *v.shape[1:]) if v.eval_fn is None else v.shape
+        x = torch.empty(shape) if v.eval_fn is None else _input(v)[:, :0]
+        out = v.call(x, 0.5, True, gen())
         assert out.numel() == 0
 
     def test_same_generator_state_same_output(self, v: Variant) -> None:
@@ -111,14 +114,6 @@ class TestDtypeAndLayout:
         assert out.dtype == dtype
         assert torch.isfinite(out).all()
 
-    def test_channels_last_is_kept(self, v: Variant) -> None:
-        if not v.channels_last:
-            pytest.skip(f"{v.name} takes no (N, C, *spatial) input")
-        fmt = torch.channels_last if len(v.shape) == 4 else torch.channels_last_3d
-        x = _input(v).contiguous(memory_format=fmt)
-        out = v.call(x, 0.3, True, gen())
-        assert out.is_contiguous(memory_format=fmt)
-
     def test_non_contiguous_slice_matches_contiguous_copy(self, v: Variant) -> None:
         big = _input(v).repeat_interleave(2, dim=-1)
         x = big[..., ::2]  # non-contiguous, same values as _input(v)
@@ -126,7 +121,28 @@ class TestDtypeAndLayout:
         assert torch.equal(v.call(x, 0.3, True, gen(5)), v.call(x.contiguous(), 0.3, True, gen(5)))
 
 
-@pytest.mark.parametrize("v", [v for v in VARIANTS if v.inverted], ids=lambda v: v.name)
+maps_input = [v for v in VARIANTS if v.eval_fn is None]  # output is a map of the input
+
+
+@pytest.mark.parametrize("v", maps_input, ids=[v.name for v in maps_input])
+def test_non_contiguous_dense_layout_is_kept(v: Variant) -> None:
+    x = _input(v).transpose(0, -1)  # dense but not contiguous
+    out = v.call(x, 0.3, True, gen())
+    assert out.stride() == x.stride()
+
+
+spatial = [v for v in VARIANTS if v.channels_last]
+
+
+@pytest.mark.parametrize("v", spatial, ids=[v.name for v in spatial])
+def test_channels_last_is_kept(v: Variant) -> None:
+    fmt = torch.channels_last if len(v.shape) == 4 else torch.channels_last_3d
+    x = _input(v).contiguous(memory_format=fmt)
+    out = v.call(x, 0.3, True, gen())
+    assert out.is_contiguous(memory_format=fmt)
+
+
+@pytest.mark.parametrize("v", inverted, ids=[v.name for v in inverted])
 class TestInvertedScaling:
     @pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
     def test_every_output_is_zero_or_input_over_keep(self, v: Variant, p: float) -> None:
@@ -176,14 +192,14 @@ class TestVmap:
         assert out.shape[0] == 4
         assert not torch.equal(out[0], out[1])
 
-    def test_vmapped_masks_keep_the_rate(self, v: Variant) -> None:
-        if not v.inverted:
-            pytest.skip(f"{v.name} does not zero elements at rate p")
-        x = _input(v)
-        out = torch.func.vmap(lambda _: v.call(x, 0.5, True, None), randomness="different")(
-            torch.arange(64)
-        )
-        assert ((out == 0) | torch.isclose(out, 2 * x)).all()
+
+@pytest.mark.parametrize("v", inverted, ids=[v.name for v in inverted])
+def test_vmapped_masks_keep_inverted_scaling(v: Variant) -> None:
+    x = _input(v)
+    out = torch.func.vmap(lambda _: v.call(x, 0.5, True, None), randomness="different")(
+        torch.arange(64)
+    )
+    assert ((out == 0) | torch.isclose(out, 2 * x)).all()
 
 
 @pytest.mark.parametrize("v", with_module, ids=[v.name for v in with_module])
@@ -224,3 +240,17 @@ class TestModule:
             assert ((out == 0) | torch.isclose(out, x / 0.7)).all()
         m.eval()
         assert torch.equal(compiled(x), x)
+
+
+def test_dropout_compiles_with_inductor() -> None:
+    # The default backend generates and compiles C++ for the CPU: the mask draw, the
+    # scaling and the multiply must survive lowering, not only tracing.
+    torch._dynamo.reset()
+    m = dn.Dropout(0.3)
+    compiled = torch.compile(m, fullgraph=True)
+    x = torch.randn(64, 32) + 5.0  # no exact zeros
+    out = compiled(x)
+    assert ((out == 0) | torch.isclose(out, x / 0.7)).all()
+    assert_binomial(int((out == 0).sum()), x.numel(), 0.3)
+    m.eval()
+    assert torch.equal(compiled(x), x)
