@@ -19,7 +19,14 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["noise_shape", "bernoulli_mask", "normal_noise", "apply_noise", "zeros_like_input"]
+__all__ = [
+    "noise_shape",
+    "uniform_noise",
+    "bernoulli_mask",
+    "normal_noise",
+    "apply_noise",
+    "zeros_like_input",
+]
 
 
 def noise_shape(shape: Sequence[int], broadcast_dims: Sequence[int]) -> tuple[int, ...]:
@@ -30,8 +37,10 @@ def noise_shape(shape: Sequence[int], broadcast_dims: Sequence[int]) -> tuple[in
     return tuple(min(size, 1) if d in broadcast_dims else size for d, size in enumerate(shape))
 
 
-def _empty_noise(x: Tensor, broadcast_dims: Sequence[int]) -> Tensor:
-    """Uninitialised noise of ``x``'s dtype and device in the noise shape.
+def _empty_noise(
+    x: Tensor, broadcast_dims: Sequence[int], dtype: torch.dtype | None = None
+) -> Tensor:
+    """Uninitialised noise of ``x``'s device (and dtype, unless given) in the noise shape.
 
     Taken by slicing ``x`` so that vmap sees a batched tensor; ``empty_like`` keeps a
     dense input's memory layout (channels_last stays channels_last).
@@ -39,13 +48,34 @@ def _empty_noise(x: Tensor, broadcast_dims: Sequence[int]) -> Tensor:
     like = x
     for d in broadcast_dims:
         like = like[(slice(None),) * d + (slice(0, 1),)]  # size 1 (or 0) along d
-    return torch.empty_like(like)
+    return torch.empty_like(like, dtype=dtype)
 
 
 def _under_vmap() -> bool:
     # Inside a functorch transform an input can be unbatched (the network before the
-    # first dropout runs once); only an out-of-place draw then gives per-sample noise.
+    # first dropout runs once); an in-place draw on it fails there, so draws go out of
+    # place, which vmap batches.
     return torch._C._are_functorch_transforms_active()
+
+
+def uniform_noise(
+    x: Tensor,
+    broadcast_dims: Sequence[int] = (),
+    *,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Uniform [0, 1) noise in the noise shape, in float32 or wider.
+
+    Never in half precision: bf16 has 8 bits, too few to draw a rate from (a Bernoulli
+    mask compares this with ``keep``; the Concrete relaxation transforms it).
+    """
+    wide = torch.promote_types(x.dtype, torch.float32)
+    noise = _empty_noise(x, broadcast_dims, wide)
+    if _under_vmap():
+        # torch has no out-of-place uniform draw that takes a generator; the normal CDF
+        # of a standard normal draw is exactly uniform.
+        return torch.special.ndtr(torch.normal(torch.zeros_like(noise), 1.0, generator=generator))
+    return noise.uniform_(generator=generator)
 
 
 def bernoulli_mask(
@@ -66,15 +96,11 @@ def bernoulli_mask(
     Shape:
         ``noise_shape(x.shape, broadcast_dims)``.
     """
-    noise = _empty_noise(x, broadcast_dims)
-    if _under_vmap():
-        return torch.bernoulli(torch.full_like(noise, keep), generator=generator)
     # A uniform draw compared with `keep` is about 3.4x faster on CPU than torch's
-    # bernoulli_ (benchmarks/bench_mlp_step.py). Half-precision uniforms would quantize
-    # the rate (bf16 has 8 bits), so those draw in float32 and convert the 0/1 result.
-    draw_dtype = torch.float32 if noise.dtype in (torch.float16, torch.bfloat16) else noise.dtype
-    uniform = torch.empty_like(noise, dtype=draw_dtype).uniform_(generator=generator)
-    return uniform.lt_(keep).to(noise.dtype)  # 1 with probability keep
+    # bernoulli_ (benchmarks/bench_mlp_step.py).
+    uniform = uniform_noise(x, broadcast_dims, generator=generator)
+    mask = uniform < keep if _under_vmap() else uniform.lt_(keep)  # vmap has no lt_ rule
+    return mask.to(x.dtype)
 
 
 def normal_noise(
