@@ -1,12 +1,33 @@
 """dropkit: dropout regularization for PyTorch.
 
 The whole dropout family behind one mask primitive (:mod:`dropkit.mask`): pure
-functions in :mod:`dropkit.functional`, modules in :mod:`dropkit.nn`, and a NumPy
-reference with forward and backward in :mod:`dropkit.reference`.
+functions in :mod:`dropkit.functional`, modules in :mod:`dropkit.nn`, a NumPy
+reference with forward and backward in :mod:`dropkit.reference`, rate control
+(:func:`find_dropout`, :func:`set_rate`, :mod:`dropkit.schedules`,
+:class:`DropoutScheduler`) and diagnostics of the classic pitfalls (:func:`diagnose`,
+:func:`variance_shift`, :func:`inference_guard`).
 """
 
-from dropkit import functional, mask, nn
+from dropkit import functional, mask, nn, schedules
+from dropkit.diagnostics import Finding, diagnose, inference_guard, variance_shift
+from dropkit.nn.concrete_dropout import concrete_regularization
+from dropkit.rates import find_dropout, set_rate
+from dropkit.scheduler import DropoutScheduler
 
 __version__ = "0.1.0"
 
-__all__ = ["functional", "mask", "nn", "__version__"]
+__all__ = [
+    "DropoutScheduler",
+    "Finding",
+    "__version__",
+    "concrete_regularization",
+    "diagnose",
+    "find_dropout",
+    "functional",
+    "inference_guard",
+    "mask",
+    "nn",
+    "schedules",
+    "set_rate",
+    "variance_shift",
+]

@@ -5,6 +5,7 @@ Every function validates its arguments, returns its input unchanged when
 """
 
 from dropkit.functional.alpha_dropout import alpha_dropout, feature_alpha_dropout
+from dropkit.functional.concrete_dropout import concrete_dropout
 from dropkit.functional.drop_block import drop_block2d, drop_block3d
 from dropkit.functional.drop_connect import drop_connect
 from dropkit.functional.drop_path import drop_path
@@ -15,6 +16,7 @@ from dropkit.functional.locked_dropout import locked_dropout
 
 __all__ = [
     "alpha_dropout",
+    "concrete_dropout",
     "drop_block2d",
     "drop_block3d",
     "drop_connect",

@@ -1,6 +1,7 @@
 """Dropout modules: each stores its arguments and forwards to :mod:`dropkit.functional`."""
 
 from dropkit.nn.alpha_dropout import AlphaDropout, FeatureAlphaDropout
+from dropkit.nn.concrete_dropout import ConcreteDropout, concrete_regularization
 from dropkit.nn.drop_block import DropBlock2d, DropBlock3d
 from dropkit.nn.drop_connect import DropConnect, DropConnectLinear
 from dropkit.nn.drop_path import DropPath
@@ -11,6 +12,7 @@ from dropkit.nn.locked_dropout import LockedDropout
 
 __all__ = [
     "AlphaDropout",
+    "ConcreteDropout",
     "DropBlock2d",
     "DropBlock3d",
     "DropConnect",
@@ -25,4 +27,5 @@ __all__ = [
     "GaussianDropout",
     "GaussianNoise",
     "LockedDropout",
+    "concrete_regularization",
 ]

@@ -1,0 +1,58 @@
+"""Concrete dropout: a continuous relaxation of the Bernoulli mask, differentiable in p.
+
+Paper: Gal, Hron & Kendall 2017, "Concrete Dropout" (eq. 5). Learned from the authors'
+reference implementation (yaringal/ConcreteDropout).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from dropkit._checks import check_floating, check_generator, check_nonnegative
+from dropkit.mask import uniform_noise
+
+__all__ = ["concrete_dropout"]
+
+EPS = 1e-7  # keeps every log finite at p or u in {0, 1}
+
+
+def concrete_dropout(
+    input: Tensor,
+    p: Tensor | float,
+    temperature: float = 0.1,
+    training: bool = True,
+    *,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    r"""Multiply by a relaxed keep mask :math:`1 - z`, :math:`z = \sigma\big((\text{logit}\,p
+    + \text{logit}\,u) / t\big)`, :math:`u \sim U(0, 1)`, and scale by ``1 / (1 - p)``.
+
+    As the temperature ``t`` goes to 0, ``z`` becomes Bernoulli(p); at ``t > 0`` the output
+    is differentiable in ``p``, so the rate can be learned by gradient descent.
+
+    Args:
+        input: a floating-point tensor.
+        p: the drop probability, a float or a tensor (e.g. ``sigmoid`` of a parameter)
+            with values in (0, 1).
+        temperature: relaxation temperature, > 0. Default: 0.1 (the paper's).
+        training: apply when True; in eval the input is returned unchanged.
+        generator: as in :func:`dropkit.functional.dropout`.
+
+    Module: :class:`dropkit.nn.ConcreteDropout`.
+    """
+    check_floating("concrete_dropout", input)
+    t = check_nonnegative("concrete_dropout", temperature, "temperature")
+    if t == 0.0:
+        raise ValueError("concrete_dropout: expected `temperature` > 0, got temperature=0")
+    check_generator("concrete_dropout", generator, input)
+    p_t = torch.as_tensor(p, dtype=torch.float32, device=input.device)
+    if not training:
+        return input
+    u = uniform_noise(input, generator=generator)  # float32 or wider
+    p_t = p_t.to(u.dtype)
+    logit = (
+        torch.log(p_t + EPS) - torch.log1p(EPS - p_t) + torch.log(u + EPS) - torch.log1p(EPS - u)
+    )
+    keep = 1.0 - torch.sigmoid(logit / t)
+    return (input * keep / (1.0 - p_t)).to(input.dtype)

@@ -1,0 +1,89 @@
+"""Drive the rates of a model's dropout modules by schedules, resumable like LR schedulers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from torch import nn
+
+from dropkit.rates import find_dropout, set_rate
+
+__all__ = ["DropoutScheduler"]
+
+
+class DropoutScheduler:
+    """Apply ``schedule(step)`` to a model's dropout modules.
+
+    On construction the rate of step 0 is applied; after ``k`` calls of :meth:`step` the
+    rate of step ``k``. Call ``step()`` once per iteration or per epoch, as the schedule
+    counts. ``state_dict()`` / ``load_state_dict()`` resume exactly, as torch's LR
+    schedulers do.
+
+    Args:
+        model: the model whose dropout modules change.
+        schedule: one callable ``step -> p`` for every dropout module, or a mapping from
+            qualified name to callable (other modules keep their rate).
+
+    Example:
+        >>> from dropkit import schedules
+        >>> model = torch.nn.Sequential(torch.nn.Linear(4, 4), dropkit.nn.Dropout(0.5))
+        >>> sched = DropoutScheduler(model, schedules.early(0.1, cutoff=50))
+        >>> for epoch in range(100):
+        ...     train_one_epoch(model)
+        ...     sched.step()
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        schedule: Callable[[int], float] | Mapping[str, Callable[[int], float]],
+    ) -> None:
+        names = [name for name, _ in find_dropout(model)]
+        if not names:
+            raise ValueError("DropoutScheduler: the model has no dropout module to schedule")
+        if isinstance(schedule, Mapping):
+            unknown = sorted(set(schedule) - set(names))
+            if unknown:
+                raise ValueError(
+                    f"DropoutScheduler: {unknown} are not dropout modules of this model; "
+                    f"expected names among {names}"
+                )
+            bad = [n for n, s in schedule.items() if not callable(s)]
+        else:
+            bad = [] if callable(schedule) else ["<all>"]
+        if bad:
+            raise TypeError(f"DropoutScheduler: expected callables step -> p, got none for {bad}")
+        self.model = model
+        self.schedule = schedule
+        self.last_step = 0
+        self._apply(0)
+
+    def _apply(self, step: int) -> dict[str, float]:
+        # set_rate checks every rate before it changes a module, so a bad value leaves
+        # the model and this scheduler at the previous step.
+        if isinstance(self.schedule, Mapping):
+            rates = set_rate(self.model, {name: s(step) for name, s in self.schedule.items()})
+        else:
+            rates = set_rate(self.model, self.schedule(step))
+        self.last_step, self.last_rates = step, rates
+        return rates
+
+    def step(self) -> dict[str, float]:
+        """Advance one step and apply its rates; return them by module name."""
+        return self._apply(self.last_step + 1)
+
+    def get_rates(self) -> dict[str, float]:
+        """The rates applied at the current step."""
+        return dict(self.last_rates)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"last_step": self.last_step}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        step = state.get("last_step")
+        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            raise ValueError(
+                f"DropoutScheduler.load_state_dict: expected 'last_step' an int >= 0, got {step!r}"
+            )
+        self._apply(step)
