@@ -4,13 +4,16 @@ The whole dropout family behind one mask primitive (:mod:`dropkit.mask`): pure
 functions in :mod:`dropkit.functional`, modules in :mod:`dropkit.nn`, a NumPy
 reference with forward and backward in :mod:`dropkit.reference`, rate control
 (:func:`find_dropout`, :func:`set_rate`, :mod:`dropkit.schedules`,
-:class:`DropoutScheduler`) and diagnostics of the classic pitfalls (:func:`diagnose`,
-:func:`variance_shift`, :func:`inference_guard`).
+:class:`DropoutScheduler`), diagnostics of the classic pitfalls (:func:`diagnose`,
+:func:`variance_shift`, :func:`inference_guard`), and Monte Carlo dropout (:func:`mc_mode`, :func:`mc_predict`,
+:func:`patch`, :mod:`dropkit.uncertainty`).
 """
 
-from dropkit import functional, mask, nn, schedules
+from dropkit import functional, mask, nn, schedules, uncertainty
 from dropkit.diagnostics import Finding, diagnose, inference_guard, variance_shift
+from dropkit.mc import mc_mode, mc_predict
 from dropkit.nn.concrete_dropout import concrete_regularization
+from dropkit.patch import patch, unpatch
 from dropkit.rates import find_dropout, set_rate
 from dropkit.scheduler import DropoutScheduler
 
@@ -26,8 +29,13 @@ __all__ = [
     "functional",
     "inference_guard",
     "mask",
+    "mc_mode",
+    "mc_predict",
     "nn",
+    "patch",
     "schedules",
     "set_rate",
+    "uncertainty",
+    "unpatch",
     "variance_shift",
 ]

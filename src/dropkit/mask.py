@@ -25,6 +25,7 @@ __all__ = [
     "bernoulli_mask",
     "normal_noise",
     "apply_noise",
+    "in_place_ok",
     "zeros_like_input",
 ]
 
@@ -118,9 +119,15 @@ def normal_noise(
     return noise.normal_(mean, std, generator=generator)
 
 
+def in_place_ok(inplace: bool) -> bool:
+    """Whether to honour ``inplace``: not under vmap, where an unbatched input cannot hold
+    per-sample results (Monte Carlo samples), so the op goes out of place."""
+    return inplace and not _under_vmap()
+
+
 def apply_noise(x: Tensor, noise: Tensor, inplace: bool = False) -> Tensor:
     """``x * noise`` with broadcasting; in place when asked (``x`` must then hold the result)."""
-    return x.mul_(noise) if inplace else x * noise
+    return x.mul_(noise) if in_place_ok(inplace) else x * noise
 
 
 def zeros_like_input(x: Tensor, inplace: bool = False) -> Tensor:
@@ -129,4 +136,4 @@ def zeros_like_input(x: Tensor, inplace: bool = False) -> Tensor:
     ``x * 0`` would turn an infinite input into NaN; ``masked_fill`` never does.
     """
     drop_all = torch.ones((), dtype=torch.bool, device=x.device)
-    return x.masked_fill_(drop_all, 0) if inplace else x.masked_fill(drop_all, 0)
+    return x.masked_fill_(drop_all, 0) if in_place_ok(inplace) else x.masked_fill(drop_all, 0)

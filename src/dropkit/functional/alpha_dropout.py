@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from dropkit._checks import check_floating, check_generator, check_ndim, check_probability
-from dropkit.mask import bernoulli_mask, zeros_like_input
+from dropkit.mask import bernoulli_mask, in_place_ok, zeros_like_input
 
 __all__ = ["alpha_dropout", "feature_alpha_dropout", "SELU_ALPHA_PRIME"]
 
@@ -47,7 +47,7 @@ def _alpha(
     mask = bernoulli_mask(x, keep, dims, generator=generator)
     shift = mask.mul(-a * SELU_ALPHA_PRIME).add_(a * SELU_ALPHA_PRIME + b)  # a*alpha'*(1-m) + b
     scale = mask.mul_(a)
-    if inplace:
+    if in_place_ok(inplace):
         return x.mul_(scale).add_(shift)
     return torch.addcmul(shift, x, scale)
 

@@ -17,6 +17,9 @@ class RateMixin:
     """
 
     stochastic = True
+    # True where one draw serves the whole batch (weights, vocabulary rows): Monte Carlo
+    # samples then cannot come from replicating the input along the batch.
+    shares_noise_across_batch = False
     _allow_one = True  # False where the noise is undefined at p = 1
     _p: float
 

@@ -33,6 +33,8 @@ class DropConnectLinear(RateMixin, nn.Linear):
         generator: keyword-only source of randomness.
     """
 
+    shares_noise_across_batch = True  # one weight mask per forward
+
     def __init__(
         self,
         in_features: int,
@@ -79,6 +81,8 @@ class DropConnect(RateModule):
         rowwise: drop whole rows of each weight. Default: False.
         generator: keyword-only source of randomness.
     """
+
+    shares_noise_across_batch = True  # one weight mask per forward
 
     def __init__(
         self,

@@ -36,6 +36,10 @@ class DropPath(RateModule):
         self.mode = mode
         self.scale_by_keep = scale_by_keep
 
+    @property
+    def shares_noise_across_batch(self) -> bool:  # type: ignore[override]
+        return self.mode == "batch"
+
     def extra_repr(self) -> str:
         return f"p={self.p}, mode={self.mode!r}, scale_by_keep={self.scale_by_keep}"
 

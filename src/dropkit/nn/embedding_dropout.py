@@ -23,6 +23,8 @@ class EmbeddingDropout(RateModule):
         generator: keyword-only source of randomness.
     """
 
+    shares_noise_across_batch = True  # one mask over the vocabulary per forward
+
     def __init__(
         self, embedding: nn.Embedding, p: float = 0.1, *, generator: torch.Generator | None = None
     ) -> None:
