@@ -5,8 +5,8 @@ functions in :mod:`dropkit.functional`, modules in :mod:`dropkit.nn`, a NumPy
 reference with forward and backward in :mod:`dropkit.reference`, rate control
 (:func:`find_dropout`, :func:`set_rate`, :mod:`dropkit.schedules`,
 :class:`DropoutScheduler`), diagnostics of the classic pitfalls (:func:`diagnose`,
-:func:`variance_shift`, :func:`inference_guard`), and Monte Carlo dropout (:func:`mc_mode`, :func:`mc_predict`,
-:func:`patch`, :mod:`dropkit.uncertainty`).
+:func:`variance_shift`, :func:`inference_guard`), and Monte Carlo dropout
+(:func:`mc_mode`, :func:`mc_predict`, :func:`patch`, :mod:`dropkit.uncertainty`).
 """
 
 from dropkit import functional, mask, nn, schedules, uncertainty
