@@ -13,6 +13,7 @@ al. 2014, section 7.5 (Monte Carlo model averaging). Learned from: baal's
 
 from __future__ import annotations
 
+import traceback
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -120,31 +121,20 @@ def _vmap_safe_torch_dropout(model: nn.Module) -> Iterator[None]:
                 m.forward = previous  # type: ignore[method-assign]
 
 
-@contextmanager
-def _module_stack(model: nn.Module) -> Iterator[list[str]]:
-    """Track which module is running, to name the one where a strategy failed."""
-    stack: list[str] = []
+def _failing_module(model: nn.Module, error: BaseException) -> str:
+    """Name the innermost module of ``model`` whose code was running when ``error`` rose.
 
-    def enter(name: str) -> Callable[..., None]:
-        label = f"module {name!r} ({{}})" if name else "the model's own forward ({})"
-
-        def hook(module: nn.Module, args: Any) -> None:
-            stack.append(label.format(type(module).__name__))
-
-        return hook
-
-    def leave(module: nn.Module, args: Any, output: Any) -> None:
-        stack.pop()  # returns None: a forward hook's return value would replace the output
-
-    handles = []
-    for name, m in model.named_modules():
-        handles.append(m.register_forward_pre_hook(enter(name)))
-        handles.append(m.register_forward_hook(leave))
-    try:
-        yield stack
-    finally:
-        for h in handles:
-            h.remove()
+    Read from the traceback, so the successful path pays nothing for it.
+    """
+    names = {id(m): n for n, m in model.named_modules()}
+    where = "the model"
+    for frame, _ in traceback.walk_tb(error.__traceback__):
+        owner = frame.f_locals.get("self")
+        if isinstance(owner, nn.Module) and id(owner) in names:
+            name = names[id(owner)]
+            kind = type(owner).__name__
+            where = f"module {name!r} ({kind})" if name else f"the model's own forward ({kind})"
+    return where
 
 
 def _chunks(samples: int, chunk_size: int | None) -> list[int]:
@@ -255,16 +245,14 @@ def mc_predict(
         for i, name in enumerate(order):
             if i == len(order) - 1:
                 return _RUN[name](model, x, samples, chunk_size)
-            with _module_stack(model) as stack:
-                try:
-                    return _RUN[name](model, x, samples, chunk_size)
-                except Exception as error:  # noqa: BLE001 - any failure means: next strategy
-                    where = stack[-1] if stack else "the model"
-                    reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
-                    warnings.warn(
-                        f"mc_predict: strategy {name!r} failed in {where} "
-                        f"({type(error).__name__}: {reason}); falling back to {order[i + 1]!r}",
-                        RuntimeWarning,
-                        stacklevel=2,
-                    )
+            try:
+                return _RUN[name](model, x, samples, chunk_size)
+            except Exception as error:  # noqa: BLE001 - any failure means: next strategy
+                reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+                warnings.warn(
+                    f"mc_predict: strategy {name!r} failed in {_failing_module(model, error)} "
+                    f"({type(error).__name__}: {reason}); falling back to {order[i + 1]!r}",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
     raise AssertionError("unreachable")  # pragma: no cover
