@@ -10,15 +10,16 @@ $(PY):
 
 # Stamps re-run the install when the project's dependencies change.
 $(VENV)/.installed: pyproject.toml constraints.txt | $(PY)
-	$(PIP) -e .
+	$(PIP) -e '.[experiments]'
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml constraints.txt | $(PY)
-	$(PIP) -e '.[dev]'
+	$(PIP) -e '.[dev,experiments]'
 	touch $@ $(VENV)/.installed
 
+# The main job: MNIST-5k without and with dropout; prints the table and the report's path.
 demo: $(VENV)/.installed
-	$(VENV)/bin/dropkit demo
+	$(VENV)/bin/dropkit compare
 
 test: $(VENV)/.installed-dev
 	$(PY) -m ruff check src tests benchmarks
@@ -31,6 +32,7 @@ lint: $(VENV)/.installed-dev
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/bench_mlp_step.py
+	$(PY) benchmarks/bench_mc_predict.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

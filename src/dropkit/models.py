@@ -7,7 +7,7 @@ from torch import Tensor, nn
 
 from dropkit.nn import Dropout
 
-__all__ = ["MLPWithDropout"]
+__all__ = ["MLPWithDropout", "ConvNetWithDropout", "RegressionMLP"]
 
 
 class MLPWithDropout(nn.Module):
@@ -54,3 +54,78 @@ class MLPWithDropout(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x.flatten(1))
+
+
+class ConvNetWithDropout(nn.Module):
+    """A small CNN with spatial dropout, placed as the lesson recommends.
+
+    Two blocks of conv - BatchNorm - ReLU - max-pool, then spatial dropout (whole feature
+    maps, Tompson et al. 2015) after the last BatchNorm, so BatchNorm never sees
+    dropout's variance (Li et al. 2019), then a hidden layer with element dropout.
+
+    Args:
+        in_channels: input channels. Default: 1.
+        num_classes: outputs. Default: 10.
+        dropout_rate: drop probability of the hidden layer. Default: 0.5.
+        spatial_dropout: drop probability of feature maps. Default: 0.1.
+        width: channels of the first block (the second has twice as many). Default: 16.
+        generator: keyword-only source of randomness for every dropout.
+
+    Shape:
+        ``(N, C, H, W)`` (or ``(N, C * H * W)`` with ``image_shape``) to ``(N, num_classes)``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        num_classes: int = 10,
+        dropout_rate: float = 0.5,
+        spatial_dropout: float = 0.1,
+        width: int = 16,
+        image_shape: tuple[int, ...] | None = None,
+        *,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        from dropkit.nn import Dropout2d
+
+        self.image_shape = image_shape
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(width, 2 * width, 3, padding=1), nn.BatchNorm2d(2 * width), nn.ReLU(),
+            nn.AdaptiveMaxPool2d(4),  # (N, 2w, 4, 4) whatever the image size
+            Dropout2d(spatial_dropout, generator=generator),  # after the last BatchNorm
+        )
+        self.classifier = nn.Sequential(
+            nn.Flatten(), nn.Linear(2 * width * 16, 128), nn.ReLU(),
+            Dropout(dropout_rate, generator=generator), nn.Linear(128, num_classes),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() == 2 and self.image_shape is not None:
+            x = x.view(-1, *self.image_shape)  # (N, C, H, W) from flat rows
+        return self.classifier(self.features(x))
+
+
+class RegressionMLP(nn.Module):
+    """One hidden layer with dropout on its input and output: the MC-dropout regression
+    network of Gal & Ghahramani 2016 (UCI experiments: 50 hidden units)."""
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int = 50,
+        dropout_rate: float = 0.05,
+        input_dropout: float = 0.0,
+        *,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            Dropout(input_dropout, generator=generator), nn.Linear(input_size, hidden_size),
+            nn.ReLU(), Dropout(dropout_rate, generator=generator), nn.Linear(hidden_size, 1),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x).squeeze(-1)

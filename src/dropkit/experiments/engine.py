@@ -1,0 +1,343 @@
+"""Training that is seeded, resumable after a kill, and scales out with torchrun.
+
+Run::
+
+    dropkit train --dataset mnist5k --dropout 0.5 --input-dropout 0.2 --epochs 60 --out runs/a
+    dropkit train --epochs 80 --out runs/a --resume          # continues from the checkpoint
+    torchrun --nproc_per_node=2 -m dropkit train --out runs/ddp   # DistributedDataParallel
+
+Every epoch appends its metrics to ``metrics.jsonl`` and writes ``checkpoint.pt``, both
+atomically (write, fsync, rename): a kill at any moment leaves the last complete epoch.
+The checkpoint holds the model, the optimizer, the dropout scheduler and every random
+stream (data order, dropout masks), so ``train --epochs 2`` then ``--epochs 4 --resume``
+ends with the metrics of a straight ``--epochs 4``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+from dropkit import schedules
+from dropkit.experiments.data import DATASETS, Dataset, load_dataset
+from dropkit.experiments.io import atomic_torch_save, atomic_write_text, check_writable_dir
+from dropkit.mask import bernoulli_mask
+from dropkit.models import ConvNetWithDropout, MLPWithDropout, RegressionMLP
+from dropkit.rates import find_dropout, get_rate
+from dropkit.scheduler import DropoutScheduler
+
+__all__ = ["TrainConfig", "train", "build_model", "parse_schedule", "evaluate", "MODELS"]
+
+MODELS = ("mlp", "cnn")
+CHECKPOINT = "checkpoint.pt"
+METRICS = "metrics.jsonl"
+
+
+@dataclass
+class TrainConfig:
+    """One training run. Defaults follow the lesson and Srivastava et al. 2014."""
+
+    dataset: str = "mnist5k"  # see dropkit.experiments.data.DATASETS
+    model: str = "mlp"  # "mlp": the lesson's MLPWithDropout; "cnn": ConvNetWithDropout
+    dropout: float = 0.5  # hidden units (the paper's 0.5)
+    input_dropout: float = 0.2  # inputs (the paper's 0.2); the CNN's spatial dropout
+    epochs: int = 60
+    seed: int = 0  # model initialisation, data order and dropout masks
+    batch_size: int = 100  # global: split across ranks under torchrun
+    lr: float = 0.05
+    momentum: float = 0.9
+    hidden: int = 1024  # units per hidden layer (784-1024-1024-10 by default)
+    schedule: str | None = None  # a dropout schedule, e.g. "early:0.5,20" (parse_schedule)
+    train_size: int | None = None  # use only the first N training examples
+    data_root: str | None = None  # folder of IDX files for mnist / fashion-mnist
+    download: bool = False  # fetch missing IDX files (SHA-256 checked)
+
+    def validate(self) -> None:
+        if self.dataset not in DATASETS:
+            raise ValueError(
+                f"--dataset: expected one of {', '.join(DATASETS)}, got {self.dataset!r}"
+            )
+        if self.model not in MODELS:
+            raise ValueError(f"--model: expected one of {', '.join(MODELS)}, got {self.model!r}")
+        for name in ("dropout", "input_dropout"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                flag = name.replace("_", "-")
+                raise ValueError(f"--{flag}: expected a rate in [0, 1), got {value}")
+        for name in ("epochs", "batch_size", "hidden"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < (0 if name == "epochs" else 1):
+                least = 0 if name == "epochs" else 1
+                flag = name.replace("_", "-")
+                raise ValueError(f"--{flag}: expected an int >= {least}, got {value}")
+        if self.train_size is not None and self.train_size < 1:
+            raise ValueError(f"--train-size: expected an int >= 1, got {self.train_size}")
+        if not self.lr > 0:
+            raise ValueError(f"--lr: expected a learning rate > 0, got {self.lr}")
+        if self.schedule:
+            parse_schedule(self.schedule)
+
+
+_SCHEDULES: dict[str, Callable[..., schedules.Schedule]] = {
+    "constant": lambda p: schedules.constant(p),
+    "linear": lambda a, b, n: schedules.linear(a, b, int(n)),
+    "cosine": lambda a, b, n: schedules.cosine(a, b, int(n)),
+    "early": lambda p, c: schedules.early(p, int(c)),
+    "early-linear": lambda p, c: schedules.early(p, int(c), ramp="linear"),
+    "late": lambda p, s: schedules.late(p, int(s)),
+    "curriculum": lambda p, g: schedules.curriculum(p, g),
+}
+
+
+def parse_schedule(spec: str) -> schedules.Schedule:
+    """``NAME:ARG,ARG,...`` -> a schedule over epochs, e.g. ``early:0.5,20``, ``linear:0.5,0,30``.
+
+    Names: constant, linear, cosine, early, early-linear, late, curriculum (see
+    :mod:`dropkit.schedules`). The schedule sets every dropout module of the model.
+    """
+    name, _, args = spec.partition(":")
+    if name not in _SCHEDULES:
+        raise ValueError(
+            f"--schedule: expected NAME:ARGS with NAME one of {', '.join(_SCHEDULES)}, "
+            f"got {spec!r}"
+        )
+    try:
+        values = [float(a) for a in args.split(",")] if args else []
+        return _SCHEDULES[name](*values)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"--schedule {spec!r}: {error}") from None
+
+
+def build_model(config: TrainConfig, data: Dataset, generator: torch.Generator) -> nn.Module:
+    """The network for ``config`` on ``data``; every dropout draws from ``generator``."""
+    if data.task == "regression":
+        return RegressionMLP(data.n_features, min(config.hidden, 50), config.dropout,
+                             config.input_dropout, generator=generator)
+    if config.model == "cnn":
+        if data.image_shape is None:
+            raise ValueError(f"--model cnn: dataset {data.name!r} has no images")
+        return ConvNetWithDropout(data.image_shape[0], data.n_classes, config.dropout,
+                                  config.input_dropout, image_shape=data.image_shape,
+                                  generator=generator)
+    return MLPWithDropout(data.n_features, config.hidden, data.n_classes, config.dropout,
+                          config.input_dropout, generator=generator)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: Tensor, y: Tensor, data: Dataset, batch: int = 1000
+             ) -> tuple[float, float]:
+    """(loss, error) in eval mode: error rate for classification, RMSE in target units else."""
+    was = model.training
+    model.eval()
+    outs = torch.cat([model(x[i : i + batch]) for i in range(0, len(x), batch)])
+    model.train(was)
+    if data.task == "regression":
+        mse = nn.functional.mse_loss(outs, y).item()
+        return mse, math.sqrt(mse) * data.target_std
+    loss = nn.functional.cross_entropy(outs, y).item()
+    return loss, (outs.argmax(1) != y).double().mean().item()
+
+
+def _loss(out: Tensor, y: Tensor, data: Dataset) -> Tensor:
+    if data.task == "regression":
+        return nn.functional.mse_loss(out, y)
+    return nn.functional.cross_entropy(out, y)
+
+
+@dataclass(frozen=True)
+class _Dist:
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def _init_distributed() -> _Dist:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return _Dist()
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return _Dist(dist.get_rank(), dist.get_world_size())
+
+
+def _mask_agreement(generator: torch.Generator, ctx: _Dist) -> float:
+    """Share of equal bits between rank 0's and rank 1's next dropout masks (0.5 when
+    independent, 1.0 when shared), drawn from copies so training is unaffected."""
+    probe = torch.Generator(device=generator.device)
+    probe.set_state(generator.get_state())
+    mask = bernoulli_mask(torch.empty(4096, device=generator.device), 0.5, generator=probe)
+    gathered = [torch.empty_like(mask) for _ in range(ctx.world)]
+    dist.all_gather(gathered, mask)
+    return (gathered[0] == gathered[1]).double().mean().item()
+
+
+def _check_resumable(saved: dict[str, Any], config: TrainConfig) -> None:
+    current = asdict(config)
+    for key, value in saved.items():
+        if key not in ("epochs", "download") and current.get(key) != value:
+            raise ValueError(
+                f"--resume: the run was made with {key}={value!r}, now {key}={current.get(key)!r}; "
+                "resume with the same configuration (only --epochs may change)"
+            )
+
+
+def train(
+    config: TrainConfig,
+    out: str | os.PathLike[str],
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    data: Dataset | None = None,
+    log: Callable[[str], None] = print,
+) -> list[dict[str, Any]]:
+    """Train one configuration into folder ``out``; return the per-epoch metrics.
+
+    ``out`` holds ``config.json``, ``metrics.jsonl`` and ``checkpoint.pt``. Without
+    ``resume``, a folder that already holds a run is an error (nothing is overwritten).
+    """
+    config.validate()
+    ctx = _init_distributed()
+    out = Path(out)
+    if ctx.main:
+        check_writable_dir(out)
+    ckpt = out / CHECKPOINT
+    if ckpt.exists() and not resume:
+        raise ValueError(
+            f"--out: {str(out)!r} already holds a run; pass --resume to continue it or "
+            "choose another folder"
+        )
+    data = data if data is not None else load_dataset(
+        config.dataset, root=config.data_root, download=config.download
+    )
+    device = torch.device(f"cuda:{ctx.rank % torch.cuda.device_count()}"
+                          if torch.cuda.is_available() else "cpu")
+    x_train, y_train = data.x_train, data.y_train
+    if config.train_size is not None:
+        x_train, y_train = x_train[: config.train_size], y_train[: config.train_size]
+    x_train, y_train = x_train.to(device), y_train.to(device)
+    x_test, y_test = data.x_test.to(device), data.y_test.to(device)
+
+    torch.manual_seed(config.seed)  # initial weights
+    g_drop = torch.Generator(device=device).manual_seed(config.seed * 1_000_003 + 7 + ctx.rank)
+    g_data = torch.Generator().manual_seed(config.seed)  # same order on every rank
+    model = build_model(config, data, g_drop).to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
+    sched = DropoutScheduler(model, parse_schedule(config.schedule)) if config.schedule else None
+    history: list[dict[str, Any]] = []
+    if resume and ckpt.exists():
+        state = torch.load(ckpt, map_location=device, weights_only=True)
+        _check_resumable(state["config"], config)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        if sched is not None:
+            sched.load_state_dict(state["scheduler"])
+        saved = state["rng"]["dropout"]  # one state per rank of the run that saved it
+        if ctx.rank < len(saved):
+            g_drop.set_state(saved[ctx.rank].cpu())
+        g_data.set_state(state["rng"]["data"].cpu())
+        torch.set_rng_state(state["rng"]["torch"].cpu())
+        history = list(state["history"])
+        if ctx.main:
+            log(f"resuming {out} after epoch {len(history)}")
+    elif resume and ctx.main:
+        log(f"no checkpoint in {out}: starting a new run")
+    if ctx.main:
+        atomic_write_text(out / "config.json", json.dumps(asdict(config), indent=2) + "\n")
+
+    net: nn.Module = model
+    if ctx.world > 1:
+        net = nn.parallel.DistributedDataParallel(model)
+        agreement = _mask_agreement(g_drop, ctx)
+        if ctx.main:
+            atomic_write_text(out / "ddp.json", json.dumps(
+                {"world_size": ctx.world, "backend": dist.get_backend(),
+                 "mask_agreement_rank0_rank1": agreement}, indent=2) + "\n")
+
+    bar = None
+    if progress and ctx.main:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=config.epochs, initial=len(history), desc=out.name or "train",
+                   unit="epoch", leave=False)
+    per_rank = max(1, config.batch_size // ctx.world)
+    n = len(x_train)
+    for epoch in range(len(history) + 1, config.epochs + 1):
+        start = time.perf_counter()
+        net.train()
+        order = torch.randperm(n, generator=g_data)[ctx.rank :: ctx.world].to(device)
+        total, count = 0.0, 0
+        for i in range(0, len(order), per_rank):
+            idx = order[i : i + per_rank]
+            loss = _loss(net(x_train[idx]), y_train[idx], data)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)
+            count += len(idx)
+        rates = {name: get_rate(m) for name, m in find_dropout(model)}
+        if sched is not None:
+            sched.step()
+        record: dict[str, Any] = {"epoch": epoch, "train_loss": total / max(count, 1)}
+        if ctx.main:
+            train_eval = evaluate(model, x_train, y_train, data)
+            record["eval_train_loss"], record["train_error"] = train_eval
+            record["test_loss"], record["test_error"] = evaluate(model, x_test, y_test, data)
+            record["rates"] = rates
+            record["seconds"] = time.perf_counter() - start
+            history.append(record)
+            _save(out, model, opt, sched, g_drop, g_data, config, history, ctx)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(train_err=f"{record['train_error']:.4f}",
+                                test_err=f"{record['test_error']:.4f}")
+        else:
+            history.append(record)
+            _save(out, model, opt, sched, g_drop, g_data, config, history, ctx)
+    if bar is not None:
+        bar.close()
+    if ctx.world > 1:
+        dist.barrier()
+    return history
+
+
+def _save(out, model, opt, sched, g_drop, g_data, config, history, ctx: _Dist) -> None:
+    """Checkpoint then metrics, each atomic; under torchrun rank 0 writes both."""
+    drop_states = [g_drop.get_state()]
+    if ctx.world > 1:
+        # NCCL gathers device tensors only; generator states are CPU bytes
+        device = next(model.parameters()).device
+        mine = g_drop.get_state().to(device)
+        gathered = [torch.empty_like(mine) for _ in range(ctx.world)]
+        dist.all_gather(gathered, mine)
+        drop_states = [s.cpu() for s in gathered]
+    if not ctx.main:
+        return
+    atomic_torch_save(out / CHECKPOINT, {
+        "config": asdict(config),
+        "model": model.state_dict(),
+        "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict() if sched is not None else None,
+        "rng": {"dropout": drop_states, "data": g_data.get_state(),
+                "torch": torch.get_rng_state()},
+        "history": history,
+    })
+    atomic_write_text(out / METRICS, "".join(json.dumps(r) + "\n" for r in history))
+
+
+def config_from(args: Any) -> TrainConfig:
+    """A TrainConfig from parsed CLI arguments that share its field names."""
+    names = {f.name for f in fields(TrainConfig)}
+    return TrainConfig(**{k: v for k, v in vars(args).items() if k in names and v is not None})

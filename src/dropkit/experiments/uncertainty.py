@@ -1,0 +1,199 @@
+"""``dropkit uncertainty``: what Monte Carlo dropout knows that the deterministic net does not.
+
+Run::
+
+    dropkit uncertainty --dataset mnist5k --epochs 30 --samples 100 --out runs/uncertainty
+
+Trains (or resumes) a network with dropout, then on the test set: a reliability diagram
+and ECE for MC averaging vs the deterministic net (weight scaling); predictive entropy
+and mutual information for test digits vs out-of-distribution inputs (rotated digits,
+uniform noise) with the AUROC of telling them apart; and the test error of MC averaging
+against the number of samples k next to weight scaling (Srivastava et al. 2014, Fig. 11).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dropkit import uncertainty as U
+from dropkit.experiments.data import Dataset, load_dataset
+from dropkit.experiments.engine import TrainConfig, build_model, train
+from dropkit.experiments.io import atomic_write_json, check_writable_dir
+from dropkit.experiments.report import mean_spread, plt, save_figure, write_report
+from dropkit.mc import mc_predict
+
+__all__ = ["run_uncertainty", "error_vs_samples", "KS"]
+
+KS = (1, 2, 5, 10, 20, 50, 100, 200)
+
+
+def error_vs_samples(probs: torch.Tensor, y: torch.Tensor, ks=KS) -> dict[int, tuple[float, float]]:
+    """Test error of the mean of k samples, averaged over the disjoint groups of k in T."""
+    t = probs.shape[0]
+    out = {}
+    for k in sorted({*(k for k in ks if k <= t), t}):  # always up to all T samples
+        errors = [
+            (probs[g * k : (g + 1) * k].mean(0).argmax(-1) != y).double().mean().item()
+            for g in range(t // k)
+        ]
+        out[k] = mean_spread(errors)
+    return out
+
+
+def _ood_inputs(data: Dataset, n: int, seed: int) -> dict[str, torch.Tensor]:
+    x = data.x_test[:n]
+    out = {}
+    if data.image_shape is not None:
+        c, h, w = data.image_shape
+        out["rotated 90°"] = torch.rot90(x.view(-1, c, h, w), 1, (2, 3)).reshape(x.shape)
+    g = torch.Generator().manual_seed(seed)
+    out["uniform noise"] = torch.rand(x.shape, generator=g) * x.max()
+    return out
+
+
+def run_uncertainty(
+    *,
+    dataset: str = "mnist5k",
+    model: str = "mlp",
+    epochs: int = 30,
+    samples: int = 100,
+    seed: int = 0,
+    out: str | Path = "runs/uncertainty",
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+    data: Dataset | None = None,
+    **overrides: Any,
+) -> dict[str, Any]:
+    from sklearn.metrics import roc_auc_score
+
+    if samples < 2:
+        raise ValueError(f"--samples: expected an int >= 2, got {samples}")
+    config = TrainConfig(dataset=dataset, model=model, epochs=epochs, seed=seed, **overrides)
+    config.validate()
+    out = check_writable_dir(out)
+    data = data if data is not None else load_dataset(dataset, root=config.data_root,
+                                                      download=config.download)
+    if data.task != "classification":
+        raise ValueError(f"--dataset: uncertainty needs a classification set, {dataset!r} is "
+                         "regression (see `dropkit reproduce uci-boston`)")
+    log(f"dropkit uncertainty: {dataset}, {model}, {epochs} epochs, T = {samples} -> {out}")
+    train(config, out / "model", resume=True, progress=progress, data=data, log=log)
+    state = torch.load(out / "model" / "checkpoint.pt", weights_only=True)
+    net = build_model(config, data, torch.Generator().manual_seed(seed + 1))
+    net.load_state_dict(state["model"])
+    net.eval()
+    x, y = data.x_test, data.y_test
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        det = net(x).softmax(-1)
+    mc = mc_predict(net, x, samples, chunk_size=25).softmax(-1)  # (T, N, C)
+    mc_mean = mc.mean(0)
+    cal_det, cal_mc = U.ece(det, y), U.ece(mc_mean, y)
+    scores = {"in-distribution": (U.predictive_entropy(mc), U.mutual_information(mc))}
+    for name, x_ood in _ood_inputs(data, len(x), seed).items():
+        p = mc_predict(net, x_ood, samples, chunk_size=25).softmax(-1)
+        scores[name] = (U.predictive_entropy(p), U.mutual_information(p))
+    auroc = {}
+    for name, (ent, mi) in scores.items():
+        if name == "in-distribution":
+            continue
+        labels = [0] * len(y) + [1] * len(ent)
+        ind_ent, ind_mi = scores["in-distribution"]
+        auroc[name] = {
+            "entropy": float(roc_auc_score(labels, torch.cat([ind_ent, ent]).numpy())),
+            "mutual information": float(roc_auc_score(labels, torch.cat([ind_mi, mi]).numpy())),
+        }
+    curve = error_vs_samples(mc, y)
+    det_error = (det.argmax(-1) != y).double().mean().item()
+    figures = [
+        (_reliability(cal_det, cal_mc, out), "Reliability diagram"),
+        (_histograms(scores, out), "Uncertainty of test digits vs out-of-distribution inputs"),
+        (_error_curve(curve, det_error, out), "Test error against the number of MC samples k"),
+    ]
+    metrics = {
+        "ece_weight_scaling": cal_det.ece, "ece_mc": cal_mc.ece,
+        "nll_weight_scaling": U.nll(det, y).item(), "nll_mc": U.nll(mc_mean, y).item(),
+        "error_weight_scaling": det_error,
+        "error_mc": (mc_mean.argmax(-1) != y).double().mean().item(),
+        "auroc": auroc,
+        "error_vs_k": {str(k): {"mean": m, "sd": s} for k, (m, s) in curve.items()},
+    }
+    rows = [
+        ["weight scaling (deterministic)", f"{100 * det_error:.2f}", f"{cal_det.ece:.4f}",
+         f"{metrics['nll_weight_scaling']:.4f}"],
+        [f"MC dropout, T = {samples}", f"{100 * metrics['error_mc']:.2f}", f"{cal_mc.ece:.4f}",
+         f"{metrics['nll_mc']:.4f}"],
+    ]
+    header = ["prediction", "test error %", "ECE", "NLL"]
+    ood_rows = [
+        [n, f"{a['entropy']:.3f}", f"{a['mutual information']:.3f}"] for n, a in auroc.items()
+    ]
+    ood_header = ["out-of-distribution set", "AUROC (entropy)", "AUROC (mutual information)"]
+    for row in [header, *rows, [], ood_header, *ood_rows]:
+        log("  ".join(str(c).ljust(30) for c in row))
+    k_close = next((k for k, (m, _) in curve.items() if m <= det_error), None)
+    reading = [
+        f"MC averaging of {samples} samples gave ECE {cal_mc.ece:.4f} against {cal_det.ece:.4f} "
+        "for weight scaling (lower is better calibrated).",
+        "AUROC of flagging out-of-distribution inputs by their uncertainty (0.5 is chance): "
+        + "; ".join(f"{n}: {a['entropy']:.3f} (entropy), {a['mutual information']:.3f} (MI)"
+                    for n, a in auroc.items()) + ".",
+        (f"MC averaging matched weight scaling's test error ({100 * det_error:.2f}%) from "
+         f"k = {k_close} samples" if k_close else
+         f"MC averaging did not reach weight scaling's test error ({100 * det_error:.2f}%) "
+         f"within k = {max(curve)} samples")
+        + "; Srivastava et al. 2014 (Fig. 11) report a match at about k = 50.",
+    ]
+    settings = {**asdict(config), "samples": samples}
+    payload = {"settings": settings, "metrics": metrics, "reading": reading}
+    atomic_write_json(out / "results.json", payload)
+    report = write_report(out / "report.html", f"dropkit uncertainty: MC dropout on {dataset}",
+                          reading, [(header, rows), (ood_header, ood_rows)], figures, settings)
+    for line in reading:
+        log(line)
+    log(f"report: {report}")
+    return payload
+
+
+def _reliability(det: U.Calibration, mc: U.Calibration, out: Path) -> Path:
+    fig, ax = plt().subplots(figsize=(5, 5))
+    centers = (det.bin_edges[:-1] + det.bin_edges[1:]) / 2
+    width = float(det.bin_edges[1] - det.bin_edges[0])
+    ax.bar(centers - width / 4, det.accuracy.nan_to_num(0), width / 2,
+           label=f"weight scaling (ECE {det.ece:.3f})", alpha=0.7)
+    ax.bar(centers + width / 4, mc.accuracy.nan_to_num(0), width / 2,
+           label=f"MC dropout (ECE {mc.ece:.3f})", alpha=0.7)
+    ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
+    ax.set_xlabel("confidence")
+    ax.set_ylabel("accuracy")
+    ax.legend(fontsize=8)
+    return save_figure(fig, out / "reliability.png")
+
+
+def _histograms(scores: dict[str, tuple[torch.Tensor, torch.Tensor]], out: Path) -> Path:
+    fig, axes = plt().subplots(1, 2, figsize=(10, 3.8))
+    for i, title in enumerate(("predictive entropy", "mutual information")):
+        for name, values in scores.items():
+            axes[i].hist(values[i].numpy(), bins=40, alpha=0.5, density=True, label=name)
+        axes[i].set_title(title)
+        axes[i].legend(fontsize=8)
+    return save_figure(fig, out / "uncertainty_histograms.png")
+
+
+def _error_curve(curve: dict[int, tuple[float, float]], det_error: float, out: Path) -> Path:
+    fig, ax = plt().subplots(figsize=(6, 4))
+    ks = list(curve)
+    ax.errorbar(ks, [100 * m for m, _ in curve.values()], [100 * s for _, s in curve.values()],
+                marker="o", capsize=3, label="MC averaging of k samples")
+    ax.axhline(100 * det_error, color="k", ls="--", label="weight scaling")
+    ax.set_xscale("log")
+    ax.set_xlabel("number of samples k")
+    ax.set_ylabel("test error %")
+    ax.set_title("cf. Srivastava et al. 2014, Fig. 11")
+    ax.legend()
+    return save_figure(fig, out / "error_vs_samples.png")

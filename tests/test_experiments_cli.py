@@ -1,0 +1,94 @@
+"""Each command on tiny settings, and bad input: one line, exit 2, no traceback."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from dropkit.cli import main
+
+TINY = ["--train-size", "300", "--hidden", "32", "--batch-size", "50", "--no-progress"]
+
+
+def _run(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "dropkit", *argv], capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_compare_writes_table_results_plots_and_report(tmp_path) -> None:
+    out = tmp_path / "cmp"
+    proc = _run("compare", "--epochs", "2", "--seeds", "2", "--out", str(out), *TINY)
+    assert proc.returncode == 0, proc.stderr
+    assert "configuration" in proc.stdout and "gap (test - train) %" in proc.stdout
+    results = json.loads((out / "results.json").read_text())
+    labels = [r["label"] for r in results["results"]]
+    assert labels == ["no dropout", "dropout 0.2 in / 0.5 hidden"]
+    assert all(len(r["test_error"]) == 2 for r in results["results"])
+    for name in ("error_curves.png", "loss_curves.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 2 and "Reading" in html
+    # running it again continues: nothing is retrained, the numbers are the same
+    again = _run("compare", "--epochs", "2", "--seeds", "2", "--out", str(out), *TINY)
+    assert json.loads((out / "results.json").read_text())["results"] == results["results"]
+    assert again.returncode == 0
+
+
+def test_sweep(tmp_path) -> None:
+    out = tmp_path / "sweep"
+    proc = _run("sweep", "--rates", "0", "0.5", "--epochs", "1", "--out", str(out), *TINY)
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads((out / "results.json").read_text())
+    assert results["rates"] == [0.0, 0.5]
+    assert (out / "sweep.png").exists() and (out / "report.html").exists()
+
+
+def test_uncertainty(tmp_path) -> None:
+    out = tmp_path / "unc"
+    proc = _run("uncertainty", "--epochs", "2", "--samples", "8", "--out", str(out), *TINY)
+    assert proc.returncode == 0, proc.stderr
+    metrics = json.loads((out / "results.json").read_text())["metrics"]
+    assert set(metrics["auroc"]) == {"rotated 90°", "uniform noise"}
+    assert 0 <= metrics["ece_mc"] <= 1 and "8" in metrics["error_vs_k"]
+    for name in ("reliability.png", "uncertainty_histograms.png", "error_vs_samples.png"):
+        assert (out / name).exists()
+
+
+def test_train_writes_its_folder(tmp_path) -> None:
+    out = tmp_path / "t"
+    proc = _run("train", "--epochs", "1", "--schedule", "early:0.3,1", "--out", str(out), *TINY)
+    assert proc.returncode == 0, proc.stderr
+    assert {p.name for p in out.iterdir()} >= {"config.json", "metrics.jsonl", "checkpoint.pt",
+                                               "curves.png"}
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["compare", "--dataset", "cifar"], "invalid choice: 'cifar'"),
+        (["train", "--epochs", "-3"], "expected number of epochs >= 1, got -3"),
+        (["compare", "--seeds", "0"], "expected number of seeds >= 1"),
+        (["train", "--dropout", "1.5"], "expected a drop probability in [0, 1), got 1.5"),
+        (["compare", "--rates", "0.2/0.5/0.1"], "expected P or INPUT/HIDDEN"),
+        (["train", "--schedule", "wobble:1", "--epochs", "1"], "--schedule: expected NAME:ARGS"),
+        (["uncertainty", "--dataset", "boston", "--epochs", "1"], "needs a classification set"),
+        (["train", "--dataset", "mnist", "--data-root", "/nonexistent"], "is missing"),
+    ],
+)
+def test_bad_input_is_one_line(argv, message, capsys, tmp_path) -> None:
+    try:
+        code = main([*argv, "--out", str(tmp_path / "o"), "--no-progress"])
+    except SystemExit as exit_:
+        code = exit_.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and "Traceback" not in err
+
+
+def test_unwritable_out_dir(tmp_path, capsys) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code = main(["train", "--epochs", "1", "--out", str(blocker / "sub"), *TINY])
+    assert code == 2
+    assert "--out: cannot write to" in capsys.readouterr().err

@@ -1,0 +1,32 @@
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+
+
+def test_two_process_ddp_on_cpu(tmp_path) -> None:
+    out = tmp_path / "ddp"
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+        "--standalone", "-m", "dropkit", "train", "--epochs", "2", "--train-size", "400",
+        "--hidden", "32", "--batch-size", "50", "--no-progress", "--out", str(out),
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the workers too, not only the launcher
+        raise
+    assert proc.returncode == 0, stderr[-2000:]
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2]
+    ddp = json.loads((out / "ddp.json").read_text())
+    assert ddp["world_size"] == 2 and ddp["backend"] == "gloo"
+    # Independent p = 0.5 masks of 4096 bits agree on half of them (sd 0.0078); shared
+    # masks would agree on all. 5 sigma above one half:
+    assert ddp["mask_agreement_rank0_rank1"] <= 0.5 + 5 * math.sqrt(0.25 / 4096)
+    assert (out / "checkpoint.pt").exists() and (out / "curves.png").exists()
+    assert stdout.count("results in") == 1  # only rank 0 reports

@@ -1,0 +1,36 @@
+"""The HTML report, rendered by a real headless browser, shows its plots."""
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dropkit.experiments.compare import run_compare
+
+BROWSER = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(BROWSER is None, reason="no chromium on this machine (.ci/run installs "
+                    "Debian's chromium; elsewhere: apt-get install chromium)")
+def test_report_renders_with_its_plots(tmp_path: Path) -> None:
+    out = tmp_path / "cmp"
+    run_compare(epochs=2, seeds=1, out=out, progress=False, log=lambda *_: None,
+                train_size=300, hidden=32, batch_size=50)
+    shot = tmp_path / "shot.png"
+    subprocess.run(
+        [BROWSER, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+         "--no-first-run", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--hide-scrollbars",
+         "--window-size=1000,2600", f"--screenshot={shot}", (out / "report.html").as_uri()],
+        check=True, capture_output=True, timeout=120,
+    )
+    from matplotlib.image import imread
+
+    pixels = (imread(shot)[..., :3] * 255).round().astype(int)
+    # matplotlib's first two line colours (C0 blue, C1 orange) exist only inside the plots
+    for rgb in ((31, 119, 180), (255, 127, 14)):
+        hits = (np.abs(pixels - np.array(rgb)).sum(-1) <= 30).sum()
+        assert hits > 200, f"the screenshot shows no plot line of colour {rgb}"
+    shutil.copy(shot, out / "screenshot.png")
