@@ -19,7 +19,7 @@ class TestCli:
     @pytest.mark.parametrize(
         "argv, message",
         [
-            (["demo", "--seed", "-1"], "expected a seed >= 0, got -1"),
+            (["demo", "--seed", "-1"], "expected seed >= 0, got -1"),
             (["demo", "--seed", "x"], "expected an integer seed, got 'x'"),
             (["bogus"], "invalid choice: 'bogus'"),
             ([], "required: COMMAND"),
