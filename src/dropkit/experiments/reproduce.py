@@ -519,7 +519,7 @@ def spatial(quick: bool, out: Path) -> ClaimResult:
 def early_dropout(quick: bool, out: Path) -> ClaimResult:
     epochs, seeds = (10, 2) if quick else (40, 3)
     cutoff = max(1, epochs // 4)
-    base: dict[str, Any] = dict(epochs=epochs, hidden=32, input_dropout=0.0, eval_every=epochs, train_size=4000)
+    base: dict[str, Any] = dict(epochs=epochs, hidden=32, input_dropout=0.0, eval_every=epochs)
     configs = {
         "early": TrainConfig(dropout=0.1, schedule=f"early:0.1,{cutoff}", **base),
         "none": TrainConfig(dropout=0.0, **base),
