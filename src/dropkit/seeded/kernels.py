@@ -1,0 +1,56 @@
+"""Triton kernels of seeded dropout: one Philox call serves four elements.
+
+A program handles ``BLOCK`` Philox counters, that is ``4 * BLOCK`` consecutive elements
+as a ``(BLOCK, 4)`` tile, so loads and stores stay contiguous and the random numbers
+cost a quarter of a Philox call per element. Indices are 64-bit: tensors past 2**31
+elements work. On a machine without a GPU the kernels run in Triton's interpreter
+(``TRITON_INTERPRET=1``, set before this module is imported), which the tests use.
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+__all__ = ["dropout_kernel", "bias_dropout_add_kernel"]
+
+
+@triton.jit
+def _keep_tile(seed, offset, pid, p, BLOCK: tl.constexpr):
+    """Element indices (BLOCK, 4) of this program and whether each is kept."""
+    first = offset // 4 + pid.to(tl.int64) * BLOCK  # first counter of this program
+    counters = first + tl.arange(0, BLOCK).to(tl.int64)
+    u0, u1, u2, u3 = tl.rand4x(seed, counters)
+    # join appends a minor dim: ((u0, u2), (u1, u3)) flattens to u0, u1, u2, u3
+    u = tl.reshape(tl.join(tl.join(u0, u2), tl.join(u1, u3)), (BLOCK, 4))
+    idx = counters[:, None] * 4 + tl.arange(0, 4)[None, :].to(tl.int64) - offset
+    return idx, u >= p
+
+
+@triton.jit
+def dropout_kernel(x_ptr, out_ptr, n, p, scale, seed, offset, BLOCK: tl.constexpr):
+    """out = x * scale where kept, else 0; its own backward with x := grad."""
+    idx, keep = _keep_tile(seed, offset, tl.program_id(0), p, BLOCK)
+    inside = (idx >= 0) & (idx < n)
+    x = tl.load(x_ptr + idx, mask=inside, other=0.0)
+    y = tl.where(keep, x.to(tl.float32) * scale, 0.0)
+    tl.store(out_ptr + idx, y.to(x.dtype, fp_downcast_rounding="rtne"), mask=inside)
+
+
+@triton.jit
+def bias_dropout_add_kernel(x_ptr, bias_ptr, res_ptr, out_ptr, n, h, p, scale, seed, offset,
+                            BLOCK: tl.constexpr):
+    """out = residual + dropout(x + bias), bias broadcast along the last dim (size h)."""
+    idx, keep = _keep_tile(seed, offset, tl.program_id(0), p, BLOCK)
+    inside = (idx >= 0) & (idx < n)
+    x = tl.load(x_ptr + idx, mask=inside, other=0.0)
+    b = tl.load(bias_ptr + idx % h, mask=inside, other=0.0)
+    r = tl.load(res_ptr + idx, mask=inside, other=0.0)
+    y = r.to(tl.float32) + tl.where(keep, (x.to(tl.float32) + b.to(tl.float32)) * scale, 0.0)
+    tl.store(out_ptr + idx, y.to(x.dtype, fp_downcast_rounding="rtne"), mask=inside)
+
+
+def grid(n: int, offset: int, block: int) -> tuple[int]:
+    """Programs needed to cover elements 0..n-1 when the first sits at ``offset % 4``."""
+    counters = (offset % 4 + n + 3) // 4
+    return (triton.cdiv(max(counters, 1), block),)

@@ -1,0 +1,245 @@
+"""Seeded dropout: the Philox stream, the Triton kernels (interpreted) bit for bit against
+the torch path, no mask memory, compile and vmap."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import dropkit.nn as dn
+from conftest import assert_binomial
+from dropkit import seeded
+from dropkit.seeded import ops
+from dropkit.seeded.philox import philox4x32
+
+triton = pytest.importorskip("triton", reason="Triton is installed with the dev extra")
+
+
+@pytest.fixture
+def kernels_on_cpu(monkeypatch):
+    monkeypatch.setattr(ops, "KERNELS_ON_CPU", True)
+
+
+def _bits(t: torch.Tensor) -> torch.Tensor:
+    return t.contiguous().view(torch.int32 if t.element_size() == 4 else torch.int16)
+
+
+class TestStream:
+    def test_philox_known_answer(self) -> None:
+        # Random123's known-answer vector for philox4x32-10: counter 0, key 0
+        words = [int(w) for w in philox4x32(torch.tensor([0]), 0)]
+        assert words == [0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8]
+
+    @pytest.mark.parametrize("seed, offset", [(0, 0), (7, 3), (2**40 + 5, 2**34 + 1),
+                                              (2**62, 4 * (2**32 - 2) + 2)])
+    def test_equals_triton_rand4x_bit_for_bit(self, seed: int, offset: int) -> None:
+        import triton.language as tl
+
+        @triton.jit
+        def rand_kernel(out_ptr, seed, first, BLOCK: tl.constexpr):
+            c = first + tl.arange(0, BLOCK).to(tl.int64)
+            u0, u1, u2, u3 = tl.rand4x(seed, c)
+            i = tl.arange(0, BLOCK)
+            tl.store(out_ptr + 4 * i, u0)
+            tl.store(out_ptr + 4 * i + 1, u1)
+            tl.store(out_ptr + 4 * i + 2, u2)
+            tl.store(out_ptr + 4 * i + 3, u3)
+
+        first = offset // 4
+        out = torch.empty(4 * 64)
+        rand_kernel[(1,)](out, seed, first, BLOCK=64)
+        ours = seeded.uniform(4 * 64, seed=seed, offset=4 * first)
+        assert torch.equal(_bits(out), _bits(ours))  # counters past 2**32 included
+
+    def test_offset_addresses_the_same_stream(self) -> None:
+        full = seeded.uniform(103, seed=11)
+        for k in (1, 2, 3, 4, 37):
+            assert torch.equal(seeded.uniform(103 - k, seed=11, offset=k), full[k:])
+
+    def test_range_and_rate(self) -> None:
+        u = seeded.uniform(400_000, seed=1)
+        assert 0 <= u.min() and u.max() < 1
+        assert_binomial(int((u < 0.3).sum()), u.numel(), 0.3)
+
+    def test_lanes_and_neighbours_are_independent(self) -> None:
+        q, n = 0.5, 400_000
+        kept = seeded.uniform(n, seed=5) >= q
+        lanes = kept.view(-1, 4)
+        for a, b in [(0, 1), (1, 2), (2, 3), (0, 3)]:  # lanes of one Philox call
+            assert_binomial(int((lanes[:, a] & lanes[:, b]).sum()), len(lanes), q * q)
+        across = lanes[:-1, 3] & lanes[1:, 0]  # last lane of a call, first of the next
+        assert_binomial(int(across.sum()), len(across), q * q)
+
+
+@pytest.mark.usefixtures("kernels_on_cpu")
+class TestKernelsAgainstTorch:
+    @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+    @pytest.mark.parametrize("n, offset", [(4096 * 2 + 5, 0), (1000, 3), (37, 2**33 + 1)])
+    def test_dropout_bit_for_bit(self, monkeypatch, dtype, n, offset) -> None:
+        x = torch.randn(n, dtype=torch.float32).to(dtype)
+        kernel = seeded.dropout(x, 0.3, seed=123, offset=offset)
+        monkeypatch.setattr(ops, "KERNELS_ON_CPU", False)
+        reference = seeded.dropout(x, 0.3, seed=123, offset=offset)
+        assert torch.equal(kernel == 0, reference == 0)  # the mask, bit for bit
+        if dtype == torch.bfloat16:
+            # Triton's interpreter has no bfloat16 and truncates float32 to it; the GPU
+            # rounds to nearest even like torch (benchmarks/gpu_check.py checks the bits
+            # there). Here: equal up to that last bit.
+            diff = (_bits(kernel).int() - _bits(reference).int()).abs()
+            assert diff.max() <= 1
+        else:
+            assert torch.equal(_bits(kernel), _bits(reference))
+
+    def test_bias_dropout_add_bit_for_bit(self, monkeypatch) -> None:
+        x, r = torch.randn(7, 33, 48), torch.randn(7, 33, 48)
+        b = torch.randn(48)
+        kernel = seeded.bias_dropout_add(x, b, r, 0.2, seed=9, offset=5)
+        monkeypatch.setattr(ops, "KERNELS_ON_CPU", False)
+        reference = seeded.bias_dropout_add(x, b, r, 0.2, seed=9, offset=5)
+        assert torch.equal(kernel, reference)
+
+    def test_kernel_backward_is_the_same_mask(self) -> None:
+        x = torch.randn(3000, requires_grad=True)
+        y = seeded.dropout(x, 0.4, seed=4)
+        y.backward(torch.ones_like(y))
+        assert torch.equal(x.grad, (y != 0).float() / 0.6)
+
+    def test_non_contiguous_input(self) -> None:
+        x = torch.randn(40, 30).t()
+        assert torch.equal(seeded.dropout(x, 0.5, seed=1), seeded.dropout(x.contiguous(), 0.5,
+                                                                            seed=1))
+
+
+class TestDropout:
+    def test_inverted_scaling_and_rate(self) -> None:
+        x = torch.rand(200_000) + 0.5
+        y = seeded.dropout(x, 0.25, seed=3)
+        kept = y != 0
+        torch.testing.assert_close(y[kept], x[kept] / 0.75)
+        assert_binomial(int((~kept).sum()), x.numel(), 0.25)
+
+    def test_same_seed_same_mask_other_seed_other_mask(self) -> None:
+        x = torch.ones(1000)
+        assert torch.equal(seeded.dropout(x, 0.5, seed=1), seeded.dropout(x, 0.5, seed=1))
+        assert not torch.equal(seeded.dropout(x, 0.5, seed=1), seeded.dropout(x, 0.5, seed=2))
+
+    def test_gradient_and_gradcheck(self) -> None:
+        x = torch.randn(50, dtype=torch.float64, requires_grad=True)
+        assert torch.autograd.gradcheck(lambda t: seeded.dropout(t, 0.3, seed=8), (x,))
+
+    def test_nothing_per_element_is_saved_for_backward(self) -> None:
+        def saved_bytes(fn) -> int:
+            total = []
+
+            def pack(t: torch.Tensor) -> torch.Tensor:
+                total.append(t.numel() * t.element_size())
+                return t
+
+            x = torch.randn(10_000, requires_grad=True)
+            with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+                fn(x).sum().backward()
+            return sum(total)
+
+        assert saved_bytes(lambda t: seeded.dropout(t, 0.5, seed=1)) == 0
+        assert saved_bytes(lambda t: torch.nn.functional.dropout(t, 0.5)) >= 10_000  # a mask
+
+    def test_bias_dropout_add_equals_its_definition_and_grads(self) -> None:
+        x = torch.randn(4, 6, dtype=torch.float64, requires_grad=True)
+        b = torch.randn(6, dtype=torch.float64, requires_grad=True)
+        r = torch.randn(4, 6, dtype=torch.float64, requires_grad=True)
+        fused = seeded.bias_dropout_add(x, b, r, 0.3, seed=2)
+        torch.testing.assert_close(fused, r + seeded.dropout(x + b, 0.3, seed=2))
+        assert torch.autograd.gradcheck(
+            lambda x, b, r: seeded.bias_dropout_add(x, b, r, 0.3, seed=2), (x, b, r))
+
+    def test_eval_p_zero_and_p_one(self) -> None:
+        x = torch.randn(10)
+        assert seeded.dropout(x, 0.5, training=False, seed=1) is x
+        assert seeded.dropout(x, 0.0, seed=1) is x
+        assert torch.equal(seeded.dropout(x, 1.0, seed=1), torch.zeros(10))
+
+    @pytest.mark.parametrize(
+        "kwargs, message",
+        [({"seed": -1}, "seed"), ({"seed": 2**63}, "seed"), ({"seed": 1, "offset": -2}, "offset"),
+         ({"seed": torch.tensor(1.0)}, "seed")],
+    )
+    def test_bad_arguments(self, kwargs, message) -> None:
+        with pytest.raises(ValueError, match=rf"^seeded.dropout: expected `{message}`"):
+            seeded.dropout(torch.ones(3), 0.5, **kwargs)
+
+    def test_bias_shape(self) -> None:
+        with pytest.raises(ValueError, match=r"expected x \(..., H\), bias \(H,\)"):
+            seeded.bias_dropout_add(torch.ones(2, 3), torch.ones(4), torch.ones(2, 3), 0.1,
+                                    seed=1)
+
+
+class TestTransforms:
+    def test_compiled_equals_eager(self) -> None:
+        x = torch.randn(64, 32)
+        seed = torch.tensor(77)
+        compiled = torch.compile(lambda t, s: seeded.dropout(t, 0.4, seed=s), fullgraph=True,
+                                 backend="aot_eager")
+        assert torch.equal(compiled(x, seed), seeded.dropout(x, 0.4, seed=seed))
+
+    def test_vmap_different_gives_per_sample_masks(self) -> None:
+        x = torch.ones(3, 500)
+        out = torch.func.vmap(lambda t: seeded.dropout(t, 0.5, seed=1),
+                              randomness="different")(x)
+        assert not torch.equal(out[0], out[1])
+        # sample b continues the stream where sample b - 1 ended
+        assert torch.equal(out.reshape(-1), seeded.dropout(torch.ones(1500), 0.5, seed=1))
+
+    def test_vmap_same_gives_one_mask(self) -> None:
+        out = torch.func.vmap(lambda t: seeded.dropout(t, 0.5, seed=1), randomness="same")(
+            torch.ones(3, 50))
+        assert torch.equal(out[0], out[1])
+
+    def test_vmap_over_seeds(self) -> None:
+        seeds = torch.tensor([1, 2, 3])
+        out = torch.func.vmap(lambda s: seeded.dropout(torch.ones(100), 0.5, seed=s))(seeds)
+        assert torch.equal(out[1], seeded.dropout(torch.ones(100), 0.5, seed=2))
+
+    def test_mc_predict_with_the_seeded_backend(self) -> None:
+        import dropkit
+
+        model = torch.nn.Sequential(torch.nn.Linear(8, 8), dn.Dropout(0.5, backend="seeded"))
+        out = dropkit.mc_predict(model, torch.randn(4, 8), 6, strategy="vmap")
+        assert not torch.equal(out[0], out[1])
+
+
+class TestModuleBackend:
+    def test_seeded_module_follows_manual_seed_and_generator(self) -> None:
+        m = dn.Dropout(0.5, backend="seeded")
+        torch.manual_seed(0)
+        a = m(torch.ones(100))
+        torch.manual_seed(0)
+        assert torch.equal(a, m(torch.ones(100)))
+        assert not torch.equal(a, m(torch.ones(100)))  # a fresh seed per call
+        g = dn.Dropout(0.5, backend="seeded", generator=torch.Generator().manual_seed(4))
+        h = dn.Dropout(0.5, backend="seeded", generator=torch.Generator().manual_seed(4))
+        assert torch.equal(g(torch.ones(100)), h(torch.ones(100)))
+
+    def test_auto_is_torch_on_cpu_and_bad_backend(self) -> None:
+        m = dn.Dropout(0.5)
+        assert not m._seeded(torch.ones(2))
+        assert repr(dn.Dropout(0.1, backend="seeded")).endswith("backend='seeded')")
+        with pytest.raises(ValueError, match=r"^Dropout: expected `backend`"):
+            dn.Dropout(0.5, backend="cuda")
+
+    def test_compiles_fullgraph(self) -> None:
+        torch._dynamo.reset()
+        m = dn.Dropout(0.5, backend="seeded")
+        out = torch.compile(m, fullgraph=True, backend="aot_eager")(torch.ones(64))
+        assert set(out.unique().tolist()) <= {0.0, 2.0}
+
+    def test_rank_enters_the_seed(self, monkeypatch) -> None:
+        dist = torch.distributed
+        seed = torch.tensor(12345)
+        assert torch.equal(seeded.rank_seed(seed), seed)  # no process group
+        monkeypatch.setattr(dist, "is_initialized", lambda: True)
+        seeds = []
+        for rank in (0, 1, 2):
+            monkeypatch.setattr(dist, "get_rank", lambda r=rank: r)
+            seeds.append(int(seeded.rank_seed(seed)))
+        assert seeds[0] == 12345 and len(set(seeds)) == 3
+        assert all(0 <= s < 2**62 for s in seeds)
