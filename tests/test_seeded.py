@@ -243,3 +243,23 @@ class TestModuleBackend:
             seeds.append(int(seeded.rank_seed(seed)))
         assert seeds[0] == 12345 and len(set(seeds)) == 3
         assert all(0 <= s < 2**62 for s in seeds)
+
+
+def test_gpu_check_script_runs(tmp_path) -> None:
+    """The GPU script's own code, run on the CPU in smoke mode, so a GPU session is not
+    spent finding a typo; without a GPU and without --smoke it exits saying so."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).parent.parent / "benchmarks" / "gpu_check.py"
+    env = {**os.environ, "TRITON_INTERPRET": "1"}
+    smoke = subprocess.run([sys.executable, str(script), "--smoke"], capture_output=True,
+                           text=True, timeout=300, env=env)
+    assert smoke.returncode == 0, smoke.stderr[-2000:]
+    assert "all equal" in smoke.stdout and "bytes saved for backward" in smoke.stdout
+    plain = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                           timeout=120)
+    if not torch.cuda.is_available():
+        assert plain.returncode == 0 and "no CUDA GPU is reachable" in plain.stdout
