@@ -105,32 +105,37 @@ def saved_bytes_per_element(fn: Callable[[torch.Tensor], torch.Tensor], x: torch
     return sum(total) / x.numel()
 
 
+def _elementwise_rows(device: torch.device, n: int, dtype: torch.dtype,
+                      time_ms: Callable[[Callable[[], object]], float]) -> None:
+    x = torch.randn(n, device=device, dtype=dtype)
+    out = torch.empty_like(x)
+    moved = 2 * x.numel() * x.element_size()  # read input, write output
+    copy = time_ms(lambda: out.copy_(x))
+    seed = torch.tensor(1)
+    xr = x.detach().requires_grad_(True)
+    grad = torch.ones_like(x)
+    y_torch = torch.nn.functional.dropout(xr, 0.1)
+    y_seeded = seeded.dropout(xr, 0.1, seed=seed)
+    entries = [
+        ("device-to-device copy", copy),
+        ("torch dropout forward", time_ms(lambda: torch.nn.functional.dropout(x, 0.1))),
+        ("seeded dropout forward", time_ms(lambda: seeded.dropout(x, 0.1, seed=seed))),
+        ("torch dropout backward", time_ms(
+            lambda: torch.autograd.grad(y_torch, xr, grad, retain_graph=True))),
+        ("seeded dropout backward", time_ms(
+            lambda: torch.autograd.grad(y_seeded, xr, grad, retain_graph=True))),
+    ]
+    for label, ms in entries:
+        print(f"| {label} | {str(dtype).split('.')[-1]} | {ms:.3f} | "
+              f"{moved / ms / 1e9:.2f} | {copy / ms:.2f} |")
+
+
 def table(device: torch.device, n: int, rows: int, cols: int) -> None:
     time_ms = timer(device)
     print("| measurement | dtype | time (ms) | effective TB/s | vs copy |")
     print("|---|---|---:|---:|---:|")
     for dtype in (torch.float32, torch.bfloat16):
-        x = torch.randn(n, device=device, dtype=dtype)
-        out = torch.empty_like(x)
-        moved = 2 * x.numel() * x.element_size()  # read input, write output
-        copy = time_ms(lambda: out.copy_(x))
-        seed = torch.tensor(1)
-        xr = x.detach().requires_grad_(True)
-        grad = torch.ones_like(x)
-        y_torch = torch.nn.functional.dropout(xr, 0.1)
-        y_seeded = seeded.dropout(xr, 0.1, seed=seed)
-        entries = [
-            ("device-to-device copy", copy),
-            ("torch dropout forward", time_ms(lambda: torch.nn.functional.dropout(x, 0.1))),
-            ("seeded dropout forward", time_ms(lambda: seeded.dropout(x, 0.1, seed=seed))),
-            ("torch dropout backward", time_ms(
-                lambda: torch.autograd.grad(y_torch, xr, grad, retain_graph=True))),
-            ("seeded dropout backward", time_ms(
-                lambda: torch.autograd.grad(y_seeded, xr, grad, retain_graph=True))),
-        ]
-        for label, ms in entries:
-            print(f"| {label} | {str(dtype).split('.')[-1]} | {ms:.3f} | "
-                  f"{moved / ms / 1e9:.2f} | {copy / ms:.2f} |")
+        _elementwise_rows(device, n, dtype, time_ms)
     x = torch.randn(rows, cols, device=device, dtype=torch.bfloat16)
     r = torch.randn_like(x)
     b = torch.randn(cols, device=device, dtype=torch.bfloat16)
