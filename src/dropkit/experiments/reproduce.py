@@ -105,6 +105,17 @@ def _bar(res: dict[str, dict[str, list[float]]], out: Path, title: str, key="tes
     return str(save_figure(fig, out / "result.png"))
 
 
+# 95th percentile of the range of k independent standard normal draws (the studentized
+# range with infinite degrees of freedom): a spread below it is what noise alone gives.
+RANGE_95 = {2: 2.77, 3: 3.31, 4: 3.63, 5: 3.86, 6: 4.03}
+N_TEST = 1000  # MNIST-5k's test split
+
+
+def _binom_se(error: float, seeds: int, n: int = N_TEST) -> float:
+    """Standard error of a mean test error over seeds, each on n test examples."""
+    return math.sqrt(max(error * (1 - error), 1e-12) / (n * seeds))
+
+
 def _directional(better: str, worse: str, res, key: str = "test_error") -> tuple[bool, float]:
     """Is ``better`` lower than ``worse`` by more than 2 standard errors of the difference?"""
     diff = _ms(res[worse][key])[0] - _ms(res[better][key])[0]
@@ -195,15 +206,26 @@ def rate_sweep(quick: bool, out: Path) -> ClaimResult:
     err = {p: _ms(res[f"p{p:g}"]["test_error"])[0] for p in rates}
     band = [err[p] for p in rates if 0.2 <= p <= 0.6]
     spread = max(band) - min(band)
-    flat = spread <= 0.01  # within one percentage point
-    rises = err[0.9] > max(band) and err[0.0] > min(band)
+    se = _binom_se(statistics.fmean(band), seeds)
+    flat = spread <= RANGE_95[len(band)] * se  # no more spread than noise gives
+    hi, lo = err[rates[-1]] - max(band), err[0.0] - min(band)
+    high_rise, low_rise = hi > 2 * math.sqrt(2) * se, lo > 2 * math.sqrt(2) * se
+    rises = high_rise and lo > 0
     fig, ax = plt().subplots(figsize=(6, 3.6))
     ax.plot(list(rates), [100 * err[p] for p in rates], "o-")
     ax.axvspan(0.2, 0.6, alpha=0.1)
     ax.set_xlabel("p (drop probability of hidden units)")
     ax.set_ylabel("test error %")
     fig_path = str(save_figure(fig, out / "result.png"))
-    verdict = REPRODUCED if flat and rises else (DIRECTION if rises else NOT)
+    verdict = REPRODUCED if flat and high_rise and low_rise else (DIRECTION if rises else NOT)
+    parts = [
+        f"the spread over 0.2-0.6 is {'within' if flat else 'beyond'} what test-set noise "
+        f"gives ({100 * spread:.2f} vs {100 * RANGE_95[len(band)] * se:.2f} points)",
+        f"p = {rates[-1]:g} is {'significantly ' if high_rise else ''}worse than the band",
+        "p = 0 is " + ("significantly worse" if low_rise else
+                       "worse, but within noise," if lo > 0 else "not worse")
+        + " than the band's best",
+    ]
     return ClaimResult(
         "rate-sweep", CLAIMS_BY_NAME["rate-sweep"].description,
         f"MNIST-5k, MLP 784-{hidden}-{hidden}-10, input dropout 0.2, {epochs} epochs, "
@@ -213,9 +235,7 @@ def rate_sweep(quick: bool, out: Path) -> ClaimResult:
         "Srivastava et al. 2014, Fig. 9a: test error flat for a keep probability between "
         "about 0.4 and 0.8 (drop 0.2-0.6), rising towards both ends",
         verdict,
-        ("flat within 1 point over 0.2-0.6 and higher at both ends" if verdict == REPRODUCED
-         else "higher at both ends, but not flat within 1 point over 0.2-0.6"
-         if verdict == DIRECTION else "the error does not rise at both ends"),
+        "; ".join(parts),
         {"rates": list(rates), "test_error": err, "band_spread": spread},
         "quick" if quick else "full", fig_path,
     )
@@ -239,8 +259,11 @@ def data_size(quick: bool, out: Path) -> ClaimResult:
         rows[n] = {"none": none, "dropout": drop}
     first, best = gains[sizes[0]], max(gains.values())
     peak = max(gains, key=lambda n: gains[n])
-    grows = best > first + 0.005
-    shrinks = peak != sizes[-1] and gains[sizes[-1]] < best
+    # a gain is a difference of two mean errors: its standard error is sqrt(2) times one's
+    se = {n: math.sqrt(2) * _binom_se(_ms(rows[n]["none"])[0], seeds) for n in sizes}
+    grows = best - first > 2 * math.hypot(se[peak], se[sizes[0]])
+    shrinks = peak != sizes[-1] and best - gains[sizes[-1]] > 2 * math.hypot(se[peak],
+                                                                             se[sizes[-1]])
     fig, ax = plt().subplots(figsize=(6, 3.6))
     ax.plot(list(sizes), [100 * gains[n] for n in sizes], "o-")
     ax.axhline(0, color="k", lw=0.8)
@@ -257,11 +280,12 @@ def data_size(quick: bool, out: Path) -> ClaimResult:
         "Srivastava et al. 2014, Fig. 10 (MNIST subsets of 100 to 50,000): no gain at 100 "
         "and 500 examples, the largest gains in the middle, a smaller gain at 50,000",
         verdict,
-        ("the gain grows from the smallest subset and shrinks again before the largest"
-         if verdict == REPRODUCED else
-         "the gain grows with data, but MNIST-5k's 4,000 examples are too few to see it "
-         "shrink" if verdict == DIRECTION else
-         "the gain does not grow from the smallest subset"),
+        ("the gain grows from the smallest subset and shrinks again before the largest, "
+         "each by more than 2 standard errors" if verdict == REPRODUCED else
+         "the gain grows with data by more than 2 standard errors, but does not shrink "
+         "significantly within MNIST-5k's 4,000 examples" if verdict == DIRECTION else
+         "the gain at the best size is not above the smallest subset's by more than 2 "
+         "standard errors"),
         {"sizes": list(sizes), "gain": gains, "test_error": rows},
         "quick" if quick else "full", fig_path,
     )
