@@ -541,24 +541,30 @@ def spatial(quick: bool, out: Path) -> ClaimResult:
 
 
 def early_dropout(quick: bool, out: Path) -> ClaimResult:
-    epochs, seeds = (10, 2) if quick else (40, 3)
+    # Underfitting means the net cannot fit its training set: 784-8-8-10 keeps a training
+    # loss near 0.13 on MNIST-5k, where 784-32-32-10 already drives it to 0.001.
+    epochs, seeds = (10, 2) if quick else (20, 3)
     cutoff = max(1, epochs // 4)
-    base: dict[str, Any] = dict(epochs=epochs, hidden=32, input_dropout=0.0, eval_every=epochs)
+    base: dict[str, Any] = dict(epochs=epochs, hidden=8, input_dropout=0.0, eval_every=epochs)
     configs = {
         "early": TrainConfig(dropout=0.1, schedule=f"early:0.1,{cutoff}", **base),
         "none": TrainConfig(dropout=0.0, **base),
         "standard": TrainConfig(dropout=0.1, **base),
     }
-    return _two_way(
+    result = _two_way(
         "early-dropout", "early", "none", configs, seeds,
-        f"an underfitting net: MNIST-5k, MLP 784-32-32-10, {epochs} epochs, {seeds} seeds; "
+        f"an underfitting net: MNIST-5k, MLP 784-8-8-10, {epochs} epochs, {seeds} seeds; "
         f"early dropout p = 0.1 for the first {cutoff} epochs, then none; standard p = 0.1 "
-        "throughout; none; compared on final training loss",
-        "Liu et al. 2023 (ImageNet, underfitting ViT-T): early dropout lowers the final "
-        "training loss and raises test accuracy (72.8 to 73.9%) against no dropout, while "
+        "throughout; none",
+        "Liu et al. 2023 (ImageNet, underfitting ViT-T): early dropout raises test accuracy "
+        "(72.8 to 73.9%) and lowers the final training loss against no dropout, while "
         "standard dropout hurts; a direction only",
-        quick, out, key="train_loss",
+        quick, out,
     )
+    losses = "; ".join(f"{k}: final training loss {_pm(v['train_loss'], False)}"
+                       for k, v in result.numbers.items())
+    result.dropkit += f" ({losses})"
+    return result
 
 
 CLAIMS = [
