@@ -606,6 +606,14 @@ def write_docs(out: Path, docs: Path) -> Path:
         "dropkit's number with its spread, the published number with its source, and a "
         "verdict. A claim that did not reproduce is reported as such, with the reason.",
         "",
+        "Verdicts: *reproduced* when dropkit's number agrees with the published one (within 2 "
+        "combined standard errors) or every part of a shape claim holds; *direction "
+        "reproduced* when the effect has the published sign and exceeds 2 standard errors "
+        "but the setting differs from the paper's; *not reproduced* otherwise. Standard "
+        "errors come from the spread over seeds (or splits), and for sweeps from the binomial "
+        "noise of the 1,000 test examples. Rerun everything with `dropkit reproduce` "
+        "(about 30 minutes on 2 cores) or `dropkit reproduce --quick` (about 2 minutes).",
+        "",
         "| claim | mode | verdict |",
         "|---|---|---|",
         *[f"| [{r['claim']}](#{r['claim']}) | {r['mode']} | {r['verdict']} |" for r in results],
