@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import torch
 from torch import Tensor
 
@@ -12,6 +14,7 @@ __all__ = ["Dropout", "Dropout1d", "Dropout2d", "Dropout3d"]
 
 
 BACKENDS = ("auto", "torch", "seeded")
+_HAS_TRITON = importlib.util.find_spec("triton") is not None  # without importing it
 
 
 class Dropout(InplaceRateModule):
@@ -53,9 +56,7 @@ class Dropout(InplaceRateModule):
 
     def _seeded(self, input: Tensor) -> bool:
         if self.backend == "auto":
-            from dropkit.seeded import HAS_TRITON
-
-            return input.is_cuda and HAS_TRITON
+            return input.is_cuda and _HAS_TRITON
         return self.backend == "seeded"
 
     def forward(self, input: Tensor) -> Tensor:
