@@ -30,6 +30,7 @@ def test_quick_run_of_the_fast_claims(tmp_path) -> None:
         assert r.dropkit and r.published and r.why and r.setting
         saved = json.loads((tmp_path / "out" / r.claim / "result.json").read_text())
         assert saved["verdict"] == r.verdict and saved["mode"] == "quick"
+        assert r.figure and open(r.figure, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
     by_name = {r.claim: r for r in results}
     assert by_name["lesson-mask"].verdict == REPRODUCED  # exact bounds, fixed seed
     page = docs.read_text()

@@ -149,6 +149,14 @@ def lesson_mask(quick: bool, out: Path) -> ClaimResult:
         train_std = torch.stack([model.train()(sample) for _ in range(5)]).std(0).mean().item()
         eval_std = torch.stack([model.eval()(sample) for _ in range(5)]).std(0).mean().item()
     ok &= train_std > 0 and eval_std == 0
+    fig, ax = plt().subplots(figsize=(5, 3.4))
+    ps = [r["p"] for r in rows]
+    ax.plot([0, 1], [0, 1], "k--", lw=0.8, label="fraction = p")
+    ax.plot(ps, [r["zeros"] for r in rows], "o", label="measured fraction of zeros")
+    ax.plot(ps, [r["mean_ratio"] for r in rows], "s", label="output mean / input mean")
+    ax.set_xlabel("p")
+    ax.legend(fontsize=8)
+    figure = str(save_figure(fig, out / "result.png"))
     text = "; ".join(f"p={r['p']}: zeros {r['zeros']:.4f}, mean x{r['mean_ratio']:.4f}"
                      for r in rows)
     return ClaimResult(
@@ -161,6 +169,7 @@ def lesson_mask(quick: bool, out: Path) -> ClaimResult:
         "eval-mode outputs are identical" if ok else
         "a fraction or a mean lies more than 5 standard errors from the lesson's value",
         {"rates": rows, "train_std": train_std, "eval_std": eval_std},
+        figure=figure,
     )
 
 
