@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from dropkit.mc import mc_mode
 from dropkit.rates import find_dropout, get_rate
 
 __all__ = ["Finding", "diagnose", "variance_shift", "inference_guard"]
@@ -59,24 +60,16 @@ def _reaches(start: Any, targets: dict[Any, str]) -> set[str]:
 
 @contextmanager
 def _sampling_dropout_only(model: nn.Module) -> Iterator[None]:
-    """Dropout samples, everything else (BatchNorm above all) is in eval; all restored after.
-
-    RNG states are restored too, so a diagnosis draws nothing from the caller's streams.
-    """
-    modes = {m: m.training for m in model.modules()}
+    """:func:`dropkit.mc_mode` (dropout samples, BatchNorm in eval, modes restored), with
+    every random stream restored too, so a diagnosis draws nothing from the caller's."""
     generators = [
         (g, g.get_state()) for _, m in find_dropout(model)
         if isinstance(g := getattr(m, "generator", None), torch.Generator)
     ]
     try:
-        with torch.random.fork_rng(devices=[]):
-            model.eval()
-            for _, m in find_dropout(model):
-                m.training = True  # not m.train(): a wrapped layer stays in eval
+        with torch.random.fork_rng(devices=[]), mc_mode(model):
             yield
     finally:
-        for m, mode in modes.items():
-            m.training = mode
         for g, state in generators:
             g.set_state(state)
 

@@ -31,7 +31,7 @@ from torch import nn
 from dropkit.experiments.data import load_dataset, standardized_regression
 from dropkit.experiments.engine import TrainConfig, build_model, train
 from dropkit.experiments.io import atomic_write_json, atomic_write_text, check_writable_dir
-from dropkit.experiments.report import plt, save_figure
+from dropkit.experiments.report import mean_spread, plt, save_figure
 
 __all__ = ["CLAIMS", "Claim", "ClaimResult", "run_reproduce", "write_docs"]
 
@@ -60,18 +60,13 @@ class Claim:
     fast: bool  # its quick run takes seconds: CI runs it
 
 
-def _ms(values: Sequence[float]) -> tuple[float, float]:
-    values = list(values)
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
-
-
 def _se_diff(a: Sequence[float], b: Sequence[float]) -> float:
     """Standard error of mean(a) - mean(b) from the seeds' spread."""
-    return math.sqrt(_ms(a)[1] ** 2 / len(a) + _ms(b)[1] ** 2 / len(b))
+    return math.sqrt(mean_spread(a)[1] ** 2 / len(a) + mean_spread(b)[1] ** 2 / len(b))
 
 
 def _pm(values: Sequence[float], percent: bool = True) -> str:
-    m, s = _ms(values)
+    m, s = mean_spread(values)
     return f"{100 * m:.2f} ± {100 * s:.2f}%" if percent else f"{m:.4f} ± {s:.4f}"
 
 
@@ -97,8 +92,8 @@ def _bar(res: dict[str, dict[str, list[float]]], out: Path, title: str, key="tes
     fig, ax = plt().subplots(figsize=(6, 3.6))
     labels = list(res)
     scale = 100 if key.endswith("error") else 1
-    means = [scale * _ms(res[k][key])[0] for k in labels]
-    sds = [scale * _ms(res[k][key])[1] for k in labels]
+    means = [scale * mean_spread(res[k][key])[0] for k in labels]
+    sds = [scale * mean_spread(res[k][key])[1] for k in labels]
     ax.bar(labels, means, yerr=sds, capsize=4, color=[f"C{i}" for i in range(len(labels))])
     ax.set_ylabel(key.replace("_", " ") + (" %" if key.endswith("error") else ""))
     ax.set_title(title)
@@ -118,7 +113,7 @@ def _binom_se(error: float, seeds: int, n: int = N_TEST) -> float:
 
 def _directional(better: str, worse: str, res, key: str = "test_error") -> tuple[bool, float]:
     """Is ``better`` lower than ``worse`` by more than 2 standard errors of the difference?"""
-    diff = _ms(res[worse][key])[0] - _ms(res[better][key])[0]
+    diff = mean_spread(res[worse][key])[0] - mean_spread(res[better][key])[0]
     return diff > 2 * _se_diff(res[worse][key], res[better][key]), diff
 
 
@@ -212,7 +207,7 @@ def rate_sweep(quick: bool, out: Path) -> ClaimResult:
     configs = {f"p{p:g}": TrainConfig(dropout=p, input_dropout=0.2, epochs=epochs,
                                       hidden=hidden, eval_every=epochs) for p in rates}
     res = _finals(configs, seeds, out)
-    err = {p: _ms(res[f"p{p:g}"]["test_error"])[0] for p in rates}
+    err = {p: mean_spread(res[f"p{p:g}"]["test_error"])[0] for p in rates}
     band = [err[p] for p in rates if 0.2 <= p <= 0.6]
     spread = max(band) - min(band)
     se = _binom_se(statistics.fmean(band), seeds)
@@ -264,12 +259,12 @@ def data_size(quick: bool, out: Path) -> ClaimResult:
                        f"n{n}-dropout": TrainConfig(dropout=0.5, input_dropout=0.2, **base)},
                       seeds, out)
         none, drop = res[f"n{n}-none"]["test_error"], res[f"n{n}-dropout"]["test_error"]
-        gains[n] = _ms(none)[0] - _ms(drop)[0]
+        gains[n] = mean_spread(none)[0] - mean_spread(drop)[0]
         rows[n] = {"none": none, "dropout": drop}
     first, best = gains[sizes[0]], max(gains.values())
     peak = max(gains, key=lambda n: gains[n])
     # a gain is a difference of two mean errors: its standard error is sqrt(2) times one's
-    se = {n: math.sqrt(2) * _binom_se(_ms(rows[n]["none"])[0], seeds) for n in sizes}
+    se = {n: math.sqrt(2) * _binom_se(mean_spread(rows[n]["none"])[0], seeds) for n in sizes}
     grows = best - first > 2 * math.hypot(se[peak], se[sizes[0]])
     shrinks = peak != sizes[-1] and best - gains[sizes[-1]] > 2 * math.hypot(se[peak],
                                                                              se[sizes[-1]])
@@ -407,8 +402,8 @@ def uci_boston(quick: bool, out: Path) -> ClaimResult:
         rmses.append(r)
         lls.append(ll)
         chosen.append(best)
-    rm, rs = _ms(rmses)
-    lm, ls = _ms(lls)
+    rm, rs = mean_spread(rmses)
+    lm, ls = mean_spread(lls)
     rse, lse = rs / math.sqrt(splits), ls / math.sqrt(splits)
     rmse_ok = abs(rm - paper["rmse"][0]) <= 2 * math.hypot(rse, paper["rmse"][1])
     ll_ok = abs(lm - paper["ll"][0]) <= 2 * math.hypot(lse, paper["ll"][1])
@@ -468,7 +463,7 @@ def variance_shift_claim(quick: bool, out: Path) -> ClaimResult:
             second_bn = list(variance_shift(net, data.x_test[:500]).values())[1]
             ratios.append(second_bn)
         shifts[label] = ratios
-    before, after = _ms(shifts["before-bn"])[0], _ms(shifts["after-bn"])[0]
+    before, after = mean_spread(shifts["before-bn"])[0], mean_spread(shifts["after-bn"])[0]
     shift_ok = before < 0.9 and abs(after - 1) < abs(before - 1)
     costs, _ = _directional("after-bn", "before-bn", res)
     verdict = DIRECTION if shift_ok and costs else NOT
