@@ -16,9 +16,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from dropkit.experiments.data import Dataset, load_dataset
-from dropkit.experiments.engine import TrainConfig, train
-from dropkit.experiments.io import atomic_write_json, check_writable_dir
+from dropkit.experiments.data import Dataset
+from dropkit.experiments.engine import TrainConfig, prepare, train_seeds
+from dropkit.experiments.io import atomic_write_json
 from dropkit.experiments.report import mean_spread, pct, plt, save_figure, write_report
 
 __all__ = ["RateSpec", "parse_rate", "run_compare", "run_grid", "summarize"]
@@ -67,21 +67,23 @@ def run_grid(
     log: Callable[[str], None],
 ) -> list[dict[str, Any]]:
     """Train every spec under every seed (resumably); return one summary per spec."""
-    results = []
-    for spec in specs:
-        histories = []
-        for seed in range(seeds):
-            cfg = TrainConfig(**{**asdict(base), "dropout": spec.hidden,
-                                 "input_dropout": spec.input, "seed": seed})
-            run_dir = out / "runs" / f"{spec.slug}-seed{seed}"
-            quiet = lambda msg: log(msg) if msg.startswith("resuming") else None  # noqa: E731
-            history = train(cfg, run_dir, resume=True, progress=progress, data=data, log=quiet)
-            histories.append(history[: base.epochs])
-            last = histories[-1][-1]
-            log(f"  {spec.label}, seed {seed}: train error {pct(last['train_error'])}, "
-                f"test error {pct(last['test_error'])}")
-        results.append(summarize(spec, histories))
-    return results
+    by_slug = {spec.slug: spec for spec in specs}
+    configs = {
+        spec.slug: TrainConfig(**{**asdict(base), "dropout": spec.hidden,
+                                  "input_dropout": spec.input})
+        for spec in specs
+    }
+
+    def report(slug: str, seed: int, history: list[dict[str, Any]]) -> None:
+        last = history[-1]
+        log(f"  {by_slug[slug].label}, seed {seed}: train error {pct(last['train_error'])}, "
+            f"test error {pct(last['test_error'])}")
+
+    histories = train_seeds(
+        configs, seeds, out, data=data, progress=progress, on_run=report,
+        log=lambda msg: log(msg) if msg.startswith("resuming") else None,
+    )
+    return [summarize(by_slug[slug], h) for slug, h in histories.items()]
 
 
 def summarize(spec: RateSpec, histories: list[list[dict[str, Any]]]) -> dict[str, Any]:
@@ -156,10 +158,7 @@ def run_compare(
     if seeds < 1:
         raise ValueError(f"--seeds: expected an int >= 1, got {seeds}")
     base = TrainConfig(dataset=dataset, model=model, epochs=epochs, **overrides)
-    base.validate()
-    out = check_writable_dir(out)
-    data = data if data is not None else load_dataset(dataset, root=base.data_root,
-                                                      download=base.download)
+    out, data = prepare(base, out, data)
     log(f"dropkit compare: {dataset}, {model}, {epochs} epochs, {seeds} seed(s) -> {out}")
     results = run_grid(specs, seeds, base, out, data=data, progress=progress, log=log)
     rows = table_rows(results)

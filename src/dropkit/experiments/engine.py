@@ -36,7 +36,8 @@ from dropkit.models import ConvNetWithDropout, MLPWithDropout, RegressionMLP
 from dropkit.rates import find_dropout, get_rate
 from dropkit.scheduler import DropoutScheduler
 
-__all__ = ["TrainConfig", "train", "build_model", "parse_schedule", "evaluate", "MODELS"]
+__all__ = ["TrainConfig", "train", "train_seeds", "prepare", "dataset_for", "build_model",
+           "parse_schedule", "evaluate", "MODELS"]
 
 MODELS = ("mlp", "cnn", "mlp-dropconnect", "cnn-element", "cnn-dropout-before-bn")
 CHECKPOINT = "checkpoint.pt"
@@ -223,9 +224,7 @@ def train(
             f"--out: {str(out)!r} already holds a run; pass --resume to continue it or "
             "choose another folder"
         )
-    data = data if data is not None else load_dataset(
-        config.dataset, root=config.data_root, download=config.download
-    )
+    data = data if data is not None else dataset_for(config)
     device = torch.device(f"cuda:{ctx.rank % torch.cuda.device_count()}"
                           if torch.cuda.is_available() else "cpu")
     x_train, y_train = data.x_train, data.y_train
@@ -314,6 +313,44 @@ def train(
     if ctx.world > 1:
         dist.barrier()
     return history
+
+
+def dataset_for(config: TrainConfig) -> Dataset:
+    """The data set a configuration names (IDX files from its ``data_root``)."""
+    return load_dataset(config.dataset, root=config.data_root, download=config.download)
+
+
+def prepare(config: TrainConfig, out: str | os.PathLike[str], data: Dataset | None = None
+            ) -> tuple[Path, Dataset]:
+    """The preamble of every experiment: a valid configuration, a writable output folder
+    and the data, each checked before any training starts."""
+    config.validate()
+    return check_writable_dir(out), data if data is not None else dataset_for(config)
+
+
+def train_seeds(
+    configs: dict[str, TrainConfig],
+    seeds: int,
+    out: Path,
+    *,
+    data: Dataset,
+    progress: bool = False,
+    log: Callable[[str], None] = lambda _: None,
+    on_run: Callable[[str, int, list[dict[str, Any]]], None] | None = None,
+) -> dict[str, list[list[dict[str, Any]]]]:
+    """Train each named configuration under seeds 0..seeds-1, each in its own resumable
+    folder ``out/runs/<name>-seed<k>``; return the histories, cut at ``epochs``."""
+    histories: dict[str, list[list[dict[str, Any]]]] = {}
+    for name, config in configs.items():
+        histories[name] = []
+        for seed in range(seeds):
+            run = TrainConfig(**{**asdict(config), "seed": seed})
+            h = train(run, out / "runs" / f"{name}-seed{seed}", resume=True, progress=progress,
+                      data=data, log=log)[: config.epochs]
+            histories[name].append(h)
+            if on_run is not None:
+                on_run(name, seed, h)
+    return histories
 
 
 def _save(out, model, opt, sched, g_drop, g_data, config, history, ctx: _Dist) -> None:

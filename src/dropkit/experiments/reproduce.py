@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from dropkit.experiments.data import load_dataset, standardized_regression
-from dropkit.experiments.engine import TrainConfig, build_model, train
+from dropkit.experiments.engine import TrainConfig, build_model, dataset_for, train, train_seeds
 from dropkit.experiments.io import atomic_write_json, atomic_write_text, check_writable_dir
 from dropkit.experiments.report import mean_spread, plt, save_figure
 
@@ -73,17 +73,13 @@ def _pm(values: Sequence[float], percent: bool = True) -> str:
 def _finals(configs: dict[str, TrainConfig], seeds: int, out: Path, data=None
             ) -> dict[str, dict[str, list[float]]]:
     """Final train/test error of each configuration over seeds (resumable runs)."""
+    data = data if data is not None else dataset_for(next(iter(configs.values())))
     res: dict[str, dict[str, list[float]]] = {}
-    for label, cfg in configs.items():
-        tr, te, loss = [], [], []
-        for seed in range(seeds):
-            run = TrainConfig(**{**asdict(cfg), "seed": seed})
-            h = train(run, out / "runs" / f"{label}-seed{seed}", resume=True, progress=False,
-                      data=data, log=lambda *_: None)[: cfg.epochs]
-            tr.append(h[-1]["train_error"])
-            te.append(h[-1]["test_error"])
-            loss.append(h[-1]["eval_train_loss"])
-        res[label] = {"train_error": tr, "test_error": te, "train_loss": loss,
+    for label, histories in train_seeds(configs, seeds, out, data=data).items():
+        final = [h[-1] for h in histories]
+        tr, te = [r["train_error"] for r in final], [r["test_error"] for r in final]
+        res[label] = {"train_error": tr, "test_error": te,
+                      "train_loss": [r["eval_train_loss"] for r in final],
                       "gap": [b - a for a, b in zip(tr, te, strict=True)]}
     return res
 

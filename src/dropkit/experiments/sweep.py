@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from dropkit.experiments.compare import RateSpec, run_grid
-from dropkit.experiments.data import Dataset, load_dataset
-from dropkit.experiments.engine import TrainConfig
-from dropkit.experiments.io import atomic_write_json, check_writable_dir
+from dropkit.experiments.data import Dataset
+from dropkit.experiments.engine import TrainConfig, prepare
+from dropkit.experiments.io import atomic_write_json
 from dropkit.experiments.report import mean_spread, plt, save_figure, write_report
 
 __all__ = ["run_sweep", "DEFAULT_RATES"]
@@ -44,10 +44,7 @@ def run_sweep(
     if seeds < 1:
         raise ValueError(f"--seeds: expected an int >= 1, got {seeds}")
     base = TrainConfig(dataset=dataset, model=model, epochs=epochs, **overrides)
-    base.validate()
-    out = check_writable_dir(out)
-    data = data if data is not None else load_dataset(dataset, root=base.data_root,
-                                                      download=base.download)
+    out, data = prepare(base, out, data)
     log(f"dropkit sweep: {dataset}, hidden p in {list(rates)}, input p {input_dropout}, "
         f"{epochs} epochs, {seeds} seed(s) -> {out}")
     specs = [RateSpec(input_dropout, p) for p in rates]

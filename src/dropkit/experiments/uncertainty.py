@@ -21,9 +21,9 @@ from typing import Any
 import torch
 
 from dropkit import uncertainty as U
-from dropkit.experiments.data import Dataset, load_dataset
-from dropkit.experiments.engine import TrainConfig, build_model, train
-from dropkit.experiments.io import atomic_write_json, check_writable_dir
+from dropkit.experiments.data import Dataset
+from dropkit.experiments.engine import TrainConfig, build_model, prepare, train
+from dropkit.experiments.io import atomic_write_json
 from dropkit.experiments.report import mean_spread, plt, save_figure, write_report
 from dropkit.mc import mc_predict
 
@@ -74,10 +74,7 @@ def run_uncertainty(
     if samples < 2:
         raise ValueError(f"--samples: expected an int >= 2, got {samples}")
     config = TrainConfig(dataset=dataset, model=model, epochs=epochs, seed=seed, **overrides)
-    config.validate()
-    out = check_writable_dir(out)
-    data = data if data is not None else load_dataset(dataset, root=config.data_root,
-                                                      download=config.download)
+    out, data = prepare(config, out, data)
     if data.task != "classification":
         raise ValueError(f"--dataset: uncertainty needs a classification set, {dataset!r} is "
                          "regression (see `dropkit reproduce uci-boston`)")
