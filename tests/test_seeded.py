@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import dropkit.nn as dn
-from conftest import assert_binomial
+from conftest import assert_binomial, assert_mean, gen
 from dropkit import seeded
 from dropkit.seeded import ops
 from dropkit.seeded.philox import philox4x32
@@ -90,6 +90,15 @@ class TestKernelsAgainstTorch:
         else:
             assert torch.equal(_bits(kernel), _bits(reference))
 
+    @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+    def test_alpha_dropout_bit_for_bit(self, monkeypatch, dtype) -> None:
+        # the affine branch: product and sum rounded apart, as the torch path does
+        x = torch.randn(4096 + 9).to(dtype)
+        kernel = seeded.alpha_dropout(x, 0.3, seed=21, offset=2)
+        monkeypatch.setattr(ops, "KERNELS_ON_CPU", False)
+        reference = seeded.alpha_dropout(x, 0.3, seed=21, offset=2)
+        assert torch.equal(_bits(kernel), _bits(reference))
+
     def test_bias_dropout_add_bit_for_bit(self, monkeypatch) -> None:
         x, r = torch.randn(7, 33, 48), torch.randn(7, 33, 48)
         b = torch.randn(48)
@@ -117,6 +126,11 @@ class TestDropout:
         kept = y != 0
         torch.testing.assert_close(y[kept], x[kept] / 0.75)
         assert_binomial(int((~kept).sum()), x.numel(), 0.25)
+
+    def test_kept_negative_zero_stays_negative_zero(self) -> None:
+        y = seeded.dropout(torch.full((64,), -0.0), 0.5, seed=1)
+        kept = seeded.dropout(torch.ones(64), 0.5, seed=1) != 0
+        assert torch.signbit(y[kept]).all()  # -0.0 * scale, as torch's x * mask * scale
 
     def test_same_seed_same_mask_other_seed_other_mask(self) -> None:
         x = torch.ones(1000)
@@ -173,6 +187,47 @@ class TestDropout:
                                     seed=1)
 
 
+class TestAlphaDropout:
+    def test_kept_and_dropped_values_and_rate(self) -> None:
+        from dropkit.functional.alpha_dropout import SELU_ALPHA_PRIME, alpha_affine
+
+        x = torch.randn(200_000, generator=gen(1))
+        y = seeded.alpha_dropout(x, 0.2, seed=3)
+        a, b = alpha_affine(0.2)
+        kept = seeded.dropout(torch.ones_like(x), 0.2, seed=3) != 0  # the same mask
+        assert torch.equal(y[kept], x[kept] * a + b)
+        assert torch.equal(y[~kept], torch.full_like(y[~kept], a * SELU_ALPHA_PRIME + b))
+        assert_binomial(int((~kept).sum()), x.numel(), 0.2)
+        assert_mean(y, 0.0, 1.0)  # self-normalizing: standard-normal in, mean 0 out
+
+    def test_gradient_is_a_where_kept(self) -> None:
+        x = torch.randn(40, dtype=torch.float64, requires_grad=True)
+        assert torch.autograd.gradcheck(lambda t: seeded.alpha_dropout(t, 0.4, seed=8), (x,))
+
+    def test_eval_p_zero_p_one_and_errors(self) -> None:
+        x = torch.randn(10)
+        assert seeded.alpha_dropout(x, 0.5, training=False, seed=1) is x
+        assert seeded.alpha_dropout(x, 0.0, seed=1) is x
+        assert torch.equal(seeded.alpha_dropout(x, 1.0, seed=1), torch.zeros(10))
+        with pytest.raises(ValueError, match=r"^seeded.alpha_dropout: expected `seed`"):
+            seeded.alpha_dropout(x, 0.5, seed=-3)
+
+    def test_nothing_per_element_is_saved_and_vmap_is_per_sample(self) -> None:
+        total = []
+
+        def pack(t: torch.Tensor) -> torch.Tensor:
+            total.append(t.numel() * t.element_size())
+            return t
+
+        x = torch.randn(10_000, requires_grad=True)
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            seeded.alpha_dropout(x, 0.5, seed=1).sum().backward()
+        assert sum(total) == 0
+        out = torch.func.vmap(lambda t: seeded.alpha_dropout(t, 0.5, seed=1),
+                              randomness="different")(torch.ones(2, 300))
+        assert torch.equal(out.reshape(-1), seeded.alpha_dropout(torch.ones(600), 0.5, seed=1))
+
+
 class TestTransforms:
     def test_compiled_equals_eager(self) -> None:
         x = torch.randn(64, 32)
@@ -199,38 +254,98 @@ class TestTransforms:
         out = torch.func.vmap(lambda s: seeded.dropout(torch.ones(100), 0.5, seed=s))(seeds)
         assert torch.equal(out[1], seeded.dropout(torch.ones(100), 0.5, seed=2))
 
-    def test_mc_predict_with_the_seeded_backend(self) -> None:
-        import dropkit
 
-        model = torch.nn.Sequential(torch.nn.Linear(8, 8), dn.Dropout(0.5, backend="seeded"))
-        out = dropkit.mc_predict(model, torch.randn(4, 8), 6, strategy="vmap")
-        assert not torch.equal(out[0], out[1])
+def _elementwise_modules(backend: str, generator: torch.Generator | None = None):
+    """One module per variant with the backend switch, each with its seeded function."""
+    return {
+        "Dropout": dn.Dropout(0.5, backend=backend, generator=generator),
+        "AlphaDropout": dn.AlphaDropout(0.5, backend=backend, generator=generator),
+        "DropConnectLinear": dn.DropConnectLinear(8, 8, p=0.5, backend=backend,
+                                                  generator=generator),
+        "DropConnect": dn.DropConnect(torch.nn.Linear(8, 8), 0.5, backend=backend,
+                                      generator=generator),
+    }
+
+
+NAMES = list(_elementwise_modules("auto"))
 
 
 class TestModuleBackend:
-    def test_seeded_module_follows_manual_seed_and_generator(self) -> None:
-        m = dn.Dropout(0.5, backend="seeded")
+    @pytest.mark.parametrize("name", NAMES)
+    def test_seeded_module_follows_manual_seed_and_generator(self, name) -> None:
+        torch.manual_seed(5)
+        m = _elementwise_modules("seeded")[name]
+        x = torch.ones(16, 8)
         torch.manual_seed(0)
-        a = m(torch.ones(100))
+        a = m(x)
         torch.manual_seed(0)
-        assert torch.equal(a, m(torch.ones(100)))
-        assert not torch.equal(a, m(torch.ones(100)))  # a fresh seed per call
-        g = dn.Dropout(0.5, backend="seeded", generator=torch.Generator().manual_seed(4))
-        h = dn.Dropout(0.5, backend="seeded", generator=torch.Generator().manual_seed(4))
-        assert torch.equal(g(torch.ones(100)), h(torch.ones(100)))
+        assert torch.equal(a, m(x))
+        assert not torch.equal(a, m(x))  # a fresh seed per call
+        torch.manual_seed(5)
+        g = _elementwise_modules("seeded", torch.Generator().manual_seed(4))[name]
+        torch.manual_seed(5)
+        h = _elementwise_modules("seeded", torch.Generator().manual_seed(4))[name]
+        assert torch.equal(g(x), h(x))
+
+    @pytest.mark.parametrize("name", NAMES)
+    def test_seeded_module_calls_its_seeded_function(self, name) -> None:
+        torch.manual_seed(5)
+        m = _elementwise_modules("seeded", torch.Generator().manual_seed(4))[name]
+        torch.manual_seed(5)
+        torch_backend = _elementwise_modules("torch")[name]
+        x = torch.randn(16, 8, generator=gen(2))
+        seed = seeded.new_seed(torch.Generator().manual_seed(4))
+        if name == "Dropout":
+            expect = seeded.dropout(x, 0.5, seed=seed)
+        elif name == "AlphaDropout":
+            expect = seeded.alpha_dropout(x, 0.5, seed=seed)
+        else:  # the weight is dropped with the seeded mask, the bias is not
+            linear = getattr(torch_backend, "module", torch_backend)
+            expect = torch.nn.functional.linear(
+                x, seeded.dropout(linear.weight, 0.5, seed=seed), linear.bias)
+        assert torch.equal(m(x), expect)
+        m.eval()
+        torch_backend.eval()
+        assert torch.equal(m(x), torch_backend(x))  # eval: no noise, both backends alike
+
+    def test_seeded_rowwise_drop_connect_drops_rows(self) -> None:
+        m = dn.DropConnectLinear(50, 400, bias=False, p=0.3, rowwise=True, backend="seeded")
+        torch.manual_seed(1)
+        w = m._drop(m.weight)
+        dropped = (w == 0).all(dim=1)  # (400,): a whole row or nothing
+        assert torch.equal((w != 0).all(dim=1), ~dropped)
+        torch.testing.assert_close(w[~dropped], m.weight[~dropped] / 0.7)
+        assert_binomial(int(dropped.sum()), 400, 0.3)
+
+    @pytest.mark.parametrize("name", NAMES)
+    def test_mc_predict_draws_per_sample_masks(self, name) -> None:
+        import dropkit
+
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(8, 8), _elementwise_modules("seeded")[name])
+        out = dropkit.mc_predict(model, torch.randn(4, 8), 6, strategy="vmap")
+        assert not torch.equal(out[0], out[1])
 
     def test_auto_is_torch_on_cpu_and_bad_backend(self) -> None:
-        m = dn.Dropout(0.5)
-        assert not m._seeded(torch.ones(2))
-        assert repr(dn.Dropout(0.1, backend="seeded")).endswith("backend='seeded')")
+        for m in _elementwise_modules("auto").values():
+            assert not m._seeded(torch.ones(2))
+            assert "backend" not in repr(m)
+        for name, m in _elementwise_modules("seeded").items():
+            assert "backend='seeded'" in repr(m), name
         with pytest.raises(ValueError, match=r"^Dropout: expected `backend`"):
             dn.Dropout(0.5, backend="cuda")
+        with pytest.raises(ValueError, match=r"^DropConnectLinear: expected `backend` to be one"):
+            dn.DropConnectLinear(2, 2, backend="triton")
 
-    def test_compiles_fullgraph(self) -> None:
+    @pytest.mark.parametrize("name", ["Dropout", "AlphaDropout", "DropConnectLinear"])
+    def test_compiles_fullgraph(self, name) -> None:
         torch._dynamo.reset()
-        m = dn.Dropout(0.5, backend="seeded")
-        out = torch.compile(m, fullgraph=True, backend="aot_eager")(torch.ones(64))
-        assert set(out.unique().tolist()) <= {0.0, 2.0}
+        m = _elementwise_modules("seeded")[name]
+        x = torch.ones(4, 8)
+        torch.manual_seed(3)
+        out = torch.compile(m, fullgraph=True, backend="aot_eager")(x)
+        torch.manual_seed(3)
+        assert torch.equal(out, m(x))  # the same seed draw, the same mask
 
     def test_rank_enters_the_seed(self, monkeypatch) -> None:
         dist = torch.distributed
@@ -243,6 +358,19 @@ class TestModuleBackend:
             seeds.append(int(seeded.rank_seed(seed)))
         assert seeds[0] == 12345 and len(set(seeds)) == 3
         assert all(0 <= s < 2**62 for s in seeds)
+
+    def test_seed_per_rank_switch(self, monkeypatch) -> None:
+        dist = torch.distributed
+        monkeypatch.setattr(dist, "is_initialized", lambda: True)
+        outs = {}
+        for per_rank in (True, False):
+            for rank in (0, 1):
+                monkeypatch.setattr(dist, "get_rank", lambda r=rank: r)
+                m = dn.Dropout(0.5, backend="seeded", seed_per_rank=per_rank,
+                               generator=torch.Generator().manual_seed(1))
+                outs[per_rank, rank] = m(torch.ones(200))
+        assert not torch.equal(outs[True, 0], outs[True, 1])  # data parallel: own masks
+        assert torch.equal(outs[False, 0], outs[False, 1])  # tensor parallel: one mask
 
 
 def test_gpu_check_script_runs(tmp_path) -> None:

@@ -14,10 +14,19 @@ from torch import Tensor
 from dropkit._checks import check_floating, check_generator, check_ndim, check_probability
 from dropkit.mask import bernoulli_mask, in_place_ok, zeros_like_input
 
-__all__ = ["alpha_dropout", "feature_alpha_dropout", "SELU_ALPHA_PRIME"]
+__all__ = ["alpha_dropout", "feature_alpha_dropout", "alpha_affine", "SELU_ALPHA_PRIME"]
 
 # alpha' = -lambda * alpha of SELU: the value SELU saturates to for very negative inputs.
 SELU_ALPHA_PRIME = -1.7580993408473766
+
+
+def alpha_affine(p: float) -> tuple[float, float]:
+    """``(a, b)`` of alpha dropout at a rate ``p`` in (0, 1): kept units become ``a * x + b``,
+    dropped ones ``a * alpha' + b``, so standard-normal inputs keep zero mean and unit
+    variance."""
+    keep = 1.0 - p
+    a = 1.0 / math.sqrt(keep * (1.0 + p * SELU_ALPHA_PRIME**2))
+    return a, -a * SELU_ALPHA_PRIME * p
 
 
 def _alpha(
@@ -38,13 +47,11 @@ def _alpha(
         return x
     if p == 1.0:  # a = 1 / sqrt(0): no affine map exists; torch returns zeros too
         return zeros_like_input(x, inplace)
-    keep = 1.0 - p
     # Dropped units are set to alpha' (not 0), then a * y + b restores zero mean and
     # unit variance for standard-normal inputs.
-    a = 1.0 / math.sqrt(keep * (1.0 + p * SELU_ALPHA_PRIME**2))
-    b = -a * SELU_ALPHA_PRIME * p
+    a, b = alpha_affine(p)
     dims = tuple(range(2, x.dim())) if feature else ()  # feature: mask (N, C, 1, ...)
-    mask = bernoulli_mask(x, keep, dims, generator=generator)
+    mask = bernoulli_mask(x, 1.0 - p, dims, generator=generator)
     shift = mask.mul(-a * SELU_ALPHA_PRIME).add_(a * SELU_ALPHA_PRIME + b)  # a*alpha'*(1-m) + b
     scale = mask.mul_(a)
     if in_place_ok(inplace):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from dropkit._checks import check_probability
 
@@ -55,3 +57,64 @@ class InplaceRateModule(RateModule):
 
     def extra_repr(self) -> str:
         return f"p={self.p}, inplace={self.inplace}"
+
+
+BACKENDS = ("auto", "torch", "seeded")
+_HAS_TRITON = importlib.util.find_spec("triton") is not None  # without importing it
+
+
+class SeededBackendMixin:
+    """The ``backend`` switch of the elementwise variants (see :mod:`dropkit.seeded`).
+
+    ``"torch"`` draws a mask through :mod:`dropkit.mask`; ``"seeded"`` draws one seed per
+    call and recomputes the mask from it in backward (no mask memory, Triton kernels on
+    CUDA); ``"auto"`` is seeded on CUDA when Triton is installed, torch otherwise. With
+    ``seed_per_rank`` the rank enters the seed under ``torch.distributed``, so
+    data-parallel ranks draw different masks; False gives every rank of the group the
+    same masks, as tensor parallelism needs.
+    """
+
+    backend: str
+    seed_per_rank: bool
+    generator: torch.Generator | None
+
+    def _set_backend(self, backend: str, seed_per_rank: bool) -> None:
+        if backend not in BACKENDS:
+            raise ValueError(f"{type(self).__name__}: expected `backend` to be one of "
+                             f"{BACKENDS}, got backend={backend!r}")
+        self.backend = backend
+        self.seed_per_rank = seed_per_rank
+
+    def _backend_repr(self) -> str:
+        return "" if self.backend == "auto" else f", backend={self.backend!r}"
+
+    def _seeded(self, input: Tensor) -> bool:
+        if self.backend == "auto":
+            return input.is_cuda and _HAS_TRITON
+        return self.backend == "seeded"
+
+    def _new_seed(self) -> Tensor:
+        """A fresh seed from the module's generator (or the global one), rank included."""
+        from dropkit import seeded  # imports Triton only when a seeded call happens
+
+        seed = seeded.new_seed(self.generator)
+        return seeded.rank_seed(seed) if self.seed_per_rank else seed
+
+
+class ElementwiseRateModule(SeededBackendMixin, InplaceRateModule):
+    """An in-place-capable rate module with the ``backend`` switch (elementwise masks)."""
+
+    def __init__(
+        self,
+        p: float = 0.5,
+        inplace: bool = False,
+        *,
+        generator: torch.Generator | None = None,
+        backend: str = "auto",
+        seed_per_rank: bool = True,
+    ) -> None:
+        self._set_backend(backend, seed_per_rank)  # validated before any state is set
+        super().__init__(p, inplace, generator=generator)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + self._backend_repr()

@@ -5,15 +5,25 @@ from __future__ import annotations
 from torch import Tensor
 
 from dropkit.functional import alpha_dropout, feature_alpha_dropout
-from dropkit.nn._base import InplaceRateModule
+from dropkit.nn._base import ElementwiseRateModule, InplaceRateModule
 
 __all__ = ["AlphaDropout", "FeatureAlphaDropout"]
 
 
-class AlphaDropout(InplaceRateModule):
-    """Alpha dropout for SELU networks; see :func:`dropkit.functional.alpha_dropout`."""
+class AlphaDropout(ElementwiseRateModule):
+    """Alpha dropout for SELU networks; see :func:`dropkit.functional.alpha_dropout`.
+
+    Args:
+        p, inplace, generator: as :class:`dropkit.nn.Dropout`.
+        backend, seed_per_rank: as :class:`dropkit.nn.Dropout`; ``"seeded"`` is
+            :func:`dropkit.seeded.alpha_dropout`. Default: ``"auto"``, True.
+    """
 
     def forward(self, input: Tensor) -> Tensor:
+        if self.training and self._seeded(input):
+            from dropkit import seeded
+
+            return seeded.alpha_dropout(input, self.p, True, seed=self._new_seed())
         return alpha_dropout(input, self.p, self.training, self.inplace, generator=self.generator)
 
 

@@ -15,12 +15,32 @@ from torch.func import functional_call
 
 from dropkit._checks import check_probability
 from dropkit.functional.drop_connect import drop_connect
-from dropkit.nn._base import RateMixin, RateModule
+from dropkit.mask import noise_shape
+from dropkit.nn._base import RateMixin, RateModule, SeededBackendMixin
 
 __all__ = ["DropConnect", "DropConnectLinear"]
 
 
-class DropConnectLinear(RateMixin, nn.Linear):
+class _WeightDrop(SeededBackendMixin):
+    """How both modules drop one weight: a torch mask, or a seeded one (no mask memory)."""
+
+    p: float
+    rowwise: bool
+
+    def _drop(self, weight: Tensor) -> Tensor:
+        if not self._seeded(weight):
+            return drop_connect(weight, self.p, True, rowwise=self.rowwise,
+                                generator=self.generator)
+        from dropkit import seeded
+
+        seed = self._new_seed()
+        if not self.rowwise:
+            return seeded.dropout(weight, self.p, True, seed=seed)
+        rows = weight.new_ones(noise_shape(weight.shape, range(1, weight.dim())))  # (out, 1, ...)
+        return weight * seeded.dropout(rows, self.p, True, seed=seed)
+
+
+class DropConnectLinear(_WeightDrop, RateMixin, nn.Linear):
     """An :class:`torch.nn.Linear` whose weight is dropped in training (Wan et al. 2013).
 
     A drop-in for ``nn.Linear``: same parameters, same ``state_dict`` keys, and in eval
@@ -31,6 +51,8 @@ class DropConnectLinear(RateMixin, nn.Linear):
         p: probability of dropping a connection. Default: 0.5.
         rowwise: drop whole rows (output units). Default: False.
         generator: keyword-only source of randomness.
+        backend, seed_per_rank: as :class:`dropkit.nn.Dropout`: ``"seeded"`` drops the
+            weight with :func:`dropkit.seeded.dropout`. Default: ``"auto"``, True.
     """
 
     shares_noise_across_batch = True  # one weight mask per forward
@@ -44,26 +66,29 @@ class DropConnectLinear(RateMixin, nn.Linear):
         *,
         rowwise: bool = False,
         generator: torch.Generator | None = None,
+        backend: str = "auto",
+        seed_per_rank: bool = True,
         device: Any = None,
         dtype: torch.dtype | None = None,
     ) -> None:
         p = check_probability("DropConnectLinear", p)
+        self._set_backend(backend, seed_per_rank)
         super().__init__(in_features, out_features, bias, device=device, dtype=dtype)
         self.p = p
         self.rowwise = rowwise
         self.generator = generator
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, p={self.p}, rowwise={self.rowwise}"
+        return (f"{super().extra_repr()}, p={self.p}, rowwise={self.rowwise}"
+                f"{self._backend_repr()}")
 
     def forward(self, input: Tensor) -> Tensor:
-        weight = drop_connect(
-            self.weight, self.p, self.training, rowwise=self.rowwise, generator=self.generator
-        )
-        return F.linear(input, weight, self.bias)
+        if not self.training or self.p == 0.0:
+            return F.linear(input, self.weight, self.bias)
+        return F.linear(input, self._drop(self.weight), self.bias)
 
 
-class DropConnect(RateModule):
+class DropConnect(_WeightDrop, RateModule):
     """Wrap any module so that training drops entries of its weights.
 
     The wrapped module keeps its parameters (pretrained weights load as before, under
@@ -80,6 +105,7 @@ class DropConnect(RateModule):
         params: names of the parameters to drop (dotted for submodules). Default: ``("weight",)``.
         rowwise: drop whole rows of each weight. Default: False.
         generator: keyword-only source of randomness.
+        backend, seed_per_rank: as :class:`dropkit.nn.DropConnectLinear`.
     """
 
     shares_noise_across_batch = True  # one weight mask per forward
@@ -92,7 +118,10 @@ class DropConnect(RateModule):
         rowwise: bool = False,
         *,
         generator: torch.Generator | None = None,
+        backend: str = "auto",
+        seed_per_rank: bool = True,
     ) -> None:
+        self._set_backend(backend, seed_per_rank)
         if not isinstance(module, nn.Module):
             raise TypeError(f"DropConnect: expected an nn.Module, got {type(module).__name__}")
         if isinstance(params, str) or not params:
@@ -115,16 +144,10 @@ class DropConnect(RateModule):
         self.rowwise = rowwise
 
     def extra_repr(self) -> str:
-        return f"p={self.p}, params={self.params}, rowwise={self.rowwise}"
+        return f"p={self.p}, params={self.params}, rowwise={self.rowwise}{self._backend_repr()}"
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         if not self.training or self.p == 0.0:
             return self.module(*args, **kwargs)
-        weights = {
-            name: drop_connect(
-                self.module.get_parameter(name), self.p, True,
-                rowwise=self.rowwise, generator=self.generator,
-            )
-            for name in self.params
-        }
+        weights = {name: self._drop(self.module.get_parameter(name)) for name in self.params}
         return functional_call(self.module, weights, args, kwargs)

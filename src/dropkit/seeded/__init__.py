@@ -19,11 +19,15 @@ import torch
 from torch import Tensor
 
 from dropkit._checks import check_floating, check_probability
+from dropkit.functional.alpha_dropout import SELU_ALPHA_PRIME, alpha_affine
 from dropkit.mask import zeros_like_input
 from dropkit.seeded import philox
-from dropkit.seeded.ops import HAS_TRITON, bias_dropout_add_op, dropout_op
+from dropkit.seeded.ops import HAS_TRITON, bias_dropout_add_op, dropout_op, mask_affine_op
 
-__all__ = ["uniform", "dropout", "bias_dropout_add", "HAS_TRITON", "new_seed", "rank_seed"]
+__all__ = [
+    "uniform", "dropout", "alpha_dropout", "bias_dropout_add", "HAS_TRITON", "new_seed",
+    "rank_seed",
+]
 
 SEED_LIMIT = 2**63
 
@@ -94,6 +98,25 @@ def dropout(x: Tensor, p: float, training: bool = True, *, seed: int | Tensor, o
     if p == 1.0:
         return zeros_like_input(x)
     return dropout_op(x, p, seed_t, offset)
+
+
+def alpha_dropout(x: Tensor, p: float, training: bool = True, *, seed: int | Tensor,
+                  offset: int = 0) -> Tensor:
+    """Alpha dropout (:func:`dropkit.functional.alpha_dropout`) with a seeded mask.
+
+    Kept elements become ``a * x + b`` and dropped ones ``a * alpha' + b``; the backward
+    pass regenerates the mask. Args as in :func:`dropout`; ``p = 1`` returns zeros.
+    """
+    p = check_probability("seeded.alpha_dropout", p)
+    check_floating("seeded.alpha_dropout", x)
+    seed_t = _seed("seeded.alpha_dropout", seed)
+    offset = _offset("seeded.alpha_dropout", offset)
+    if not training or p == 0.0:
+        return x
+    if p == 1.0:  # no affine map exists (a = 1 / sqrt(0)); zeros, as the torch backend
+        return zeros_like_input(x)
+    a, b = alpha_affine(p)
+    return mask_affine_op(x, p, seed_t, offset, a, b, a * SELU_ALPHA_PRIME + b)
 
 
 def bias_dropout_add(x: Tensor, bias: Tensor, residual: Tensor, p: float, training: bool = True,

@@ -12,7 +12,11 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-__all__ = ["dropout_kernel", "bias_dropout_add_kernel"]
+__all__ = ["mask_affine_kernel", "bias_dropout_add_kernel", "LAUNCH"]
+
+# No fused multiply-add: the CPU path rounds the product and the sum separately, and
+# the kernels must give its bits (an FMA rounds once).
+LAUNCH = {"enable_fp_fusion": False}
 
 
 @triton.jit
@@ -28,12 +32,20 @@ def _keep_tile(seed, offset, pid, p, BLOCK: tl.constexpr):
 
 
 @triton.jit
-def dropout_kernel(x_ptr, out_ptr, n, p, scale, seed, offset, BLOCK: tl.constexpr):
-    """out = x * scale where kept, else 0; its own backward with x := grad."""
+def mask_affine_kernel(x_ptr, out_ptr, n, p, scale, shift, fill, seed, offset,
+                       BLOCK: tl.constexpr, AFFINE: tl.constexpr):
+    """out = x * scale (+ shift if AFFINE) where kept, else fill.
+
+    Dropout is (1 / (1 - p), 0, 0); alpha dropout (a, b, a * alpha' + b); either's
+    backward is (scale, 0, 0) with x := grad.
+    """
     idx, keep = _keep_tile(seed, offset, tl.program_id(0), p, BLOCK)
     inside = (idx >= 0) & (idx < n)
     x = tl.load(x_ptr + idx, mask=inside, other=0.0)
-    y = tl.where(keep, x.to(tl.float32) * scale, 0.0)
+    y = x.to(tl.float32) * scale
+    if AFFINE:  # a constexpr branch: dropout keeps -0.0 * scale = -0.0, as torch does
+        y = y + shift
+    y = tl.where(keep, y, fill)
     tl.store(out_ptr + idx, y.to(x.dtype, fp_downcast_rounding="rtne"), mask=inside)
 
 

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from dropkit.seeded.philox import uniform
 
-__all__ = ["dropout_op", "bias_dropout_add_op", "keep_mask", "HAS_TRITON"]
+__all__ = ["mask_affine_op", "dropout_op", "bias_dropout_add_op", "keep_mask", "HAS_TRITON"]
 
 HAS_TRITON = importlib.util.find_spec("triton") is not None
 _KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -48,20 +48,25 @@ def _compute_dtype(x: Tensor) -> torch.dtype:
     return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
-def _dropout_impl(x: Tensor, p: float, seed: int, offset: int) -> Tensor:
+def _mask_affine_impl(x: Tensor, p: float, seed: int, offset: int, scale: float,
+                      shift: float, fill: float) -> Tensor:
     xc = x.contiguous()
+    affine = shift != 0.0
     if _use_kernel(xc):
         from dropkit.seeded import kernels
 
         out = torch.empty_like(xc)
         n = xc.numel()
         if n:
-            kernels.dropout_kernel[kernels.grid(n, offset, BLOCK)](
-                xc, out, n, p, _scale(p), seed, offset, BLOCK=BLOCK)
+            kernels.mask_affine_kernel[kernels.grid(n, offset, BLOCK)](
+                xc, out, n, p, scale, shift, fill, seed, offset, BLOCK=BLOCK, AFFINE=affine,
+                **kernels.LAUNCH)
         return out.view(x.shape)
     keep = keep_mask(xc.numel(), p, seed, offset, xc.device).view(x.shape)
-    scaled = xc.to(_compute_dtype(xc)) * _scale(p)
-    return torch.where(keep, scaled, torch.zeros((), dtype=scaled.dtype)).to(x.dtype)
+    y = xc.to(_compute_dtype(xc)) * scale  # rounded like the kernel: product, then sum
+    if affine:
+        y = y + shift
+    return torch.where(keep, y, torch.full((), fill, dtype=y.dtype)).to(x.dtype)
 
 
 def _bias_dropout_add_impl(x: Tensor, bias: Tensor, residual: Tensor, p: float, seed: int,
@@ -74,7 +79,8 @@ def _bias_dropout_add_impl(x: Tensor, bias: Tensor, residual: Tensor, p: float, 
         n = xc.numel()
         if n:
             kernels.bias_dropout_add_kernel[kernels.grid(n, offset, BLOCK)](
-                xc, bc, rc, out, n, bc.numel(), p, _scale(p), seed, offset, BLOCK=BLOCK)
+                xc, bc, rc, out, n, bc.numel(), p, _scale(p), seed, offset, BLOCK=BLOCK,
+                **kernels.LAUNCH)
         return out.view(x.shape)
     keep = keep_mask(xc.numel(), p, seed, offset, xc.device).view(x.shape)
     dt = _compute_dtype(xc)
@@ -82,14 +88,17 @@ def _bias_dropout_add_impl(x: Tensor, bias: Tensor, residual: Tensor, p: float, 
     return (rc.to(dt) + dropped).to(x.dtype)
 
 
-@torch.library.custom_op("dropkit::seeded_dropout", mutates_args=())
-def dropout_op(x: Tensor, p: float, seed: Tensor, offset: int) -> Tensor:
-    """x * keep / (1 - p), keep recomputed from (seed, offset); ``seed`` a 0-dim int64."""
-    return _dropout_impl(x, p, int(seed), offset)
+@torch.library.custom_op("dropkit::seeded_mask_affine", mutates_args=())
+def mask_affine_op(x: Tensor, p: float, seed: Tensor, offset: int, scale: float, shift: float,
+                   fill: float) -> Tensor:
+    """``x * scale + shift`` where kept, ``fill`` where dropped; the keep mask recomputed
+    from (seed, offset), ``seed`` a 0-dim int64 tensor. Dropout is (1 / (1 - p), 0, 0)."""
+    return _mask_affine_impl(x, p, int(seed), offset, scale, shift, fill)
 
 
-@dropout_op.register_fake
-def _(x: Tensor, p: float, seed: Tensor, offset: int) -> Tensor:
+@mask_affine_op.register_fake
+def _(x: Tensor, p: float, seed: Tensor, offset: int, scale: float, shift: float, fill: float
+      ) -> Tensor:
     return torch.empty_like(x, memory_format=torch.contiguous_format)
 
 
@@ -98,11 +107,21 @@ def _setup(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
     ctx.p, ctx.seed, ctx.offset = inputs[-3], inputs[-2], inputs[-1]
 
 
-def _dropout_backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
-    return dropout_op(grad, ctx.p, ctx.seed, ctx.offset), None, None, None
+def _setup_mask_affine(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
+    ctx.p, ctx.seed, ctx.offset, ctx.scale = inputs[1:5]  # scalars only, as in _setup
 
 
-dropout_op.register_autograd(_dropout_backward, setup_context=_setup)
+def _mask_affine_backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+    # d out / d x is `scale` where kept and 0 where dropped: the same op with no shift
+    return mask_affine_op(grad, ctx.p, ctx.seed, ctx.offset, ctx.scale, 0.0, 0.0), *[None] * 6
+
+
+mask_affine_op.register_autograd(_mask_affine_backward, setup_context=_setup_mask_affine)
+
+
+def dropout_op(x: Tensor, p: float, seed: Tensor, offset: int) -> Tensor:
+    """x * keep / (1 - p), keep recomputed from (seed, offset)."""
+    return mask_affine_op(x, p, seed, offset, _scale(p), 0.0, 0.0)
 
 
 @torch.library.custom_op("dropkit::seeded_bias_dropout_add", mutates_args=())
@@ -131,20 +150,24 @@ def _to_front(t: Tensor, bdim: int | None, size: int) -> Tensor:
     return t.movedim(bdim, 0) if bdim is not None else t.expand(size, *t.shape)
 
 
-@torch.library.register_vmap("dropkit::seeded_dropout")
-def _dropout_vmap(info: Any, in_dims: tuple[Any, ...], x: Tensor, p: float, seed: Tensor,
-                  offset: int) -> tuple[Tensor, int]:
+@torch.library.register_vmap("dropkit::seeded_mask_affine")
+def _mask_affine_vmap(info: Any, in_dims: tuple[Any, ...], x: Tensor, p: float, seed: Tensor,
+                      offset: int, *affine: float) -> tuple[Tensor, int]:
     x_dim, seed_dim = in_dims[0], in_dims[2]
     size = info.batch_size
     xs = _to_front(x, x_dim, size)
+
+    def op(t: Tensor, s: Tensor) -> Tensor:
+        return mask_affine_op(t, p, s, offset, *affine)
+
     if seed_dim is not None:  # a seed per sample
         seeds = seed.movedim(seed_dim, 0)
-        return torch.stack([dropout_op(xs[b], p, seeds[b], offset) for b in range(size)]), 0
+        return torch.stack([op(xs[b], seeds[b]) for b in range(size)]), 0
     if info.randomness == "different":
         # one call over the batch: sample b reads indices offset + b * numel + i
-        return dropout_op(xs.contiguous(), p, seed, offset), 0
+        return op(xs.contiguous(), seed), 0
     # "same"/"error": the op is a function of (seed, offset): every sample gets one mask
-    return torch.stack([dropout_op(xs[b], p, seed, offset) for b in range(size)]), 0
+    return torch.stack([op(xs[b], seed) for b in range(size)]), 0
 
 
 @torch.library.register_vmap("dropkit::seeded_bias_dropout_add")
