@@ -24,6 +24,20 @@ def _bits(t: torch.Tensor) -> torch.Tensor:
     return t.contiguous().view(torch.int32 if t.element_size() == 4 else torch.int16)
 
 
+def saved_bytes(fn) -> int:
+    """Bytes autograd keeps for the backward pass of ``fn`` on 10,000 float32 elements."""
+    total = []
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        total.append(t.numel() * t.element_size())
+        return t
+
+    x = torch.randn(10_000, requires_grad=True)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn(x).sum().backward()
+    return sum(total)
+
+
 class TestStream:
     def test_philox_known_answer(self) -> None:
         # Random123's known-answer vector for philox4x32-10: counter 0, key 0
@@ -142,18 +156,6 @@ class TestDropout:
         assert torch.autograd.gradcheck(lambda t: seeded.dropout(t, 0.3, seed=8), (x,))
 
     def test_nothing_per_element_is_saved_for_backward(self) -> None:
-        def saved_bytes(fn) -> int:
-            total = []
-
-            def pack(t: torch.Tensor) -> torch.Tensor:
-                total.append(t.numel() * t.element_size())
-                return t
-
-            x = torch.randn(10_000, requires_grad=True)
-            with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-                fn(x).sum().backward()
-            return sum(total)
-
         assert saved_bytes(lambda t: seeded.dropout(t, 0.5, seed=1)) == 0
         assert saved_bytes(lambda t: torch.nn.functional.dropout(t, 0.5)) >= 10_000  # a mask
 
@@ -213,16 +215,7 @@ class TestAlphaDropout:
             seeded.alpha_dropout(x, 0.5, seed=-3)
 
     def test_nothing_per_element_is_saved_and_vmap_is_per_sample(self) -> None:
-        total = []
-
-        def pack(t: torch.Tensor) -> torch.Tensor:
-            total.append(t.numel() * t.element_size())
-            return t
-
-        x = torch.randn(10_000, requires_grad=True)
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            seeded.alpha_dropout(x, 0.5, seed=1).sum().backward()
-        assert sum(total) == 0
+        assert saved_bytes(lambda t: seeded.alpha_dropout(t, 0.5, seed=1)) == 0
         out = torch.func.vmap(lambda t: seeded.alpha_dropout(t, 0.5, seed=1),
                               randomness="different")(torch.ones(2, 300))
         assert torch.equal(out.reshape(-1), seeded.alpha_dropout(torch.ones(600), 0.5, seed=1))
@@ -307,6 +300,18 @@ class TestModuleBackend:
         m.eval()
         torch_backend.eval()
         assert torch.equal(m(x), torch_backend(x))  # eval: no noise, both backends alike
+
+    def test_seeded_drop_connect_keeps_no_weight_mask(self) -> None:
+        x = torch.randn(4, 256)
+        kept: dict[str, list[int]] = {}
+        for backend in ("torch", "seeded"):
+            m = dn.DropConnectLinear(256, 512, p=0.5, backend=backend)
+            sizes = kept.setdefault(backend, [])
+            with torch.autograd.graph.saved_tensors_hooks(
+                    lambda t, sizes=sizes: sizes.append(t.numel()) or t, lambda t: t):
+                m(x).sum().backward()
+        assert kept["seeded"] == [x.numel()]  # only the input, for the weight's gradient
+        assert 256 * 512 in kept["torch"]  # a weight-sized mask
 
     def test_seeded_rowwise_drop_connect_drops_rows(self) -> None:
         m = dn.DropConnectLinear(50, 400, bias=False, p=0.3, rowwise=True, backend="seeded")
