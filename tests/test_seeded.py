@@ -45,7 +45,7 @@ class TestStream:
         assert words == [0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8]
 
     @pytest.mark.parametrize("seed, offset", [(0, 0), (7, 3), (2**40 + 5, 2**34 + 1),
-                                              (2**62, 4 * (2**32 - 2) + 2)])
+                                              (2**62, 4 * (2**32 - 2) + 2), (2**64 - 3, 9)])
     def test_equals_triton_rand4x_bit_for_bit(self, seed: int, offset: int) -> None:
         import triton.language as tl
 
@@ -121,6 +121,14 @@ class TestKernelsAgainstTorch:
         reference = seeded.bias_dropout_add(x, b, r, 0.2, seed=9, offset=5)
         assert torch.equal(kernel, reference)
 
+    def test_a_seed_past_2_63_is_the_same_key_on_both_paths(self, monkeypatch) -> None:
+        x = torch.randn(1000)
+        kernel = seeded.dropout(x, 0.5, seed=2**64 - 3)  # passed to Triton as int64 bits
+        monkeypatch.setattr(ops, "KERNELS_ON_CPU", False)
+        assert torch.equal(kernel, seeded.dropout(x, 0.5, seed=2**64 - 3))
+        assert torch.equal(kernel, seeded.dropout(x, 0.5, seed=torch.tensor(-3)))
+        assert not torch.equal(kernel, seeded.dropout(x, 0.5, seed=2**63 - 3))
+
     def test_kernel_backward_is_the_same_mask(self) -> None:
         x = torch.randn(3000, requires_grad=True)
         y = seeded.dropout(x, 0.4, seed=4)
@@ -176,7 +184,7 @@ class TestDropout:
 
     @pytest.mark.parametrize(
         "kwargs, message",
-        [({"seed": -1}, "seed"), ({"seed": 2**63}, "seed"), ({"seed": 1, "offset": -2}, "offset"),
+        [({"seed": -1}, "seed"), ({"seed": 2**64}, "seed"), ({"seed": 1, "offset": -2}, "offset"),
          ({"seed": torch.tensor(1.0)}, "seed")],
     )
     def test_bad_arguments(self, kwargs, message) -> None:

@@ -29,7 +29,7 @@ __all__ = [
     "rank_seed",
 ]
 
-SEED_LIMIT = 2**63
+SEED_LIMIT = 2**64  # a 64-bit Philox key
 
 
 def _seed(fn: str, seed: int | Tensor) -> Tensor:
@@ -40,8 +40,8 @@ def _seed(fn: str, seed: int | Tensor) -> Tensor:
         return seed
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) \
             or not 0 <= seed < SEED_LIMIT:
-        raise ValueError(f"{fn}: expected `seed` to be an int in [0, 2**63), got {seed!r}")
-    return torch.tensor(int(seed), dtype=torch.int64)
+        raise ValueError(f"{fn}: expected `seed` to be an int in [0, 2**64), got {seed!r}")
+    return torch.tensor(philox.as_int64(int(seed)), dtype=torch.int64)
 
 
 def _offset(fn: str, offset: int) -> int:
@@ -54,7 +54,7 @@ def uniform(n: int, *, seed: int, offset: int = 0) -> Tensor:
     """The stream itself: float32 uniforms in [0, 1) of elements 0..n-1 at ``offset``."""
     if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
         raise ValueError(f"uniform: expected `n` to be an int >= 0, got {n!r}")
-    seed_int, offset = int(_seed("uniform", seed)), _offset("uniform", offset)
+    seed_int, offset = int(_seed("uniform", seed)), _offset("uniform", offset)  # int64 bits
     return philox.uniform(int(n), seed=seed_int, offset=offset)
 
 
@@ -85,7 +85,8 @@ def dropout(x: Tensor, p: float, training: bool = True, *, seed: int | Tensor, o
         x: a floating-point tensor (any layout; element i is i in row-major order).
         p: probability of dropping an element.
         training: apply dropout when True.
-        seed: an int in [0, 2**63), or a 0-dim int64 tensor (traceable by torch.compile).
+        seed: an int in [0, 2**64), or a 0-dim int64 tensor (its bits are the key;
+            traceable by torch.compile).
         offset: index of the first element in the stream. Default: 0.
 
     Same (seed, offset), same mask: on CPU and CUDA, eager and compiled.

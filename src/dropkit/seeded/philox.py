@@ -15,12 +15,17 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["philox4x32", "uniform_from_uint32", "uniform"]
+__all__ = ["philox4x32", "uniform_from_uint32", "uniform", "as_int64"]
 
 ROUND_A, ROUND_B = 0xD2511F53, 0xCD9E8D57  # multipliers
 KEY_A, KEY_B = 0x9E3779B9, 0xBB67AE85  # Weyl key increments
 MASK32 = 0xFFFFFFFF
 ROUNDS = 10
+
+
+def as_int64(seed: int) -> int:
+    """A 64-bit key in [0, 2**64) as the int64 with the same bits (two's complement)."""
+    return seed - 2**64 if seed >= 2**63 else seed
 
 
 def _mul_hi_lo(a: int, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -33,7 +38,10 @@ def _mul_hi_lo(a: int, x: Tensor) -> tuple[Tensor, Tensor]:
 
 def philox4x32(counter: Tensor, seed: int | Tensor, rounds: int = ROUNDS) -> tuple[Tensor, ...]:
     """Four uint32 words (int64 tensors) of Philox at 64-bit ``counter`` (c2 = c3 = 0)."""
+    if not isinstance(seed, Tensor):
+        seed = as_int64(seed)
     seed_t = torch.as_tensor(seed, dtype=torch.int64, device=counter.device)
+    # an arithmetic shift of a negative int64 still leaves the key's high word after masking
     k0, k1 = seed_t & MASK32, (seed_t >> 32) & MASK32
     c0, c1 = counter & MASK32, (counter >> 32) & MASK32
     c2 = torch.zeros_like(c0)
