@@ -9,6 +9,8 @@ Run::
    784-1024-1024-10 with input dropout 0.2 and hidden dropout 0.5, batch 128: once with
    ``torch.nn.Dropout``, once with ``dropkit.nn.Dropout``, same weights and data.
 2. The dropout op alone, forward and forward+backward, on 2^22 float32 elements.
+3. The same for ``dropkit.seeded.dropout`` on the CPU: the vectorized torch Philox, whose
+   mask is a function of (seed, offset) and equals the GPU kernels' bit for bit.
 
 The variants run interleaved, in alternating order, and each reports the median of its
 rounds, so drift of the machine hits both alike. The ratio is dropkit / torch: 1.00 is
@@ -30,6 +32,7 @@ from torch import nn
 import dropkit
 import dropkit.functional as DF
 import dropkit.nn as dn
+from dropkit import seeded
 
 
 def mlp(dropout: type[nn.Module]) -> nn.Sequential:
@@ -98,6 +101,19 @@ def main() -> None:
         {"torch": fwd_bwd(nn.functional.dropout), "dropkit": fwd_bwd(DF.dropout)}, rounds, reps
     )
 
+    def seeded_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+        return seeded.dropout(x, p, training, seed=1234)
+
+    seeded_fwd = interleaved(
+        {"torch": lambda: nn.functional.dropout(big, 0.5, True),
+         "dropkit": lambda: seeded_dropout(big, 0.5, True)},
+        rounds, reps,
+    )
+    seeded_both = interleaved(
+        {"torch": fwd_bwd(nn.functional.dropout), "dropkit": fwd_bwd(seeded_dropout)},
+        rounds, reps,
+    )
+
     print(f"dropkit {dropkit.__version__}, torch {torch.__version__}, "
           f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
           f"{datetime.date.today().isoformat()}")
@@ -108,6 +124,8 @@ def main() -> None:
         ("MLP 784-1024-1024-10 training step, batch 128", step),
         ("dropout forward, 2^22 float32", fwd),
         ("dropout forward + backward, 2^22 float32", both),
+        ("seeded.dropout forward, 2^22 float32", seeded_fwd),
+        ("seeded.dropout forward + backward, 2^22 float32", seeded_both),
     ]:
         ratio = res["dropkit"] / res["torch"]
         print(f"| {label} | {res['torch'] * 1e3:.3f} | {res['dropkit'] * 1e3:.3f} | {ratio:.3f} |")

@@ -9,7 +9,7 @@ import torch
 import dropkit.nn as dn
 from conftest import assert_binomial, assert_mean, gen
 from dropkit import seeded
-from dropkit.seeded import ops
+from dropkit.seeded import ops, philox
 from dropkit.seeded.philox import philox4x32
 
 triton = pytest.importorskip("triton", reason="Triton is installed with the dev extra")
@@ -39,10 +39,22 @@ def saved_bytes(fn) -> int:
 
 
 class TestStream:
-    def test_philox_known_answer(self) -> None:
-        # Random123's known-answer vector for philox4x32-10: counter 0, key 0
+    @pytest.mark.parametrize("mul", ["_mul_hi_lo_wrap", "_mul_hi_lo_split"])
+    def test_philox_known_answer(self, monkeypatch, mul) -> None:
+        # Random123's known-answer vectors for philox4x32-10, with either 32x32-bit product
+        monkeypatch.setattr(philox, "_mul_hi_lo", getattr(philox, mul))
         words = [int(w) for w in philox4x32(torch.tensor([0]), 0)]
         assert words == [0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8]
+
+    def test_wrapping_product_equals_the_split_one(self) -> None:
+        counters = torch.randint(0, 2**62, (20_000,), generator=gen(3)) * 2 + 1  # to 2**63
+        words = {}
+        for mul in ("_mul_hi_lo_wrap", "_mul_hi_lo_split"):
+            with pytest.MonkeyPatch.context() as m:
+                m.setattr(philox, "_mul_hi_lo", getattr(philox, mul))
+                words[mul] = philox4x32(counters, 2**64 - 5)
+        for a, b in zip(*words.values(), strict=True):
+            assert torch.equal(a, b)
 
     @pytest.mark.parametrize("seed, offset", [(0, 0), (7, 3), (2**40 + 5, 2**34 + 1),
                                               (2**62, 4 * (2**32 - 2) + 2), (2**64 - 3, 9)])
@@ -69,6 +81,12 @@ class TestStream:
         full = seeded.uniform(103, seed=11)
         for k in (1, 2, 3, 4, 37):
             assert torch.equal(seeded.uniform(103 - k, seed=11, offset=k), full[k:])
+
+    @pytest.mark.parametrize("offset", [0, 1, 7])
+    def test_chunks_join_into_one_stream(self, monkeypatch, offset) -> None:
+        whole = seeded.uniform(1001, seed=6, offset=offset)  # one chunk
+        monkeypatch.setattr(philox, "CPU_CHUNK", 3)  # 12 elements a chunk
+        assert torch.equal(seeded.uniform(1001, seed=6, offset=offset), whole)
 
     def test_range_and_rate(self) -> None:
         u = seeded.uniform(400_000, seed=1)
