@@ -1,0 +1,70 @@
+"""The README's Python examples run as written, so the front page cannot drift from the API.
+
+Each block runs in a fresh namespace holding what its prose assumes (an input ``x``, a
+``model``, labels ``y``); the blocks are found by their first line, so a new or removed
+example fails here until this file says what it needs.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+from pathlib import Path
+
+import pytest
+import torch
+
+import dropkit
+import dropkit.nn as dn
+
+README = Path(__file__).parent.parent / "README.md"
+
+
+def _blocks() -> dict[str, str]:
+    text = README.read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    return {block.splitlines()[0]: block for block in blocks}
+
+
+def _head_model() -> torch.nn.Module:
+    head = torch.nn.Sequential(OrderedDict(drop=dn.Dropout(0.5), fc=torch.nn.Linear(32, 10)))
+    return torch.nn.Sequential(OrderedDict(
+        body=torch.nn.Sequential(torch.nn.Linear(784, 32), torch.nn.BatchNorm1d(32),
+                                 torch.nn.ReLU()),
+        head=head))
+
+
+def _context(first_line: str) -> dict[str, object]:
+    torch.manual_seed(0)
+    x = torch.randn(8, 784)
+    if first_line.startswith("import torch"):  # the API tour: self-contained
+        return {}
+    if first_line.startswith("from dropkit import seeded"):
+        return {"dropkit": dropkit, "x": torch.randn(4, 64), "bias": torch.randn(64),
+                "residual": torch.randn(4, 64)}
+    if first_line.startswith("probs = dropkit.mc_predict"):
+        model = torch.nn.Sequential(torch.nn.Linear(784, 10), dn.Dropout(0.5))
+        return {"dropkit": dropkit, "model": model, "x": x, "y": torch.randint(0, 10, (8,))}
+    if first_line.startswith("dropkit.find_dropout"):
+        model = _head_model()
+
+        def evaluate(m: torch.nn.Module) -> torch.Tensor:
+            m.eval()
+            return m(x)
+
+        return {"dropkit": dropkit, "model": model, "x": x, "example_batch": x,
+                "evaluate": evaluate}
+    raise AssertionError(f"README has a Python example this test does not know: {first_line!r}")
+
+
+@pytest.mark.parametrize("first_line", list(_blocks()))
+def test_readme_example_runs(first_line: str) -> None:
+    exec(compile(_blocks()[first_line], f"README.md: {first_line}", "exec"),  # noqa: S102
+         _context(first_line))
+
+
+def test_readme_has_exactly_the_two_setup_commands() -> None:
+    # the brief: `make demo` sets up and runs the main job, `make test` the tests
+    text = README.read_text(encoding="utf-8")
+    commands = re.findall(r"^(make \w+)\b", text, flags=re.M)  # lines that start a command
+    assert sorted(set(commands)) == ["make demo", "make test"]
