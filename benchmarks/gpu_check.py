@@ -50,52 +50,100 @@ def timer(device: torch.device) -> Callable[[Callable[[], object]], float]:
             fn()
         return (time.perf_counter() - t) / reps * 1e3
 
-    return cuda_time if device.type == "cuda" else cpu_time
+    measure = cuda_time if device.type == "cuda" else cpu_time
+
+    def time_ms(fn: Callable[[], object]) -> float:
+        # a row that fails (say, torch.compile on that machine's stack) reads nan, with its
+        # error on stderr, and the rest of the table is still measured
+        try:
+            return measure(fn)
+        except Exception as error:  # noqa: BLE001
+            print(f"gpu_check: a measurement failed: {type(error).__name__}: {error}"[:500],
+                  file=sys.stderr)
+            return float("nan")
+
+    return time_ms
 
 
 def bits(t: torch.Tensor) -> torch.Tensor:
     return t.contiguous().view(torch.int32 if t.element_size() == 4 else torch.int16).cpu()
 
 
-def check(device: torch.device, big: bool) -> list[str]:
-    """Failures of the kernel path against the CPU path (empty: all equal)."""
-    failures = []
+def _same(gpu: torch.Tensor, cpu: torch.Tensor) -> bool:
+    return gpu.shape == cpu.shape and torch.equal(bits(gpu), bits(cpu))
+
+
+def _elementwise_checks(device: torch.device) -> dict[str, Callable[[], bool]]:
+    checks: dict[str, Callable[[], bool]] = {}
     for dtype in (torch.float32, torch.float16, torch.bfloat16):
         for n, offset in ((4096 * 3 + 7, 0), (1001, 3), (77, 2**33 + 1)):
-            x = torch.randn(n).to(dtype)
             for fn in (seeded.dropout, seeded.alpha_dropout):  # alpha: the affine branch
-                gpu = fn(x.to(device), 0.3, seed=1234, offset=offset)
-                cpu = fn(x, 0.3, seed=1234, offset=offset)
-                if not torch.equal(bits(gpu), bits(cpu)):
-                    failures.append(f"{fn.__name__} {dtype} n={n} offset={offset}")
-    x = torch.randn(33, 64, requires_grad=True)
-    xd = x.detach().to(device).requires_grad_(True)
-    seeded.dropout(x, 0.5, seed=5).sum().backward()
-    seeded.dropout(xd, 0.5, seed=5).sum().backward()
-    if not torch.equal(x.grad, xd.grad.cpu()):
-        failures.append("backward")
-    xb, b, r = torch.randn(8, 40, 64), torch.randn(64), torch.randn(8, 40, 64)
-    got = seeded.bias_dropout_add(xb.to(device), b.to(device), r.to(device), 0.1, seed=3)
-    if not torch.equal(got.cpu(), seeded.bias_dropout_add(xb, b, r, 0.1, seed=3)):
-        failures.append("bias_dropout_add")
-    compiled = torch.compile(lambda t, s: seeded.dropout(t, 0.2, seed=s), fullgraph=True)
-    xc = torch.randn(4096, device=device)
-    if not torch.equal(compiled(xc, torch.tensor(9)), seeded.dropout(xc, 0.2, seed=9)):
-        failures.append("torch.compile")
-    if device.type == "cuda":
+                def one(fn=fn, dtype=dtype, n=n, offset=offset) -> bool:
+                    x = torch.randn(n).to(dtype)
+                    return _same(fn(x.to(device), 0.3, seed=1234, offset=offset),
+                                 fn(x, 0.3, seed=1234, offset=offset))
+
+                checks[f"{fn.__name__} {str(dtype).split('.')[-1]} n={n} offset={offset}"] = one
+    return checks
+
+
+def check(device: torch.device, big: bool) -> list[str]:
+    """Failures of the kernel path against the CPU path (empty: all equal).
+
+    Each check runs on its own: one that raises is reported with its error and the rest
+    still run, so a single GPU session yields every answer and the table.
+    """
+    def backward() -> bool:
+        x = torch.randn(33, 64, requires_grad=True)
+        xd = x.detach().to(device).requires_grad_(True)
+        seeded.dropout(x, 0.5, seed=5).sum().backward()
+        seeded.dropout(xd, 0.5, seed=5).sum().backward()
+        return _same(xd.grad, x.grad)
+
+    def bias_dropout_add(dtype: torch.dtype) -> bool:
+        xb, r = torch.randn(8, 40, 64).to(dtype), torch.randn(8, 40, 64).to(dtype)
+        b = torch.randn(64).to(dtype)
+        got = seeded.bias_dropout_add(xb.to(device), b.to(device), r.to(device), 0.1, seed=3)
+        return _same(got, seeded.bias_dropout_add(xb, b, r, 0.1, seed=3))
+
+    def non_contiguous() -> bool:
+        x = torch.randn(300, 70).t()
+        return _same(seeded.dropout(x.to(device), 0.4, seed=2), seeded.dropout(x, 0.4, seed=2))
+
+    def compiled() -> bool:
+        fn = torch.compile(lambda t, s: seeded.dropout(t, 0.2, seed=s), fullgraph=True)
+        xc = torch.randn(4096, device=device)
+        return torch.equal(fn(xc, torch.tensor(9)), seeded.dropout(xc, 0.2, seed=9))
+
+    def auto_is_seeded() -> bool:
         import dropkit.nn as dn
 
-        if not dn.Dropout(0.1)._seeded(xc):
-            failures.append('Dropout(backend="auto") is not seeded on CUDA')
-    if big:  # 64-bit indexing: the last elements of a 2**31 + 5 element tensor
+        return dn.Dropout(0.1)._seeded(torch.ones(1, device=device))
+
+    def past_2_31() -> bool:  # 64-bit indexing: the last elements of a 2**31 + 5 tensor
         n = 2**31 + 5
         ones = torch.ones(n, dtype=torch.float16, device=device)
         tail = seeded.dropout(ones, 0.5, seed=7)[-1000:].cpu()
-        expect = seeded.dropout(torch.ones(1000, dtype=torch.float16), 0.5, seed=7,
-                                offset=n - 1000)
-        if not torch.equal(tail, expect):
-            failures.append("past 2**31 elements")
         del ones
+        return _same(tail, seeded.dropout(torch.ones(1000, dtype=torch.float16), 0.5, seed=7,
+                                          offset=n - 1000))
+
+    checks = _elementwise_checks(device)
+    checks.update({"backward": backward, "non-contiguous input": non_contiguous,
+                   "bias_dropout_add float32": lambda: bias_dropout_add(torch.float32),
+                   "bias_dropout_add bfloat16": lambda: bias_dropout_add(torch.bfloat16),
+                   "torch.compile": compiled})
+    if device.type == "cuda":
+        checks['Dropout(backend="auto") is seeded on CUDA'] = auto_is_seeded
+    if big:
+        checks["past 2**31 elements"] = past_2_31
+    failures = []
+    for name, fn in checks.items():
+        try:
+            if not fn():
+                failures.append(name)
+        except Exception as error:  # noqa: BLE001 - report it, run the other checks
+            failures.append(f"{name}: {type(error).__name__}: {error}"[:300])
     return failures
 
 
