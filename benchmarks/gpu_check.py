@@ -120,6 +120,14 @@ def check(device: torch.device, big: bool) -> list[str]:
 
         return dn.Dropout(0.1)._seeded(torch.ones(1, device=device))
 
+    def cuda_generator() -> bool:
+        import dropkit.nn as dn
+
+        outs = [dn.Dropout(0.5, backend="seeded",
+                           generator=torch.Generator(device).manual_seed(3))(
+                               torch.ones(1000, device=device)) for _ in range(2)]
+        return torch.equal(outs[0], outs[1]) and bool((outs[0] == 0).any())
+
     def past_2_31() -> bool:  # 64-bit indexing: the last elements of a 2**31 + 5 tensor
         n = 2**31 + 5
         ones = torch.ones(n, dtype=torch.float16, device=device)
@@ -135,6 +143,7 @@ def check(device: torch.device, big: bool) -> list[str]:
                    "torch.compile": compiled})
     if device.type == "cuda":
         checks['Dropout(backend="auto") is seeded on CUDA'] = auto_is_seeded
+        checks["a module with a CUDA generator"] = cuda_generator
     if big:
         checks["past 2**31 elements"] = past_2_31
     failures = []

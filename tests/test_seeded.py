@@ -346,6 +346,22 @@ class TestModuleBackend:
         torch_backend.eval()
         assert torch.equal(m(x), torch_backend(x))  # eval: no noise, both backends alike
 
+    @pytest.mark.parametrize("cls", [dn.Dropout, dn.AlphaDropout])
+    def test_seeded_inplace_writes_into_the_input(self, cls) -> None:
+        x = torch.randn(64, generator=gen(1))
+        grads, outs = [], []
+        for inplace in (False, True):
+            w = x.clone().requires_grad_(True)
+            h = w * 1.0  # a non-leaf: in place is allowed, as with torch's inplace dropout
+            torch.manual_seed(0)
+            out = cls(0.5, inplace=inplace, backend="seeded")(h)
+            assert (out is h) == inplace
+            (out * x).sum().backward()  # the regenerated mask flows back through the copy
+            grads.append(w.grad)
+            outs.append(out.detach())
+        assert torch.equal(outs[0], outs[1]) and torch.equal(grads[0], grads[1])
+        assert (grads[1] == 0).any()  # some elements were dropped
+
     def test_seeded_drop_connect_keeps_no_weight_mask(self) -> None:
         x = torch.randn(4, 256)
         kept: dict[str, list[int]] = {}

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from dropkit._checks import check_probability
+from dropkit.mask import in_place_ok
 
 
 class RateMixin:
@@ -118,3 +119,8 @@ class ElementwiseRateModule(SeededBackendMixin, InplaceRateModule):
 
     def extra_repr(self) -> str:
         return super().extra_repr() + self._backend_repr()
+
+    def _in_place(self, input: Tensor, out: Tensor) -> Tensor:
+        """Honour ``inplace`` on the seeded path: its ops return a new tensor (autograd does
+        not take mutating custom ops), so the result is copied back into ``input``."""
+        return input.copy_(out) if in_place_ok(self.inplace) else out

@@ -23,7 +23,8 @@ class AlphaDropout(ElementwiseRateModule):
         if self.training and self._seeded(input):
             from dropkit import seeded
 
-            return seeded.alpha_dropout(input, self.p, True, seed=self._new_seed())
+            out = seeded.alpha_dropout(input, self.p, True, seed=self._new_seed())
+            return self._in_place(input, out)
         return alpha_dropout(input, self.p, self.training, self.inplace, generator=self.generator)
 
 

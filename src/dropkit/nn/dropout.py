@@ -27,7 +27,8 @@ class Dropout(ElementwiseRateModule):
         if self.training and self._seeded(input):
             from dropkit import seeded
 
-            return seeded.dropout(input, self.p, True, seed=self._new_seed())
+            out = seeded.dropout(input, self.p, True, seed=self._new_seed())
+            return self._in_place(input, out)
         return dropout(input, self.p, self.training, self.inplace, generator=self.generator)
 
 

@@ -59,8 +59,14 @@ def uniform(n: int, *, seed: int, offset: int = 0) -> Tensor:
 
 
 def new_seed(generator: torch.Generator | None = None) -> Tensor:
-    """A fresh 0-dim int64 seed from ``generator`` (or torch's global one), on the CPU."""
-    return torch.randint(0, 2**62, (), dtype=torch.int64, generator=generator)
+    """A fresh 0-dim int64 seed from ``generator`` (or torch's global one), on the CPU.
+
+    A CUDA generator draws on its device and the seed is copied to the host, which waits
+    for the GPU: a CPU generator (or the global one) avoids that wait.
+    """
+    device = generator.device if generator is not None else torch.device("cpu")
+    seed = torch.randint(0, 2**62, (), dtype=torch.int64, generator=generator, device=device)
+    return seed.cpu()  # the ops read the seed on the host
 
 
 def rank_seed(seed: Tensor) -> Tensor:
