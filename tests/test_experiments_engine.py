@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from dropkit.experiments.engine import TrainConfig, parse_schedule, train
+from dropkit.experiments.engine import (
+    TrainConfig,
+    dataset_for,
+    evaluate,
+    load_final,
+    parse_schedule,
+    predict,
+    train,
+)
 
 TINY = {"train_size": 300, "hidden": 32, "batch_size": 50}
 
@@ -48,6 +56,19 @@ class TestTrain:
         with pytest.raises(ValueError, match=r"made with dropout=0.5, now dropout=0.3"):
             train(TrainConfig(epochs=2, dropout=0.3, **TINY), tmp_path, resume=True,
                   progress=False)
+
+    def test_load_final_is_the_model_the_metrics_came_from(self, tmp_path) -> None:
+        config = TrainConfig(epochs=2, **TINY)
+        history = train(config, tmp_path, progress=False)
+        data = dataset_for(config)
+        model = load_final(config, data, tmp_path)
+        model.train()
+        _, error = evaluate(model, data.x_test, data.y_test, data)
+        assert error == history[-1]["test_error"]
+        assert model.training  # predict and evaluate restore the mode
+        assert predict(model, data.x_test[:7], batch=3).shape == (7, 10)
+        with pytest.raises(FileNotFoundError, match=r"^load_final: expected a checkpoint at"):
+            load_final(config, data, tmp_path / "nothing")
 
     def test_cnn_on_digits_and_regression_on_boston(self, tmp_path) -> None:
         h = train(TrainConfig(dataset="digits", model="cnn", epochs=2, batch_size=64),

@@ -33,8 +33,14 @@ def test_quick_run_of_the_fast_claims(tmp_path) -> None:
         assert r.figure and open(r.figure, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
     by_name = {r.claim: r for r in results}
     assert by_name["lesson-mask"].verdict == REPRODUCED  # exact bounds, fixed seed
+    gap = by_name["mnist5k-gap"]
+    paired = gap.numbers["paired"]  # the same difference, recomputed from the checkpoints
+    errors = {k: sum(v := gap.numbers[k]["test_error"]) / len(v) for k in ("none", "dropout")}
+    assert abs(paired["diff"] - (errors["none"] - errors["dropout"])) < 1e-9
+    assert 0 < paired["se"] < 0.05 and "one-sided p" in gap.paired
     page = docs.read_text()
     assert all(f"## {name}" in page for name in FAST)
+    assert "- **Paired over the test set:** over the 1,000 test examples" in page
 
 
 def test_docs_report_a_failure_as_a_failure(tmp_path) -> None:
@@ -48,6 +54,25 @@ def test_docs_report_a_failure_as_a_failure(tmp_path) -> None:
     page = write_docs(tmp_path / "out", tmp_path / "R.md").read_text()
     assert "| [spatial](#spatial) | full | not reproduced |" in page
     assert "not reproduced: the spread was too wide." in page
+
+
+def test_paired_refuses_checkpoints_that_are_not_the_final_models(tmp_path) -> None:
+    import pytest
+
+    from dropkit.experiments.engine import TrainConfig, train
+    from dropkit.experiments.reproduce import _paired
+
+    tiny = dict(train_size=300, hidden=16, batch_size=50, epochs=1)
+    configs = {"a": TrainConfig(dropout=0.0, **tiny), "b": TrainConfig(dropout=0.5, **tiny)}
+    res = {}
+    for label, config in configs.items():
+        history = train(config, tmp_path / "runs" / f"{label}-seed0", progress=False)
+        res[label] = {"test_error": [history[-1]["test_error"]]}
+    paired, _ = _paired(configs, "a", "b", 1, tmp_path, res)
+    assert abs(paired["diff"] - (res["b"]["test_error"][0] - res["a"]["test_error"][0])) < 1e-9
+    res["a"]["test_error"] = [res["a"]["test_error"][0] + 0.01]  # metrics of another model
+    with pytest.raises(RuntimeError, match="a checkpoint is not the final model"):
+        _paired(configs, "a", "b", 1, tmp_path, res)
 
 
 def test_unknown_claim(capsys, tmp_path) -> None:

@@ -37,7 +37,7 @@ from dropkit.rates import find_dropout, get_rate
 from dropkit.scheduler import DropoutScheduler
 
 __all__ = ["TrainConfig", "train", "train_seeds", "prepare", "dataset_for", "build_model",
-           "parse_schedule", "evaluate", "MODELS"]
+           "parse_schedule", "evaluate", "predict", "load_final", "MODELS"]
 
 MODELS = ("mlp", "cnn", "mlp-dropconnect", "cnn-element", "cnn-dropout-before-bn")
 CHECKPOINT = "checkpoint.pt"
@@ -139,13 +139,19 @@ def build_model(config: TrainConfig, data: Dataset, generator: torch.Generator) 
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, x: Tensor, y: Tensor, data: Dataset, batch: int = 1000
-             ) -> tuple[float, float]:
-    """(loss, error) in eval mode: error rate for classification, RMSE in target units else."""
+def predict(model: nn.Module, x: Tensor, batch: int = 1000) -> Tensor:
+    """The model's outputs on ``x`` in eval mode (its mode is restored afterwards)."""
     was = model.training
     model.eval()
     outs = torch.cat([model(x[i : i + batch]) for i in range(0, len(x), batch)])
     model.train(was)
+    return outs
+
+
+def evaluate(model: nn.Module, x: Tensor, y: Tensor, data: Dataset, batch: int = 1000
+             ) -> tuple[float, float]:
+    """(loss, error) in eval mode: error rate for classification, RMSE in target units else."""
+    outs = predict(model, x, batch)
     if data.task == "regression":
         mse = nn.functional.mse_loss(outs, y).item()
         return mse, math.sqrt(mse) * data.target_std
@@ -313,6 +319,20 @@ def train(
     if ctx.world > 1:
         dist.barrier()
     return history
+
+
+def load_final(config: TrainConfig, data: Dataset, out: str | os.PathLike[str],
+               generator: torch.Generator | None = None) -> nn.Module:
+    """The trained network of the run in ``out``, from its checkpoint; its dropout layers
+    draw from ``generator`` (default: one seeded with ``config.seed``)."""
+    path = Path(out) / CHECKPOINT
+    if not path.exists():
+        raise FileNotFoundError(f"load_final: expected a checkpoint at {path}, found none")
+    if generator is None:
+        generator = torch.Generator().manual_seed(config.seed)
+    model = build_model(config, data, generator)
+    model.load_state_dict(torch.load(path, weights_only=True)["model"])
+    return model
 
 
 def dataset_for(config: TrainConfig) -> Dataset:
