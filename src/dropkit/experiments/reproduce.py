@@ -603,8 +603,8 @@ def early_dropout(quick: bool, out: Path) -> ClaimResult:
         "standard dropout hurts; a direction only",
         quick, out,
     )
-    losses = "; ".join(f"{k}: final training loss {_pm(v['train_loss'], False)}"
-                       for k, v in result.numbers.items())
+    losses = "; ".join(f"{k}: final training loss {_pm(result.numbers[k]['train_loss'], False)}"
+                       for k in configs)
     result.dropkit += f" ({losses})"
     return result
 
@@ -629,7 +629,7 @@ CLAIMS = [
     Claim("spatial", "spatial vs element dropout in a CNN (Tompson et al. 2015, direction)",
           spatial, False),
     Claim("early-dropout", "early dropout helps an underfitting net (Liu et al. 2023)",
-          early_dropout, False),
+          early_dropout, True),
 ]
 CLAIMS_BY_NAME = {c.name: c for c in CLAIMS}
 
