@@ -147,6 +147,20 @@ class TestKernelsAgainstTorch:
         assert torch.equal(kernel, seeded.dropout(x, 0.5, seed=torch.tensor(-3)))
         assert not torch.equal(kernel, seeded.dropout(x, 0.5, seed=2**63 - 3))
 
+    @pytest.mark.parametrize("h, offset", [(4 * ops.BLOCK, 0), (4 * ops.BLOCK, 8),
+                                           (2 * 4 * ops.BLOCK, 2), (4 * ops.BLOCK + 4, 0)])
+    def test_bias_columns_with_and_without_row_crossing_tiles(self, monkeypatch, h,
+                                                              offset) -> None:
+        from dropkit.seeded import kernels
+
+        x, r = torch.randn(3, h), torch.randn(3, h)
+        b = torch.randn(h)
+        crosses = kernels.tile_crosses_rows(h, offset, ops.BLOCK)
+        assert crosses == (h % (4 * ops.BLOCK) != 0 or offset % 4 != 0)
+        kernel = seeded.bias_dropout_add(x, b, r, 0.2, seed=9, offset=offset)
+        monkeypatch.setattr(ops, "KERNELS_ON_CPU", False)
+        assert torch.equal(kernel, seeded.bias_dropout_add(x, b, r, 0.2, seed=9, offset=offset))
+
     def test_kernel_backward_is_the_same_mask(self) -> None:
         x = torch.randn(3000, requires_grad=True)
         y = seeded.dropout(x, 0.4, seed=4)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-__all__ = ["mask_affine_kernel", "bias_dropout_add_kernel", "LAUNCH"]
+__all__ = ["mask_affine_kernel", "bias_dropout_add_kernel", "tile_crosses_rows", "grid", "LAUNCH"]
 
 # No fused multiply-add: the CPU path rounds the product and the sum separately, and
 # the kernels must give its bits (an FMA rounds once).
@@ -51,15 +51,33 @@ def mask_affine_kernel(x_ptr, out_ptr, n, p, scale, shift, fill, seed, offset,
 
 @triton.jit
 def bias_dropout_add_kernel(x_ptr, bias_ptr, res_ptr, out_ptr, n, h, p, scale, seed, offset,
-                            BLOCK: tl.constexpr):
-    """out = residual + dropout(x + bias), bias broadcast along the last dim (size h)."""
-    idx, keep = _keep_tile(seed, offset, tl.program_id(0), p, BLOCK)
+                            BLOCK: tl.constexpr, WRAP: tl.constexpr):
+    """out = residual + dropout(x + bias), bias broadcast along the last dim (size h).
+
+    The bias column takes one 64-bit remainder per program; per element it is the tile's
+    own 32-bit offset, wrapped by a 32-bit remainder only when a tile can cross a row
+    (``WRAP``; see :func:`tile_crosses_rows`). A 64-bit remainder per element would cost
+    more than the memory traffic of the op.
+    """
+    pid = tl.program_id(0)
+    idx, keep = _keep_tile(seed, offset, pid, p, BLOCK)
     inside = (idx >= 0) & (idx < n)
+    first = pid.to(tl.int64) * BLOCK * 4 - offset % 4  # element index of the tile's slot 0
+    local = tl.arange(0, BLOCK)[:, None] * 4 + tl.arange(0, 4)[None, :]  # (BLOCK, 4) int32
+    col = (first % h).to(tl.int32) + local  # C remainder: negative only for masked slots
+    if WRAP:
+        col = col % h
     x = tl.load(x_ptr + idx, mask=inside, other=0.0)
-    b = tl.load(bias_ptr + idx % h, mask=inside, other=0.0)
+    b = tl.load(bias_ptr + col, mask=inside, other=0.0)
     r = tl.load(res_ptr + idx, mask=inside, other=0.0)
     y = r.to(tl.float32) + tl.where(keep, (x.to(tl.float32) + b.to(tl.float32)) * scale, 0.0)
     tl.store(out_ptr + idx, y.to(x.dtype, fp_downcast_rounding="rtne"), mask=inside)
+
+
+def tile_crosses_rows(h: int, offset: int, block: int) -> bool:
+    """Whether a tile of ``4 * block`` elements can hold the end of a row of ``h``: not when
+    rows are whole tiles and tiles start on a row (the offset a multiple of 4)."""
+    return h % (4 * block) != 0 or offset % 4 != 0
 
 
 def grid(n: int, offset: int, block: int) -> tuple[int]:

@@ -72,15 +72,16 @@ def _mask_affine_impl(x: Tensor, p: float, seed: int, offset: int, scale: float,
 def _bias_dropout_add_impl(x: Tensor, bias: Tensor, residual: Tensor, p: float, seed: int,
                            offset: int) -> Tensor:
     xc, rc, bc = x.contiguous(), residual.contiguous(), bias.contiguous()
-    if _use_kernel(xc):
+    h = bc.numel()
+    if _use_kernel(xc) and h < 2**31 - 8 * BLOCK:  # columns in int32, a tile's span added
         from dropkit.seeded import kernels
 
         out = torch.empty_like(xc)
         n = xc.numel()
         if n:
             kernels.bias_dropout_add_kernel[kernels.grid(n, offset, BLOCK)](
-                xc, bc, rc, out, n, bc.numel(), p, _scale(p), seed, offset, BLOCK=BLOCK,
-                **kernels.LAUNCH)
+                xc, bc, rc, out, n, h, p, _scale(p), seed, offset, BLOCK=BLOCK,
+                WRAP=kernels.tile_crosses_rows(h, offset, BLOCK), **kernels.LAUNCH)
         return out.view(x.shape)
     keep = keep_mask(xc.numel(), p, seed, offset, xc.device).view(x.shape)
     dt = _compute_dtype(xc)
