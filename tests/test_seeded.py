@@ -463,7 +463,7 @@ def test_gpu_check_script_runs(tmp_path) -> None:
 
     script = Path(__file__).parent.parent / "benchmarks" / "gpu_check.py"
     env = {**os.environ, "TRITON_INTERPRET": "1"}
-    smoke = subprocess.run([sys.executable, str(script), "--smoke"], capture_output=True,
+    smoke = subprocess.run([sys.executable, str(script), "--smoke", "--sweep"], capture_output=True,
                            text=True, timeout=300, env=env)
     assert smoke.returncode == 0, smoke.stderr[-2000:]
     assert "all equal" in smoke.stdout and "bytes saved for backward" in smoke.stdout
