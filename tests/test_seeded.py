@@ -463,10 +463,12 @@ def test_gpu_check_script_runs(tmp_path) -> None:
 
     script = Path(__file__).parent.parent / "benchmarks" / "gpu_check.py"
     env = {**os.environ, "TRITON_INTERPRET": "1"}
-    smoke = subprocess.run([sys.executable, str(script), "--smoke", "--sweep"], capture_output=True,
-                           text=True, timeout=300, env=env)
+    smoke = subprocess.run([sys.executable, str(script), "--smoke", "--sweep"],
+                           capture_output=True, text=True, timeout=300, env=env)
     assert smoke.returncode == 0, smoke.stderr[-2000:]
-    assert "all equal" in smoke.stdout and "bytes saved for backward" in smoke.stdout
+    assert "all equal" in smoke.stdout and "saved for backward (bytes/element)" in smoke.stdout
+    assert "targets: seeded forward at" in smoke.stdout and "| BLOCK (counters) |" in smoke.stdout
+    assert "a measurement failed" not in smoke.stderr  # every row of the table was measured
     plain = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                            timeout=120)
     if not torch.cuda.is_available():
