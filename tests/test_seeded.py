@@ -288,6 +288,32 @@ class TestTransforms:
         assert torch.equal(out, out_eager)  # t * 2.0 is exact, the ops are opaque: same bits
         assert torch.equal(grad, grad_eager)
 
+    def test_func_grad_equals_autograd(self) -> None:
+        x, w = torch.randn(50, generator=gen(3)), torch.randn(50, generator=gen(4))
+
+        def f(t: torch.Tensor) -> torch.Tensor:
+            return (seeded.alpha_dropout(seeded.dropout(t, 0.3, seed=5), 0.2, seed=6) * w).sum()
+
+        leaf = x.clone().requires_grad_(True)
+        f(leaf).backward()
+        assert torch.equal(torch.func.grad(f)(x), leaf.grad)
+        b, r = torch.randn(10), torch.randn(5, 10)
+        g = torch.func.grad(lambda t: (seeded.bias_dropout_add(t, b, r, 0.5, seed=2) * r).sum())
+        assert torch.equal(g(torch.randn(5, 10)), seeded.dropout(r, 0.5, seed=2))
+
+    def test_per_sample_gradients_with_vmap_of_grad(self) -> None:
+        # per-sample gradients (as DP-SGD computes them) through seeded dropout: vmap over
+        # samples and their seeds of grad equals a loop of per-sample grads
+        xs, seeds = torch.randn(3, 40, generator=gen(5)), torch.tensor([11, 12, 13])
+
+        def loss(t: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+            return (seeded.dropout(t, 0.5, seed=s) * t).sum()
+
+        batched = torch.func.vmap(torch.func.grad(loss))(xs, seeds)
+        looped = torch.stack([torch.func.grad(loss)(xs[b], seeds[b]) for b in range(3)])
+        assert torch.equal(batched, looped)
+        assert (batched == 0).any() and not torch.equal(batched[0] == 0, batched[1] == 0)
+
     def test_vmap_different_gives_per_sample_masks(self) -> None:
         x = torch.ones(3, 500)
         out = torch.func.vmap(lambda t: seeded.dropout(t, 0.5, seed=1),

@@ -1,7 +1,9 @@
 """Seeded dropout ops: masks recomputed from (seed, offset), never stored.
 
-Registered with ``torch.library`` as custom ops with fake kernels, autograd and vmap
-rules, so they run under ``torch.compile(fullgraph=True)`` and ``torch.func.vmap``.
+The forward computations are ``torch.library`` custom ops with fake kernels, opaque to
+``torch.compile(fullgraph=True)``; their autograd and vmap rules live in
+``torch.autograd.Function`` wrappers, so ``torch.func.grad``, ``vmap`` and their
+compositions (per-sample gradients) work too.
 CUDA tensors (fp32, fp16, bf16) go to the Triton kernels; everything else to the
 vectorized torch Philox, which produces the same bits.
 """
@@ -89,35 +91,116 @@ def _bias_dropout_add_impl(x: Tensor, bias: Tensor, residual: Tensor, p: float, 
     return (rc.to(dt) + dropped).to(x.dtype)
 
 
+# The custom ops are the forward computation only, opaque to torch.compile (fake kernels
+# give their shapes). Autograd and vmap live in the autograd.Functions below, which
+# functorch composes (torch.func.grad, vmap(grad(...)) for per-sample gradients): a custom
+# op's own register_autograd does not work under torch.func.grad.
+
+
 @torch.library.custom_op("dropkit::seeded_mask_affine", mutates_args=())
-def mask_affine_op(x: Tensor, p: float, seed: Tensor, offset: int, scale: float, shift: float,
-                   fill: float) -> Tensor:
-    """``x * scale + shift`` where kept, ``fill`` where dropped; the keep mask recomputed
-    from (seed, offset), ``seed`` a 0-dim int64 tensor. Dropout is (1 / (1 - p), 0, 0)."""
+def _mask_affine_fwd(x: Tensor, p: float, seed: Tensor, offset: int, scale: float, shift: float,
+                     fill: float) -> Tensor:
     return _mask_affine_impl(x, p, int(seed), offset, scale, shift, fill)
 
 
-@mask_affine_op.register_fake
+@_mask_affine_fwd.register_fake
 def _(x: Tensor, p: float, seed: Tensor, offset: int, scale: float, shift: float, fill: float
       ) -> Tensor:
     return torch.empty_like(x, memory_format=torch.contiguous_format)
 
 
-def _setup(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
-    # Only the scalars: the mask is regenerated, nothing per element is kept.
-    ctx.p, ctx.seed, ctx.offset = inputs[-3], inputs[-2], inputs[-1]
+@torch.library.custom_op("dropkit::seeded_bias_dropout_add", mutates_args=())
+def _bias_dropout_add_fwd(x: Tensor, bias: Tensor, residual: Tensor, p: float, seed: Tensor,
+                          offset: int) -> Tensor:
+    return _bias_dropout_add_impl(x, bias, residual, p, int(seed), offset)
 
 
-def _setup_mask_affine(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
-    ctx.p, ctx.seed, ctx.offset, ctx.scale = inputs[1:5]  # scalars only, as in _setup
+@_bias_dropout_add_fwd.register_fake
+def _(x: Tensor, bias: Tensor, residual: Tensor, p: float, seed: Tensor, offset: int
+      ) -> Tensor:
+    return torch.empty_like(x, memory_format=torch.contiguous_format)
 
 
-def _mask_affine_backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
-    # d out / d x is `scale` where kept and 0 where dropped: the same op with no shift
-    return mask_affine_op(grad, ctx.p, ctx.seed, ctx.offset, ctx.scale, 0.0, 0.0), *[None] * 6
+def _to_front(t: Tensor, bdim: int | None, size: int) -> Tensor:
+    return t.movedim(bdim, 0) if bdim is not None else t.expand(size, *t.shape)
 
 
-mask_affine_op.register_autograd(_mask_affine_backward, setup_context=_setup_mask_affine)
+class MaskAffine(torch.autograd.Function):
+    """``x * scale + shift`` where kept, ``fill`` where dropped, the keep mask recomputed from
+    (seed, offset); ``seed`` a 0-dim int64 tensor. Dropout is (1 / (1 - p), 0, 0)."""
+
+    @staticmethod
+    def forward(x: Tensor, p: float, seed: Tensor, offset: int, scale: float, shift: float,
+                fill: float) -> Tensor:
+        return _mask_affine_fwd(x, p, seed, offset, scale, shift, fill)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
+        # Only the scalars and the 0-dim seed: the mask is regenerated, nothing per element
+        # is kept.
+        ctx.p, ctx.seed, ctx.offset, ctx.scale = inputs[1:5]
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        # d out / d x is `scale` where kept and 0 where dropped: the same op with no shift
+        return mask_affine_op(grad, ctx.p, ctx.seed, ctx.offset, ctx.scale, 0.0, 0.0), \
+            *[None] * 6
+
+    @staticmethod
+    def vmap(info: Any, in_dims: tuple[Any, ...], x: Tensor, p: float, seed: Tensor,
+             offset: int, *affine: float) -> tuple[Tensor, int]:
+        x_dim, seed_dim = in_dims[0], in_dims[2]
+        size = info.batch_size
+        xs = _to_front(x, x_dim, size)
+
+        def op(t: Tensor, s: Tensor) -> Tensor:
+            return mask_affine_op(t, p, s, offset, *affine)
+
+        if seed_dim is not None:  # a seed per sample
+            seeds = seed.movedim(seed_dim, 0)
+            return torch.stack([op(xs[b], seeds[b]) for b in range(size)]), 0
+        if info.randomness == "different":
+            # one call over the batch: sample b reads indices offset + b * numel + i
+            return op(xs.contiguous(), seed), 0
+        # "same"/"error": the op is a function of (seed, offset): every sample gets one mask
+        return torch.stack([op(xs[b], seed) for b in range(size)]), 0
+
+
+class BiasDropoutAdd(torch.autograd.Function):
+    """``residual + dropout(x + bias)`` in one pass (the transformer residual path)."""
+
+    @staticmethod
+    def forward(x: Tensor, bias: Tensor, residual: Tensor, p: float, seed: Tensor, offset: int
+                ) -> Tensor:
+        return _bias_dropout_add_fwd(x, bias, residual, p, seed, offset)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
+        ctx.p, ctx.seed, ctx.offset = inputs[3:6]  # scalars only, as in MaskAffine
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        grad_x = dropout_op(grad, ctx.p, ctx.seed, ctx.offset)
+        grad_bias = grad_x.reshape(-1, grad_x.shape[-1]).sum(0) if grad_x.dim() else grad_x
+        return grad_x, grad_bias, grad, None, None, None
+
+    @staticmethod
+    def vmap(info: Any, in_dims: tuple[Any, ...], x: Tensor, bias: Tensor, residual: Tensor,
+             p: float, seed: Tensor, offset: int) -> tuple[Tensor, int]:
+        size = info.batch_size
+        xs, rs = _to_front(x, in_dims[0], size), _to_front(residual, in_dims[2], size)
+        if in_dims[1] is not None or in_dims[4] is not None or info.randomness != "different":
+            bs = _to_front(bias, in_dims[1], size)
+            seeds = _to_front(seed, in_dims[4], size)
+            return torch.stack([bias_dropout_add_op(xs[b], bs[b], rs[b], p, seeds[b], offset)
+                                for b in range(size)]), 0
+        return bias_dropout_add_op(xs.contiguous(), bias, rs.contiguous(), p, seed, offset), 0
+
+
+def mask_affine_op(x: Tensor, p: float, seed: Tensor, offset: int, scale: float, shift: float,
+                   fill: float) -> Tensor:
+    """See :class:`MaskAffine`."""
+    return MaskAffine.apply(x, p, seed, offset, scale, shift, fill)
 
 
 def dropout_op(x: Tensor, p: float, seed: Tensor, offset: int) -> Tensor:
@@ -125,60 +208,7 @@ def dropout_op(x: Tensor, p: float, seed: Tensor, offset: int) -> Tensor:
     return mask_affine_op(x, p, seed, offset, _scale(p), 0.0, 0.0)
 
 
-@torch.library.custom_op("dropkit::seeded_bias_dropout_add", mutates_args=())
 def bias_dropout_add_op(x: Tensor, bias: Tensor, residual: Tensor, p: float, seed: Tensor,
                         offset: int) -> Tensor:
-    """residual + dropout(x + bias) in one pass (the transformer residual path)."""
-    return _bias_dropout_add_impl(x, bias, residual, p, int(seed), offset)
-
-
-@bias_dropout_add_op.register_fake
-def _(x: Tensor, bias: Tensor, residual: Tensor, p: float, seed: Tensor, offset: int
-      ) -> Tensor:
-    return torch.empty_like(x, memory_format=torch.contiguous_format)
-
-
-def _bda_backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
-    grad_x = dropout_op(grad, ctx.p, ctx.seed, ctx.offset)
-    grad_bias = grad_x.reshape(-1, grad_x.shape[-1]).sum(0) if grad_x.dim() else grad_x
-    return grad_x, grad_bias, grad, None, None, None
-
-
-bias_dropout_add_op.register_autograd(_bda_backward, setup_context=_setup)
-
-
-def _to_front(t: Tensor, bdim: int | None, size: int) -> Tensor:
-    return t.movedim(bdim, 0) if bdim is not None else t.expand(size, *t.shape)
-
-
-@torch.library.register_vmap("dropkit::seeded_mask_affine")
-def _mask_affine_vmap(info: Any, in_dims: tuple[Any, ...], x: Tensor, p: float, seed: Tensor,
-                      offset: int, *affine: float) -> tuple[Tensor, int]:
-    x_dim, seed_dim = in_dims[0], in_dims[2]
-    size = info.batch_size
-    xs = _to_front(x, x_dim, size)
-
-    def op(t: Tensor, s: Tensor) -> Tensor:
-        return mask_affine_op(t, p, s, offset, *affine)
-
-    if seed_dim is not None:  # a seed per sample
-        seeds = seed.movedim(seed_dim, 0)
-        return torch.stack([op(xs[b], seeds[b]) for b in range(size)]), 0
-    if info.randomness == "different":
-        # one call over the batch: sample b reads indices offset + b * numel + i
-        return op(xs.contiguous(), seed), 0
-    # "same"/"error": the op is a function of (seed, offset): every sample gets one mask
-    return torch.stack([op(xs[b], seed) for b in range(size)]), 0
-
-
-@torch.library.register_vmap("dropkit::seeded_bias_dropout_add")
-def _bda_vmap(info: Any, in_dims: tuple[Any, ...], x: Tensor, bias: Tensor, residual: Tensor,
-              p: float, seed: Tensor, offset: int) -> tuple[Tensor, int]:
-    size = info.batch_size
-    xs, rs = _to_front(x, in_dims[0], size), _to_front(residual, in_dims[2], size)
-    if in_dims[1] is not None or in_dims[4] is not None or info.randomness != "different":
-        bs = _to_front(bias, in_dims[1], size)
-        seeds = _to_front(seed, in_dims[4], size)
-        return torch.stack([bias_dropout_add_op(xs[b], bs[b], rs[b], p, seeds[b], offset)
-                            for b in range(size)]), 0
-    return bias_dropout_add_op(xs.contiguous(), bias, rs.contiguous(), p, seed, offset), 0
+    """See :class:`BiasDropoutAdd`."""
+    return BiasDropoutAdd.apply(x, bias, residual, p, seed, offset)
