@@ -45,24 +45,21 @@ def _int_at_least(least: int, what: str) -> Callable[[str], int]:
     return parse
 
 
-def _rate(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a drop probability, got {text!r}") from None
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"expected a drop probability in [0, 1), got {value}")
-    return value
+def _float_where(what: str, bound: str, ok: Callable[[float], bool]) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not ok(value):  # NaN fails every bound
+            raise argparse.ArgumentTypeError(f"expected {what} {bound}, got {value}")
+        return value
+
+    return parse
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {value}")
-    return value
+_rate = _float_where("a drop probability", "in [0, 1)", lambda v: 0 <= v < 1)
+_positive_float = _float_where("a number", "> 0", lambda v: v > 0)
 
 
 _seed = _int_at_least(0, "seed")
