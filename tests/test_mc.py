@@ -186,7 +186,9 @@ class TestPrefixRunsOnce:
         )
         dropkit.mc_predict(m, torch.randn(8, 10), 50, strategy="vmap")
         handle.remove()
-        assert seen == [False]  # once for 50 samples, and unbatched: computed once
+        # once in the discovery pass (dropkit.sites), then once for all 50 samples,
+        # unbatched: computed once
+        assert seen == [False, False]
 
     def test_layers_after_dropout_see_batched_tensors(self) -> None:
         m = bn_model().eval()
@@ -196,7 +198,7 @@ class TestPrefixRunsOnce:
         )
         dropkit.mc_predict(m, torch.randn(8, 10), 50, strategy="vmap")
         handle.remove()
-        assert seen == [True]
+        assert seen == [False, True]  # the discovery pass, then the 50 samples batched
 
     def test_loop_runs_the_prefix_every_time(self) -> None:
         m = bn_model().eval()
@@ -204,7 +206,7 @@ class TestPrefixRunsOnce:
         handle = m[0].register_forward_hook(lambda *a: calls.append(1))
         dropkit.mc_predict(m, torch.randn(8, 10), 5, strategy="loop")
         handle.remove()
-        assert len(calls) == 5
+        assert len(calls) == 1 + 5  # the discovery pass, then one per sample
 
 
 class TestFallbackAndErrors:

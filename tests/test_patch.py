@@ -47,12 +47,12 @@ class TestPatch:
 
     def test_patching_twice_is_patching_once(self) -> None:
         m = dropkit.patch(_model())
-        with pytest.warns(UserWarning, match="no dropout module to patch"):
+        with pytest.warns(UserWarning, match="no dropout site to patch"):
             dropkit.patch(m)  # nothing new to patch
         assert len(m[3]._forward_pre_hooks) == 1
 
     def test_warns_when_nothing_to_do(self) -> None:
-        with pytest.warns(UserWarning, match="patch: no dropout module to patch"):
+        with pytest.warns(UserWarning, match="patch: no dropout site to patch"):
             dropkit.patch(nn.Linear(2, 2))
         with pytest.warns(UserWarning, match="unpatch: no patched module"):
             dropkit.unpatch(_model())

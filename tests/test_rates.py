@@ -57,18 +57,18 @@ class TestSetRate:
     def test_invalid_rate_changes_nothing(self, rate) -> None:
         m = _model()
         before = {n: mod.p for n, mod in dropkit.find_dropout(m)}
-        with pytest.raises(ValueError, match=r"^set_rate: module '\d[.\d]*': expected `p`"):
+        with pytest.raises(ValueError, match=r"^set_rate: site '\d[.\d]*': expected `p`"):
             dropkit.set_rate(m, rate)
         assert {n: mod.p for n, mod in dropkit.find_dropout(m)} == before
 
     def test_gaussian_dropout_cannot_take_one_and_nothing_changes(self) -> None:
         m = _model()
-        with pytest.raises(ValueError, match=r"module '4'.*\[0, 1\)"):
+        with pytest.raises(ValueError, match=r"site '4'.*\[0, 1\)"):
             dropkit.set_rate(m, 1.0)
         assert dropkit.find_dropout(m)[0][1].p == 0.2
 
     def test_unknown_name(self) -> None:
-        with pytest.raises(ValueError, match=r"^set_rate: \['nope'\] are not dropout modules"):
+        with pytest.raises(ValueError, match=r"^set_rate: \['nope'\] are not dropout sites"):
             dropkit.set_rate(_model(), {"nope": 0.1})
 
     def test_concrete_dropout_rate_is_reset(self) -> None:

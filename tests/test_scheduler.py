@@ -60,9 +60,9 @@ class TestDropoutScheduler:
             sched.load_state_dict({"last_step": -2})
 
     def test_errors(self) -> None:
-        with pytest.raises(ValueError, match="no dropout module"):
+        with pytest.raises(ValueError, match="no dropout site"):
             dropkit.DropoutScheduler(nn.Linear(2, 2), S.constant(0.1))
-        with pytest.raises(ValueError, match=r"\['x'\] are not dropout modules"):
+        with pytest.raises(ValueError, match=r"\['x'\] are not dropout sites"):
             dropkit.DropoutScheduler(_model(), {"x": S.constant(0.1)})
         with pytest.raises(TypeError, match="expected callables"):
             dropkit.DropoutScheduler(_model(), 0.5)

@@ -2,8 +2,9 @@
 
 The whole dropout family behind one mask primitive (:mod:`dropkit.mask`): pure
 functions in :mod:`dropkit.functional`, modules in :mod:`dropkit.nn`, a NumPy
-reference with forward and backward in :mod:`dropkit.reference`, rate control
-(:func:`find_dropout`, :func:`set_rate`, :mod:`dropkit.schedules`,
+reference with forward and backward in :mod:`dropkit.reference`, one registry of dropout sites
+(:func:`dropout_sites`: modules, functional and attention dropout, foreign models), rate
+control (:func:`find_dropout`, :func:`set_rate`, :mod:`dropkit.schedules`,
 :class:`DropoutScheduler`), diagnostics of the classic pitfalls (:func:`diagnose`,
 :func:`variance_shift`, :func:`inference_guard`), and Monte Carlo dropout
 (:func:`mc_mode`, :func:`mc_predict`, :func:`patch`, :mod:`dropkit.uncertainty`).
@@ -16,15 +17,18 @@ from dropkit.nn.concrete_dropout import concrete_regularization
 from dropkit.patch import patch, unpatch
 from dropkit.rates import find_dropout, set_rate
 from dropkit.scheduler import DropoutScheduler
+from dropkit.sites import Site, dropout_sites
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DropoutScheduler",
     "Finding",
+    "Site",
     "__version__",
     "concrete_regularization",
     "diagnose",
+    "dropout_sites",
     "find_dropout",
     "functional",
     "inference_guard",

@@ -1,4 +1,4 @@
-"""Diagnostics for the lesson's dropout pitfalls, and a guard against dropout at test time.
+"""Diagnostics for the classic dropout pitfalls, and a guard against dropout at test time.
 
 Papers:
     Li, Chen, Hu & Yang 2019, "Understanding the Disharmony between Dropout and Batch
@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,8 +19,16 @@ import torch
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from dropkit.mc import mc_mode
-from dropkit.rates import find_dropout, get_rate
+from dropkit._trace import (
+    Call,
+    call_model,
+    no_grad_pass,
+    only_training,
+    recording,
+    tensors_in,
+    untouched,
+)
+from dropkit.sites import Site, dropout_sites, gates_of
 
 __all__ = ["Finding", "diagnose", "variance_shift", "inference_guard"]
 
@@ -34,14 +42,6 @@ class Finding:
     code: str
     module: str
     message: str
-
-
-def _tensors(out: Any) -> list[Tensor]:
-    if isinstance(out, Tensor):
-        return [out]
-    if isinstance(out, (tuple, list)):
-        return [t for t in out if isinstance(t, Tensor)]
-    return []
 
 
 def _reaches(start: Any, targets: dict[Any, str]) -> set[str]:
@@ -58,51 +58,59 @@ def _reaches(start: Any, targets: dict[Any, str]) -> set[str]:
     return found
 
 
-@contextmanager
-def _sampling_dropout_only(model: nn.Module) -> Iterator[None]:
-    """:func:`dropkit.mc_mode` (dropout samples, BatchNorm in eval, modes restored), with
-    every random stream restored too, so a diagnosis draws nothing from the caller's."""
-    generators = [
-        (g, g.get_state()) for _, m in find_dropout(model)
-        if isinstance(g := getattr(m, "generator", None), torch.Generator)
-    ]
-    try:
-        with torch.random.fork_rng(devices=[]), mc_mode(model):
-            yield
-    finally:
-        for g, state in generators:
-            g.set_state(state)
+def _site_of(call: Call, sites: list[Site]) -> Site | None:
+    """The site a recorded dropout call belongs to (its own module's, or the one whose
+    gate made it at that rate)."""
+    for s in sites:
+        if s.kind == "module" and s.module is call.module:
+            return s
+    for s in sites:
+        if s.rate == call.p and any(g is call.module for _, g in s.gates):
+            return s
+    return None
 
 
-def _trace(model: nn.Module, example_input: Any) -> tuple[set[tuple[str, str]], set[str]]:
-    """One forward pass: which dropout reaches which BatchNorm, and which is the output."""
-    tagged: dict[Any, str] = {}  # autograd node of a dropout's output -> its name
+def _trace(model: nn.Module, example_input: Any,
+           sites: list[Site]) -> tuple[set[tuple[str, str]], set[str]]:
+    """One forward pass: which dropout site reaches which BatchNorm, and which is the
+    output. Dropout modules are tagged by forward hooks, functional and attention
+    dropout by the recorded call that drew it."""
+    tagged: dict[Any, str] = {}  # autograd node of a site's output -> its name
     feeds: set[tuple[str, str]] = set()
     handles = []
 
-    def tag(name: str):
-        def hook(module: nn.Module, args: Any, out: Any) -> Any:
-            # A view gives each dropout's output its own autograd node, even at p = 0.
-            views = [t.view_as(t) if t.requires_grad else t for t in _tensors(out)]
-            for v in views:
-                if v.grad_fn is not None:
-                    tagged[v.grad_fn] = name
-            if isinstance(out, Tensor):
-                return views[0]
-            return out
+    def tag_output(name: str, out: Any) -> Any:
+        # A view gives each site's output its own autograd node, even at p = 0.
+        views = [t.view_as(t) if t.requires_grad else t for t in tensors_in(out)]
+        for v in views:
+            if v.grad_fn is not None:
+                tagged[v.grad_fn] = name
+        if isinstance(out, Tensor):
+            return views[0]
+        if isinstance(out, tuple) and len(views) == len(out):
+            return tuple(views)
+        return out
 
-        return hook
+    def tag(name: str):
+        return lambda module, args, out: tag_output(name, out)
+
+    def tag_call(call: Call) -> Any:
+        site = _site_of(call, sites) if call.p is not None else None
+        if site is None or site.kind == "module":
+            return None  # a dropout module's output is tagged by its own hook
+        return tag_output(site.name, call.output)
 
     def check(name: str):
         def hook(module: nn.Module, args: Any) -> None:
-            for t in _tensors(args):
+            for t in tensors_in(args):
                 for source in _reaches(t.grad_fn, tagged):
                     feeds.add((source, name))
 
         return hook
 
-    for name, m in find_dropout(model):
-        handles.append(m.register_forward_hook(tag(name)))
+    for s in sites:
+        if s.kind == "module":
+            handles.append(s.module.register_forward_hook(tag(s.name)))
     for name, m in model.named_modules():
         if isinstance(m, _BatchNorm):
             handles.append(m.register_forward_pre_hook(check(name)))
@@ -110,64 +118,86 @@ def _trace(model: nn.Module, example_input: Any) -> tuple[set[tuple[str, str]], 
     if isinstance(x, Tensor) and x.is_floating_point():
         x = x.detach().requires_grad_(True)  # so every tensor after it has a graph
     try:
-        with torch.enable_grad(), _sampling_dropout_only(model):
-            out = model(x)
+        with ExitStack() as stack:
+            stack.enter_context(torch.enable_grad())
+            stack.enter_context(untouched(model))
+            stack.enter_context(only_training(model, gates_of(sites)))
+            stack.enter_context(recording(model, tag_call))
+            out = call_model(model, x)
     finally:
         for h in handles:
             h.remove()
-    outputs = {tagged[t.grad_fn] for t in _tensors(out) if t.grad_fn in tagged}
+    outputs = {tagged[t.grad_fn] for t in tensors_in(out) if t.grad_fn in tagged}
     return feeds, outputs
 
 
+def _always_on(model: nn.Module, example_input: Any) -> list[Call]:
+    """Dropout calls that still draw with every module of ``model`` in eval."""
+    calls: list[Call] = []
+    with untouched(model):
+        no_grad_pass(model, example_input, [], calls.append, {})
+    seen: dict[tuple[str, str], Call] = {}
+    for c in calls:
+        if c.p is not None and c.samples:
+            seen.setdefault((c.owner, c.where), c)
+    return list(seen.values())
+
+
 def diagnose(model: nn.Module, example_input: Any) -> list[Finding]:
-    """Find the classic dropout pitfalls in ``model``, tracing one forward pass.
+    """Find the classic dropout pitfalls in ``model``, tracing its forward pass.
 
     Codes: ``dropout-before-batchnorm``, ``high-rate`` (p >= 0.8), ``dropout-on-output``,
-    ``inactive-dropout`` (p = 0), ``lstm-dropout-single-layer``. The pass runs with
-    dropout sampling and every other module in eval, so BatchNorm's running statistics,
-    every module's mode and the random streams are left exactly as they were.
+    ``inactive-dropout`` (a dropout module with p = 0), ``lstm-dropout-single-layer``,
+    ``functional-dropout-always-on`` (a dropout call that draws with the whole model in
+    eval, such as ``F.dropout(x, p)`` without ``training=``). Every dropout site counts
+    (:func:`dropkit.dropout_sites`), functional and attention dropout included. The
+    passes run with dropout sampling and every other module in eval, so BatchNorm's
+    running statistics, every module's mode and every random stream (the global ones
+    and each generator a module holds) are left exactly as they were.
 
     Args:
         model: the model to inspect.
-        example_input: one valid input (a batch) for ``model``.
+        example_input: one valid input (a batch) for ``model``: a tensor, a tuple of
+            positional arguments or a mapping of keyword arguments.
 
     Returns:
-        The findings in module order of the dropout (or RNN) they concern.
+        The findings in the order of the sites (or modules) they concern.
     """
     findings: list[Finding] = []
-    feeds, outputs = _trace(model, example_input)
-    for name, m in find_dropout(model):
-        p = get_rate(m)
-        label = name or "<model>"
+    sites = dropout_sites(model, example_input)
+    feeds, outputs = _trace(model, example_input, sites)
+    for s in sites:
+        p = s.rate
+        label = s.name or "<model>"
         for source, bn in sorted(feeds):
-            if source == name:
+            if source == s.name:
                 findings.append(Finding(
-                    "dropout-before-batchnorm", name,
+                    "dropout-before-batchnorm", s.name,
                     f"dropout {label!r} (p={p:g}) feeds BatchNorm {bn!r}: BatchNorm's running "
                     "variance is learned with dropout's extra variance, which is gone at test "
                     "time, so test activations are scaled wrongly (Li et al. 2019, variance "
                     "shift). Move dropout after the last BatchNorm (e.g. only before the "
                     "classifier), or measure the damage with dropkit.variance_shift.",
                 ))
-        if name in outputs:
+        if s.name in outputs:
             findings.append(Finding(
-                "dropout-on-output", name,
+                "dropout-on-output", s.name,
                 f"dropout {label!r} is the model's last operation: it zeroes outputs (logits or "
                 "predictions) directly, which no later layer can compensate. Remove it; "
-                "dropout belongs after hidden layers (Srivastava et al. 2014; the lesson's MLP "
-                "has none on its output layer).",
+                "dropout belongs after hidden layers (Srivastava et al. 2014 drop hidden "
+                "and input units, never the outputs).",
             ))
-        if p >= HIGH_RATE:
+        if s.is_probability and p >= HIGH_RATE:
             findings.append(Finding(
-                "high-rate", name,
+                "high-rate", s.name,
                 f"dropout {label!r} drops {p:.0%} of its units: the layer keeps too little "
-                "capacity and training is slow and noisy (the lesson's pitfall 2). Srivastava "
+                "capacity and training is slow and noisy. Srivastava "
                 "et al. 2014 use 0.5 for hidden units and 0.2 for inputs; lower p, or widen "
                 "the layer by 1/(1-p) if you need this much noise.",
             ))
-        if p == 0.0:
+        if s.kind == "module" and s.is_probability and p == 0.0:
             findings.append(Finding(
-                "inactive-dropout", name,
+                "inactive-dropout", s.name,
                 f"dropout {label!r} has p=0 and does nothing. Remove it, or give it a rate "
                 "(dropkit.set_rate) or a schedule (dropkit.DropoutScheduler).",
             ))
@@ -180,6 +210,15 @@ def diagnose(model: nn.Module, example_input: Any) -> list[Finding]:
                 "dropkit.nn.LockedDropout on the inputs and outputs (Gal & Ghahramani 2016) "
                 "or dropkit.nn.DropConnect on 'weight_hh_l0' (AWD-LSTM).",
             ))
+    for c in _always_on(model, example_input):
+        where = f"module {c.owner!r}" if c.owner else "the model's own forward"
+        findings.append(Finding(
+            "functional-dropout-always-on", c.owner,
+            f"{c.function} with p={c.p:g} in the code of {where} ({type(c.module).__name__}, "
+            f"{c.where}) drops even with the model in eval: dropout left on at test time. "
+            "torch's functional dropout defaults to training=True; pass "
+            "training=self.training (or use a dropout module).",
+        ))
     return findings
 
 
@@ -214,7 +253,7 @@ def variance_shift(model: nn.Module, x: Tensor) -> dict[str, float]:
 
     handles = [m.register_forward_pre_hook(record(n)) for n, m in bns]
     try:
-        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        with torch.no_grad(), untouched(work):
             work.eval()
             work(x)
             eval_var = dict(seen)
@@ -229,13 +268,20 @@ def variance_shift(model: nn.Module, x: Tensor) -> dict[str, float]:
 
 @contextmanager
 def inference_guard(model: nn.Module, *, action: str = "raise") -> Iterator[None]:
-    """Inside, a dropout of ``model`` that samples is an error (or a warning, once).
+    """Inside, any dropout site of ``model`` that samples is an error (or a warning, once).
 
-    Guards the lesson's first pitfall, evaluating with dropout still on::
+    Guards against evaluating with dropout still on (Srivastava et al. 2014 evaluate
+    the whole network, scaled, never a sample of it)::
 
         model.eval()
         with dropkit.inference_guard(model):
             accuracy = evaluate(model, test_loader)
+
+    Dropout modules and noise (``GaussianNoise``) are checked as they run; functional
+    and attention dropout (``F.dropout``, ``scaled_dot_product_attention(dropout_p=)``)
+    by the call that draws, naming the module whose code made it. The functional check
+    runs every torch call through a :class:`torch.overrides.TorchFunctionMode`: a
+    debugging aid, slower than a plain evaluation.
 
     Args:
         model: the model to guard.
@@ -248,31 +294,42 @@ def inference_guard(model: nn.Module, *, action: str = "raise") -> Iterator[None
         )
     warned: list[str] = []
 
-    def guard(name: str):
+    def report(message: str) -> None:
+        if action == "raise":
+            raise RuntimeError(f"inference_guard: {message}")
+        if not warned:
+            warned.append(message)
+            warnings.warn(f"inference_guard: {message}", RuntimeWarning, stacklevel=3)
+
+    def guard(site: Site):
         def hook(module: nn.Module, args: Any) -> None:
-            rate = getattr(module, "p", getattr(module, "dropout", 0.0))
-            if not module.training or float(rate) == 0.0:
-                return
-            if isinstance(module, nn.RNNBase) and module.num_layers == 1:
-                return
-            message = (
-                f"inference_guard: dropout {name!r} sampled during inference because it is in "
-                "training mode; call model.eval() before evaluating (the lesson's pitfall 1)"
-            )
-            if action == "raise":
-                raise RuntimeError(message)
-            if not warned:
-                warned.append(name)
-                warnings.warn(message, RuntimeWarning, stacklevel=2)
+            if module.training and site.rate > 0:
+                report(f"dropout {site.name!r} ({type(module).__name__}) sampled during "
+                       "inference because it is in training mode; call model.eval() before "
+                       "evaluating")
 
         return hook
 
-    sampling = find_dropout(model) + [
-        (n, m) for n, m in model.named_modules() if isinstance(m, nn.RNNBase)
-    ]
-    handles = [m.register_forward_pre_hook(guard(n)) for n, m in sampling]
+    def on_call(call: Call) -> None:
+        if call.p is None or not call.samples:
+            return
+        where = f"module {call.owner!r}" if call.owner else "the model's own forward"
+        kind = type(call.module).__name__
+        if call.module.training:
+            report(f"{call.function} (p={call.p:g}) sampled during inference in the code of "
+                   f"{where} ({kind}) because that module is in training mode; call "
+                   "model.eval() before evaluating")
+        else:
+            report(f"{call.function} (p={call.p:g}) sampled during inference in the code of "
+                   f"{where} ({kind}, {call.where}) although that module is in eval: the "
+                   "call is not gated on it (torch's functional dropout defaults to "
+                   "training=True; pass training=self.training)")
+
+    handles = [s.module.register_forward_pre_hook(guard(s))
+               for s in dropout_sites(model) if s.kind == "module"]
     try:
-        yield
+        with recording(model, on_call):
+            yield
     finally:
         for h in handles:
             h.remove()

@@ -1,10 +1,13 @@
 """Monte Carlo dropout done right: BatchNorm never disturbed, samples vectorized.
 
-``model.train()`` for MC sampling (the lesson's ``mc_dropout_predict``) also switches
-BatchNorm to batch statistics and updates its running averages: wrong predictions and
-a corrupted model. Here only the modules that sample are put in training mode, and
-the samples are drawn with ``torch.func.vmap`` so that the network before the first
-dropout runs once, not T times.
+``model.train()`` for MC sampling (the common ``mc_dropout_predict`` recipe) also
+switches BatchNorm to batch statistics and updates its running averages: wrong
+predictions and a corrupted model. Here only the flags that gate a dropout site
+(:mod:`dropkit.sites`) are switched on, each alone, and the samples are drawn with
+``torch.func.vmap`` so that the network before the first dropout runs once, not T
+times. Models that keep dropout in functional calls and attention (transformers,
+timm) are found by a discovery pass over the input, and ``mc_predict`` refuses to
+return samples that are all identical: that would read as zero uncertainty.
 
 Papers: Gal & Ghahramani 2016, "Dropout as a Bayesian Approximation"; Srivastava et
 al. 2014, section 7.5 (Monte Carlo model averaging). Learned from: baal's
@@ -13,112 +16,101 @@ al. 2014, section 7.5 (Monte Carlo model averaging). Learned from: baal's
 
 from __future__ import annotations
 
+import math
 import traceback
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 import torch
+import torch.nn.functional as TF
 from torch import Tensor, nn
-from torch.nn.modules.dropout import _DropoutNd
+from torch.overrides import TorchFunctionMode
 
 import dropkit.functional as F
-from dropkit.rates import find_dropout
+from dropkit._checks import check_positive_int
+from dropkit._trace import DROPOUT_CALLS, only_training, split_inputs
+from dropkit.sites import Site, dropout_sites, gates_of
 
-__all__ = ["mc_mode", "mc_predict", "sampling_modules", "STRATEGIES"]
+__all__ = ["mc_mode", "mc_predict", "STRATEGIES"]
 
 STRATEGIES = ("auto", "vmap", "batch", "loop")
 
 
-def sampling_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """Modules that sample in training mode, in module order.
-
-    Every dropout module (:func:`dropkit.find_dropout`), every module that declares
-    ``stochastic = True`` (e.g. :class:`dropkit.nn.GaussianNoise`), and torch RNNs whose
-    ``dropout`` acts (stacked layers).
-    """
-    found = []
-    for name, m in model.named_modules():
-        rnn = isinstance(m, nn.RNNBase) and m.dropout > 0 and m.num_layers > 1
-        if rnn or getattr(m, "stochastic", False) is True or isinstance(m, _DropoutNd):
-            found.append((name, m))
-    names = {n for n, _ in found}
-    found += [(n, m) for n, m in find_dropout(model) if n not in names]
-    order = {n: i for i, (n, _) in enumerate(model.named_modules())}
-    return sorted(found, key=lambda item: order[item[0]])
-
-
-def _rate(module: nn.Module) -> float:
-    if isinstance(module, nn.RNNBase):
-        return float(module.dropout)
-    value = getattr(module, "p", getattr(module, "std", 1.0))
-    return float(value)
-
-
 @contextmanager
-def mc_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Inside, every sampling module samples and every other module (BatchNorm above all)
-    is in eval. On exit, also after an exception, every module's ``training`` flag is
-    exactly what it was.
+def mc_mode(model: nn.Module, example_input: Any = None) -> Iterator[nn.Module]:
+    """Inside, every dropout site of ``model`` samples and every other module (BatchNorm
+    above all) is in eval. On exit, also after an exception, every module's
+    ``training`` flag is exactly what it was.
+
+    A site's gate is switched on alone, not its children: an attention module that
+    passes ``dropout_p=p if self.training else 0.`` samples while the BatchNorm or
+    LayerNorm beside it stays in eval. Give ``example_input`` for models that read a
+    child's rate in a fused call (timm's and GPT-2's attention, BERT's): only a
+    discovery pass over an input shows whose flag gates those (:mod:`dropkit.sites`).
 
     Example::
 
-        with dropkit.mc_mode(model), torch.no_grad():
+        with dropkit.mc_mode(model, x), torch.no_grad():
             samples = torch.stack([model(x) for _ in range(50)])
     """
-    modes = [(m, m.training) for m in model.modules()]
-    try:
-        model.eval()
-        for _, m in sampling_modules(model):
-            m.training = True  # not m.train(): a wrapped layer (DropConnect's) stays in eval
+    with only_training(model, gates_of(dropout_sites(model, example_input))):
         yield model
-    finally:
-        for m, mode in modes:
-            m.training = mode
 
 
-def _torch_dropout_forward(m: nn.Module) -> Callable[[Tensor], Tensor] | None:
-    """dropkit's vmap-safe equivalent of a torch dropout module's forward (None: not one).
-
-    torch's CPU dropout draws in place into a fresh tensor, which vmap refuses when the
-    input is unbatched (the network before the first dropout ran once).
-    """
-    def call(fn: Callable[..., Tensor], **kw: Any) -> Callable[[Tensor], Tensor]:
-        return lambda x: fn(x, m.p, m.training, **kw)
-
-    if isinstance(m, nn.AlphaDropout):
-        return call(F.alpha_dropout)
-    if isinstance(m, nn.FeatureAlphaDropout):
-        return call(F.feature_alpha_dropout)
-    if isinstance(m, nn.Dropout1d):
-        return call(F.dropout1d)
-    if isinstance(m, nn.Dropout2d):
-        # torch reads a 3D input to Dropout2d as (N, C, L): keep its meaning
-        return lambda x: (F.dropout(x, m.p, m.training, broadcast_dims=(2,))
-                          if x.dim() == 3 else F.dropout2d(x, m.p, m.training))
-    if isinstance(m, nn.Dropout3d):
-        return call(F.dropout3d)
-    if isinstance(m, nn.Dropout):
-        return call(F.dropout)
-    return None
+def _sdpa_math(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None = None,
+               dropout_p: float = 0.0, is_causal: bool = False, scale: float | None = None,
+               enable_gqa: bool = False) -> Tensor:
+    """``scaled_dot_product_attention`` as its documented math, with dropkit's dropout:
+    vmap cannot draw fused attention dropout per sample on an unbatched input."""
+    scale = 1.0 / math.sqrt(q.size(-1)) if scale is None else scale
+    if enable_gqa:
+        k = k.repeat_interleave(q.size(-3) // k.size(-3), -3)
+        v = v.repeat_interleave(q.size(-3) // v.size(-3), -3)
+    scores = q @ k.transpose(-2, -1) * scale  # (..., L, S)
+    if is_causal:
+        keep = torch.ones(q.size(-2), k.size(-2), dtype=torch.bool, device=q.device).tril()
+        scores = scores.masked_fill(~keep, float("-inf"))
+    if attn_mask is not None:
+        scores = (scores.masked_fill(~attn_mask, float("-inf")) if attn_mask.dtype == torch.bool
+                  else scores + attn_mask)
+    attn = F.dropout(torch.softmax(scores, dim=-1), dropout_p, True)
+    return attn @ v
 
 
-@contextmanager
-def _vmap_safe_torch_dropout(model: nn.Module) -> Iterator[None]:
-    patched = []
-    for m in model.modules():
-        fn = _torch_dropout_forward(m)
-        if fn is not None:
-            patched.append((m, m.__dict__.get("forward")))
-            m.forward = fn  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        for m, previous in patched:
-            del m.forward
-            if previous is not None:
-                m.forward = previous  # type: ignore[method-assign]
+def _dropout2d(x: Tensor, p: float, training: bool) -> Tensor:
+    # torch reads a 3D input to dropout2d as (N, C, L): keep its meaning
+    return (F.dropout(x, p, training, broadcast_dims=(2,)) if x.dim() == 3
+            else F.dropout2d(x, p, training))
+
+
+_VMAP_SAFE: dict[Any, Callable[[Tensor, float, bool], Tensor]] = {
+    TF.dropout: F.dropout,
+    TF.dropout1d: F.dropout1d,
+    TF.dropout2d: _dropout2d,
+    TF.dropout3d: F.dropout3d,
+    TF.alpha_dropout: F.alpha_dropout,
+    TF.feature_alpha_dropout: F.feature_alpha_dropout,
+}
+
+
+class _VmapSafeDropout(TorchFunctionMode):
+    """Reroutes torch's dropout calls (modules' and functional ones) to dropkit's
+    vmap-safe draws: torch draws in place into a fresh tensor, which vmap refuses when
+    the input is unbatched (the network before the first dropout ran once)."""
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (),
+                           kwargs: Mapping[str, Any] | None = None) -> Any:
+        kwargs = kwargs or {}
+        if func in _VMAP_SAFE:
+            p, training = DROPOUT_CALLS[func](args, kwargs)
+            return _VMAP_SAFE[func](args[0] if args else kwargs["input"], p, training)
+        if func is TF.scaled_dot_product_attention:
+            p, _ = DROPOUT_CALLS[func](args, kwargs)
+            if p > 0.0:
+                return _sdpa_math(*args, **kwargs)
+        return func(*args, **kwargs)
 
 
 def _failing_module(model: nn.Module, error: BaseException) -> str:
@@ -137,47 +129,107 @@ def _failing_module(model: nn.Module, error: BaseException) -> str:
     return where
 
 
+def _describe(out: Any) -> str:
+    def one(v: Any) -> str:
+        return f"Tensor{tuple(v.shape)}" if isinstance(v, Tensor) else type(v).__name__
+
+    if isinstance(out, Mapping):
+        return f"a {type(out).__name__} with keys {[str(k) for k in out]}"
+    if isinstance(out, (tuple, list)):
+        return f"a {type(out).__name__} of {[one(v) for v in out]}"
+    return f"a {type(out).__name__}"
+
+
+Output = str | Callable[[Any], Tensor] | None
+
+
+def _select(out: Any, output: Output) -> Tensor:
+    """The tensor ``output`` names in a model's output (see :func:`mc_predict`)."""
+    if output is None:
+        if isinstance(out, Tensor):
+            return out
+        if isinstance(out, Mapping) and isinstance(out.get("logits"), Tensor):
+            return out["logits"]
+        raise ValueError(
+            f"mc_predict: the model returned {_describe(out)}, not a tensor nor an output "
+            "with `logits`; pass output= a key or attribute name, or a callable that picks "
+            "the tensor to sample"
+        )
+    picked: Any
+    if callable(output):
+        picked = output(out)
+    elif isinstance(out, Mapping) and output in out:
+        picked = out[output]
+    else:
+        picked = getattr(out, output, None)
+    if not isinstance(picked, Tensor):
+        raise ValueError(
+            f"mc_predict: output={output!r} picks {type(picked).__name__} from "
+            f"{_describe(out)}; expected it to pick a tensor"
+        )
+    return picked
+
+
 def _chunks(samples: int, chunk_size: int | None) -> list[int]:
     size = chunk_size or samples
     return [min(size, samples - start) for start in range(0, samples, size)]
 
 
-def _by_vmap(model: nn.Module, x: Tensor, samples: int, chunk: int | None) -> Tensor:
+Run = Callable[[nn.Module, Any, int, "int | None", Output], Tensor]
+
+
+def _forward(model: nn.Module, x: Any, output: Output) -> Tensor:
+    args, kwargs = split_inputs("mc_predict", x)
+    return _select(model(*args, **kwargs), output)
+
+
+def _by_vmap(model: nn.Module, x: Any, samples: int, chunk: int | None,
+             output: Output) -> Tensor:
     # x enters unbatched: everything before the first dropout runs once, and the first
     # out-of-place draw gives every later tensor a sample dimension.
-    with _vmap_safe_torch_dropout(model):
+    with _VmapSafeDropout():
         parts = [
-            torch.func.vmap(lambda _: model(x), randomness="different")(torch.arange(k))
+            torch.func.vmap(lambda _: _forward(model, x, output), randomness="different")(
+                torch.arange(k))
             for k in _chunks(samples, chunk)
         ]
     return torch.cat(parts)
 
 
-def _batch_problem(m: nn.Module) -> str | None:
+def _batch_problem(site: Site) -> str | None:
     """Why replicating the input along dim 0 would not give independent samples here."""
-    if getattr(m, "stochastic", False) and getattr(m, "shares_noise_across_batch", False):
+    if site.shares_noise_across_batch:
         return "one draw serves its whole batch, so the replicated inputs would share it"
-    sequence_first = isinstance(m, nn.RNNBase) or type(m).__name__ == "LockedDropout"
-    if sequence_first and not getattr(m, "batch_first", True):
+    if site.time_first:
         return "it takes (T, N, ...) sequences, so dim 0 is time, not the batch"
     return None
 
 
-def _by_batch(model: nn.Module, x: Tensor, samples: int, chunk: int | None) -> Tensor:
-    if x.dim() == 0:
+def _tile(x: Any, k: int) -> tuple[Any, int]:
+    """``x`` with every batch tensor repeated ``k`` times along dim 0, and the batch size."""
+    args, kwargs = split_inputs("mc_predict", x)
+    batched = [t for t in [*args, *kwargs.values()] if isinstance(t, Tensor) and t.dim() > 0]
+    if not batched:
         raise ValueError("mc_predict: strategy 'batch' needs an input with a batch dim 0")
-    for name, m in model.named_modules():
-        problem = _batch_problem(m)
-        if problem:
-            raise ValueError(
-                f"mc_predict: strategy 'batch' cannot sample module {name!r} "
-                f"({type(m).__name__}): {problem}; use 'vmap' or 'loop'"
-            )
-    n = x.shape[0]
+    n = batched[0].shape[0]
+
+    def tile(v: Any) -> Any:
+        if isinstance(v, Tensor) and v.dim() > 0 and v.shape[0] == n:
+            return v.unsqueeze(0).expand(k, *v.shape).reshape(k * n, *v.shape[1:])  # (k N, ...)
+        return v
+
+    if isinstance(x, Mapping):
+        return {key: tile(v) for key, v in kwargs.items()}, n
+    tiled = tuple(tile(v) for v in args)
+    return (tiled if isinstance(x, tuple) else tiled[0]), n
+
+
+def _by_batch(model: nn.Module, x: Any, samples: int, chunk: int | None,
+              output: Output) -> Tensor:
     parts = []
     for k in _chunks(samples, chunk):
-        tiled = x.unsqueeze(0).expand(k, *x.shape).reshape(k * n, *x.shape[1:])  # (k N, ...)
-        out = model(tiled)
+        tiled, n = _tile(x, k)
+        out = _forward(model, tiled, output)
         if out.dim() == 0 or out.shape[0] != k * n:
             raise ValueError(
                 f"mc_predict: strategy 'batch' expects the output's dim 0 to be the batch "
@@ -187,30 +239,59 @@ def _by_batch(model: nn.Module, x: Tensor, samples: int, chunk: int | None) -> T
     return torch.cat(parts)
 
 
-def _by_loop(model: nn.Module, x: Tensor, samples: int, chunk: int | None) -> Tensor:
-    return torch.stack([model(x) for _ in range(samples)])
+def _by_loop(model: nn.Module, x: Any, samples: int, chunk: int | None,
+             output: Output) -> Tensor:
+    return torch.stack([_forward(model, x, output) for _ in range(samples)])
 
 
-_RUN = {"vmap": _by_vmap, "batch": _by_batch, "loop": _by_loop}
+_RUN: dict[str, Run] = {"vmap": _by_vmap, "batch": _by_batch, "loop": _by_loop}
+
+
+def _why_not(site: Site) -> str:
+    label = f"{site.name!r} ({type(site.module).__name__}, rate {site.rate:g})"
+    if site.sampled:
+        return f"{label} sampled in the discovery pass, but its noise never reached the output"
+    if site.kind == "module":
+        return f"{label}: its forward never ran in training mode in the discovery pass"
+    gate = f"{site.owner!r}" if site.owner else "the model's own forward"
+    return (f"{label}: no dropout call from the code of {gate} drew, even with that "
+            "module's flag on (its dropout is gated on something dropkit cannot switch)")
+
+
+def _check_differ(out: Tensor, active: list[Site]) -> None:
+    """Never silent: identical samples would read as zero uncertainty."""
+    if out.shape[0] < 2 or any(not torch.equal(out[0], out[t]) for t in range(1, out.shape[0])):
+        return
+    raise RuntimeError(
+        f"mc_predict: all {out.shape[0]} samples are identical although the model has "
+        f"dropout sites with rates above 0; dropkit could not make them sample: "
+        + "; ".join(_why_not(s) for s in active)
+        + ". Nothing is returned: identical samples would read as zero uncertainty."
+    )
 
 
 def mc_predict(
     model: nn.Module,
-    x: Tensor,
+    x: Any,
     samples: int = 50,
     *,
     strategy: str = "auto",
     chunk_size: int | None = None,
+    output: Output = None,
 ) -> Tensor:
     """Draw ``samples`` stochastic forward passes of ``model`` on ``x``.
 
     Runs under ``torch.no_grad()`` and :func:`mc_mode`: only dropout samples; the
     model's modes, parameters and buffers (BatchNorm's running statistics,
-    ``num_batches_tracked``) are left untouched.
+    ``num_batches_tracked``) are left untouched. A discovery pass over ``x`` finds
+    every dropout site first (:func:`dropkit.dropout_sites`), functional and attention
+    dropout included, so transformers and timm models sample as dropkit's own do.
 
     Args:
-        model: a model with at least one sampling module with a rate above 0.
-        x: its input, batch along dim 0 (for ``"batch"``), any rank.
+        model: a model with at least one dropout site with a rate above 0.
+        x: its input: a tensor, a tuple of positional arguments, or a mapping of
+            keyword arguments (an HF ``BatchEncoding`` works as is). Batch along dim 0
+            (for ``"batch"``).
         samples: number of samples T. Default: 50.
         strategy: ``"vmap"`` (``torch.func.vmap(randomness="different")`` over samples:
             the network before the first dropout runs once), ``"batch"`` (replicate the
@@ -218,35 +299,52 @@ def mc_predict(
             (vmap, falling back to batch, then loop, with a warning that names the module
             that failed). Default: ``"auto"``.
         chunk_size: draw at most this many samples at once, to bound memory.
+        output: which tensor of a structured output to sample: a key or attribute name
+            (``"logits"``) or a callable ``output -> Tensor``. Default None: a tensor
+            output as is, the ``logits`` of a ``ModelOutput`` or mapping.
 
     Returns:
-        ``(samples, *model(x).shape)``.
+        ``(samples, *selected_output.shape)``.
+
+    Raises:
+        RuntimeError: when all T >= 2 samples are identical although sites with rates
+            above 0 exist; it names the sites dropkit could not make sample.
     """
-    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
-        raise ValueError(f"mc_predict: expected `samples` to be an int >= 1, got {samples!r}")
-    if chunk_size is not None and (
-        isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
-    ):
-        raise ValueError(
-            f"mc_predict: expected `chunk_size` to be None or an int >= 1, got {chunk_size!r}"
-        )
+    check_positive_int("mc_predict", samples, "samples")
+    if chunk_size is not None:
+        check_positive_int("mc_predict", chunk_size, "chunk_size")
     if strategy not in STRATEGIES:
         raise ValueError(
             f"mc_predict: expected `strategy` to be one of {STRATEGIES}, got {strategy!r}"
         )
-    active = [n for n, m in sampling_modules(model) if _rate(m) > 0]
+    if output is not None and not (isinstance(output, str) or callable(output)):
+        raise TypeError(f"mc_predict: expected `output` to be None, a str or a callable, "
+                        f"got {type(output).__name__}")
+    split_inputs("mc_predict", x)  # a bad input fails here, before any pass
+    sites = dropout_sites(model, x)
+    active = [s for s in sites if s.rate > 0]
     if not active:
         raise ValueError(
             "mc_predict: the model has no dropout to sample (none present, or every rate "
             "is 0): Monte Carlo samples would all be equal"
         )
+    if strategy == "batch":
+        for s in active:
+            problem = _batch_problem(s)
+            if problem:
+                raise ValueError(f"mc_predict: strategy 'batch' cannot sample {s.describe()}: "
+                                 f"{problem}; use 'vmap' or 'loop'")
     order = ["vmap", "batch", "loop"] if strategy == "auto" else [strategy]
-    with torch.no_grad(), mc_mode(model):
+    if strategy == "auto" and any(_batch_problem(s) for s in active):
+        order.remove("batch")
+    with torch.no_grad(), only_training(model, gates_of(sites)):
         for i, name in enumerate(order):
             if i == len(order) - 1:
-                return _RUN[name](model, x, samples, chunk_size)
+                out = _RUN[name](model, x, samples, chunk_size, output)
+                break
             try:
-                return _RUN[name](model, x, samples, chunk_size)
+                out = _RUN[name](model, x, samples, chunk_size, output)
+                break
             except Exception as error:  # noqa: BLE001 - any failure means: next strategy
                 reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
                 warnings.warn(
@@ -255,4 +353,5 @@ def mc_predict(
                     RuntimeWarning,
                     stacklevel=2,
                 )
-    raise AssertionError("unreachable")  # pragma: no cover
+    _check_differ(out, active)
+    return out

@@ -1,9 +1,11 @@
 """Keep dropout sampling in eval, for tools that call the model themselves; and undo it.
 
 Learned from baal's ``patch_module`` / ``unpatch_module`` (symmetric pair, in-place flag,
-a warning when nothing changed). Unlike baal, nothing is replaced: each sampling
-module gets a pair of hooks that put it in training mode for its own forward only, so
-``unpatch`` restores the model exactly and every other module (BatchNorm) keeps its mode.
+a warning when nothing changed). Unlike baal, nothing is replaced: the module that
+gates each dropout site (:mod:`dropkit.sites`: the dropout module itself, or the
+attention module whose code calls functional dropout) gets a pair of hooks that put
+it in training mode for its own forward only, so ``unpatch`` restores the model
+exactly and every other module (BatchNorm) keeps its mode.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 
 from torch import nn
 
-from dropkit.mc import sampling_modules
+from dropkit.sites import dropout_sites, gates_of
 
 __all__ = ["patch", "unpatch", "is_patched"]
 
@@ -34,19 +36,21 @@ def is_patched(module: nn.Module) -> bool:
     return _HANDLES in module.__dict__
 
 
-def patch(model: nn.Module, inplace: bool = True) -> nn.Module:
-    """Make every sampling module of ``model`` sample even when the model is in eval.
+def patch(model: nn.Module, inplace: bool = True, *, example_input: Any = None) -> nn.Module:
+    """Make every dropout site of ``model`` sample even when the model is in eval.
 
     Args:
         model: the model to patch.
         inplace: patch ``model`` itself; False patches and returns a deep copy.
+        example_input: optional input for a discovery pass, needed where a module's
+            code reads a child's rate in a fused call (see :func:`dropkit.mc_mode`).
 
     Returns:
         The patched model. Warns (UserWarning) when it has no module to patch.
     """
     target = model if inplace else copy.deepcopy(model)
     count = 0
-    for _, m in sampling_modules(target):
+    for m in gates_of(dropout_sites(target, example_input)):
         if is_patched(m):
             continue
         m.__dict__[_HANDLES] = (
@@ -55,7 +59,7 @@ def patch(model: nn.Module, inplace: bool = True) -> nn.Module:
         )
         count += 1
     if count == 0:
-        warnings.warn("patch: no dropout module to patch was found", UserWarning, stacklevel=2)
+        warnings.warn("patch: no dropout site to patch was found", UserWarning, stacklevel=2)
     return target
 
 

@@ -1,4 +1,4 @@
-"""Drive the rates of a model's dropout modules by schedules, resumable like LR schedulers."""
+"""Drive the rates of a model's dropout sites by schedules, resumable like LR schedulers."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ __all__ = ["DropoutScheduler"]
 
 
 class DropoutScheduler:
-    """Apply ``schedule(step)`` to a model's dropout modules.
+    """Apply ``schedule(step)`` to a model's dropout sites (:func:`dropkit.find_dropout`).
 
     On construction the rate of step 0 is applied; after ``k`` calls of :meth:`step` the
     rate of step ``k``. Call ``step()`` once per iteration or per epoch, as the schedule
@@ -21,9 +21,11 @@ class DropoutScheduler:
     schedulers do.
 
     Args:
-        model: the model whose dropout modules change.
-        schedule: one callable ``step -> p`` for every dropout module, or a mapping from
-            qualified name to callable (other modules keep their rate).
+        model: the model whose dropout sites change: modules, and the float rate
+            attributes of transformers' attention modules alike.
+        schedule: one callable ``step -> p`` for every site whose rate is a drop
+            probability, or a mapping from site name to callable (other sites keep
+            their rate).
 
     Example:
         >>> from dropkit import schedules
@@ -41,12 +43,12 @@ class DropoutScheduler:
     ) -> None:
         names = [name for name, _ in find_dropout(model)]
         if not names:
-            raise ValueError("DropoutScheduler: the model has no dropout module to schedule")
+            raise ValueError("DropoutScheduler: the model has no dropout site to schedule")
         if isinstance(schedule, Mapping):
             unknown = sorted(set(schedule) - set(names))
             if unknown:
                 raise ValueError(
-                    f"DropoutScheduler: {unknown} are not dropout modules of this model; "
+                    f"DropoutScheduler: {unknown} are not dropout sites of this model; "
                     f"expected names among {names}"
                 )
             bad = [n for n, s in schedule.items() if not callable(s)]

@@ -33,8 +33,8 @@ from dropkit.experiments.data import DATASETS, Dataset, load_dataset
 from dropkit.experiments.io import atomic_torch_save, atomic_write_text, check_writable_dir
 from dropkit.mask import bernoulli_mask
 from dropkit.models import ConvNetWithDropout, MLPWithDropout, RegressionMLP
-from dropkit.rates import find_dropout, get_rate
 from dropkit.scheduler import DropoutScheduler
+from dropkit.sites import dropout_sites
 
 __all__ = ["TrainConfig", "train", "train_seeds", "prepare", "dataset_for", "build_model",
            "parse_schedule", "evaluate", "predict", "load_final", "MODELS"]
@@ -296,7 +296,7 @@ def train(
             opt.step()
             total += loss.item() * len(idx)
             count += len(idx)
-        rates = {name: get_rate(m) for name, m in find_dropout(model)}
+        rates = {s.name: s.rate for s in dropout_sites(model)}
         if sched is not None:
             sched.step()
         record: dict[str, Any] = {"epoch": epoch, "train_loss": total / max(count, 1)}

@@ -16,10 +16,11 @@ class RateMixin:
 
     Schedules and ``set_rate`` assign ``module.p`` between steps; a bad value raises
     there, naming the module, instead of deep inside the next forward pass.
-    ``stochastic = True`` tells Monte Carlo tools this module samples in training mode.
+    ``rate_attribute`` tells the registry of dropout sites (:mod:`dropkit.sites`) that
+    this module samples in training mode, at the rate held there.
     """
 
-    stochastic = True
+    rate_attribute = "p"
     # True where one draw serves the whole batch (weights, vocabulary rows): Monte Carlo
     # samples then cannot come from replicating the input along the batch.
     shares_noise_across_batch = False

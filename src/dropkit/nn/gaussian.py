@@ -37,7 +37,10 @@ class GaussianNoise(nn.Module):
         generator: keyword-only source of randomness.
     """
 
-    stochastic = True
+    # A dropout site (dropkit.sites) whose strength is a standard deviation, not a drop
+    # probability: set_rate with one float leaves it alone.
+    rate_attribute = "std"
+    rate_is_probability = False
 
     def __init__(self, std: float, *, generator: torch.Generator | None = None) -> None:
         super().__init__()

@@ -30,6 +30,11 @@ class LockedDropout(RateModule):
         super().__init__(p, generator=generator)
         self.batch_first = batch_first
 
+    @property
+    def time_first(self) -> bool:
+        """Its input's dim 0 is time (Monte Carlo sampling cannot replicate along it)."""
+        return not self.batch_first
+
     def extra_repr(self) -> str:
         return f"p={self.p}, batch_first={self.batch_first}"
 
