@@ -1,4 +1,4 @@
-"""Monte Carlo prediction: the lesson's loop against each mc_predict strategy, as ratios.
+"""Monte Carlo prediction: the T-pass loop against each mc_predict strategy, as ratios.
 
 Run::
 
@@ -11,10 +11,14 @@ T = 50 samples of a batch of 256 through two models:
   dropout, and dropout before the classifier.
 * ``head``: a 3-layer MLP (784-1024-1024-10) with dropout only before its last layer,
   where the shared prefix is nearly the whole network.
+* ``bert`` (when transformers is installed): a BERT built from a config (2 layers,
+  hidden 128, SDPA attention with dropout 0.1), a batch of 32 sequences of 64 tokens.
 
-``loop`` is the lesson's ``mc_dropout_predict``: T forward passes (run here under
-``mc_mode``, so that it does not corrupt BatchNorm as ``model.train()`` would). Each
-variant runs interleaved with the others; the table gives medians and loop / variant.
+``loop`` is the common ``mc_dropout_predict`` recipe: T forward passes (run here under
+``mc_mode``, so that it does not corrupt BatchNorm as ``model.train()`` would). Every
+strategy includes ``mc_predict``'s discovery pass (``dropkit.dropout_sites`` on the
+input); the ``discovery`` row times that pass alone. Each variant runs interleaved with
+the others; the table gives medians and loop / variant.
 """
 
 from __future__ import annotations
@@ -57,6 +61,19 @@ def head_model() -> nn.Module:
     ).eval()
 
 
+def bert_model() -> tuple[nn.Module, dict[str, torch.Tensor]] | None:
+    try:
+        from transformers import BertConfig, BertForSequenceClassification
+    except ImportError:
+        return None
+    cfg = BertConfig(vocab_size=1000, hidden_size=128, num_hidden_layers=2,
+                     num_attention_heads=4, intermediate_size=256, hidden_dropout_prob=0.1,
+                     attention_probs_dropout_prob=0.1)
+    batch = {"input_ids": torch.randint(0, 1000, (32, 64)),
+             "attention_mask": torch.ones(32, 64, dtype=torch.long)}
+    return BertForSequenceClassification(cfg).eval(), batch
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="few rounds: a smoke run")
@@ -71,15 +88,27 @@ def main() -> None:
     print()
     print("| model | strategy | median (ms) | loop / strategy |")
     print("|---|---|---:|---:|")
-    strategies = ["loop", "batch", "vmap", "auto"]
-    for label, model in [("trunk", trunk_model()), ("head", head_model())]:
+    strategies = ["loop", "batch", "vmap", "auto", "discovery"]
+    cases: list[tuple[str, nn.Module, object]] = [
+        ("trunk", trunk_model(), x), ("head", head_model(), x)]
+    bert = bert_model()
+    if bert is not None:
+        cases.append(("bert", *bert))
+
+    def run(model: nn.Module, inputs: object, s: str) -> None:
+        if s == "discovery":
+            dropkit.dropout_sites(model, inputs)
+        else:
+            dropkit.mc_predict(model, inputs, samples, strategy=s)
+
+    for label, model, inputs in cases:
         times: dict[str, list[float]] = {s: [] for s in strategies}
         for s in strategies:  # warm-up
-            dropkit.mc_predict(model, x, samples, strategy=s)
+            run(model, inputs, s)
         for r in range(rounds):
             for s in strategies if r % 2 == 0 else strategies[::-1]:
                 start = time.perf_counter()
-                dropkit.mc_predict(model, x, samples, strategy=s)
+                run(model, inputs, s)
                 times[s].append(time.perf_counter() - start)
         med = {s: statistics.median(t) for s, t in times.items()}
         for s in strategies:

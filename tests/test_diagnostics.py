@@ -180,3 +180,124 @@ class TestInferenceGuard:
         with pytest.raises(ValueError, match="expected `action`"):
             with dropkit.inference_guard(nn.Linear(2, 2), action="ignore"):
                 pass
+
+
+# -- functional and attention dropout, stochastic modules, foreign models -------------
+
+pytest.importorskip("transformers")  # noqa: E402 - the foreign models below need it
+from foreign import bert, llama, text_batch, timm_model, tokens  # noqa: E402
+
+
+class AlwaysOn(nn.Module):
+    """``F.dropout(x, p)`` without ``training=``: torch's default keeps it on in eval."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(6, 6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.dropout(self.fc(x), 0.2)
+
+
+class FunctionalBeforeBN(nn.Module):
+    """Functional dropout, gated correctly, feeding a BatchNorm."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(6, 6)
+        self.dropout = 0.3
+        self.bn = nn.BatchNorm1d(6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = nn.functional.dropout(self.fc(x), self.dropout, self.training)
+        return self.bn(h)
+
+
+class FusedAlwaysOn(nn.Module):
+    """Attention that passes its rate to SDPA whatever its mode."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.attention_dropout = 0.4
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.scaled_dot_product_attention(
+            x, x, x, dropout_p=self.attention_dropout)
+
+
+class TestFunctionalSites:
+    def test_functional_dropout_always_on(self) -> None:
+        m = nn.Sequential(nn.Linear(6, 6), AlwaysOn()).eval()
+        (finding,) = [f for f in dropkit.diagnose(m, torch.randn(4, 6))
+                      if f.code == "functional-dropout-always-on"]
+        assert finding.module == "1"
+        assert "dropout with p=0.2 in the code of module '1' (AlwaysOn, " in finding.message
+        assert "test_diagnostics.py:" in finding.message  # the line that calls it
+        assert "training=self.training" in finding.message
+
+    def test_gated_functional_dropout_is_not_always_on(self) -> None:
+        m = nn.Sequential(nn.Linear(6, 6), FunctionalBeforeBN()).eval()
+        assert ("dropout-before-batchnorm", "1.dropout") in _codes(m, torch.randn(4, 6))
+        assert not any(c == "functional-dropout-always-on" for c, _ in
+                       _codes(m, torch.randn(4, 6)))
+
+    def test_high_rate_on_an_attention_attribute(self) -> None:
+        found = _codes(llama(attention=0.9), text_batch()["input_ids"])
+        assert ("high-rate", "model.layers.0.self_attn.attention_dropout") in found
+
+    def test_sdpa_always_on_and_on_a_timm_block(self) -> None:
+        found = _codes(nn.Sequential(FusedAlwaysOn()).eval(), torch.randn(2, 2, 3, 4))
+        assert ("functional-dropout-always-on", "0") in found
+        assert not any(c == "functional-dropout-always-on" for c, _ in
+                       _codes(timm_model(), tokens()))
+
+    def test_leaves_a_gaussian_noise_generator_as_it_was(self) -> None:
+        # regression: only dropout modules' generators were restored before
+        g = torch.Generator().manual_seed(5)
+        m = nn.Sequential(nn.Linear(6, 6), dn.GaussianNoise(0.5, generator=g), nn.Dropout(0.1))
+        before = g.get_state()
+        dropkit.diagnose(m, torch.randn(4, 6))
+        assert torch.equal(g.get_state(), before)
+
+
+class TestInferenceGuardBeyondModules:
+    def test_gaussian_noise_in_training_is_caught(self) -> None:
+        # regression: GaussianNoise sampled silently inside the guard before
+        m = nn.Sequential(nn.Linear(3, 3), dn.GaussianNoise(0.1))
+        with pytest.raises(RuntimeError, match=r"dropout '1' \(GaussianNoise\) sampled"):
+            with dropkit.inference_guard(m):
+                m(torch.randn(2, 3))
+
+    def test_functional_dropout_without_training_flag(self) -> None:
+        m = nn.Sequential(nn.Linear(6, 6), AlwaysOn()).eval()
+        with pytest.raises(RuntimeError, match=r"^inference_guard: dropout \(p=0.2\) sampled "
+                                               r"during inference in the code of module '1' "
+                                               r"\(AlwaysOn, .*test_diagnostics.py:\d+\) "
+                                               r"although that module is in eval"):
+            with dropkit.inference_guard(m):
+                m(torch.randn(2, 6))
+
+    def test_sdpa_dropout_in_eval(self) -> None:
+        m = nn.Sequential(FusedAlwaysOn()).eval()
+        with pytest.raises(RuntimeError, match=r"scaled_dot_product_attention \(p=0.4\) "
+                                               r"sampled during inference in the code of "
+                                               r"module '0' \(FusedAlwaysOn"):
+            with dropkit.inference_guard(m):
+                m(torch.randn(2, 2, 3, 4))
+
+    def test_hf_attention_left_in_training(self) -> None:
+        m = bert("sdpa").eval()
+        m.bert.encoder.layer[1].attention.self.train()  # its child dropout stays in eval
+        with pytest.raises(RuntimeError, match=r"scaled_dot_product_attention \(p=0.5\) "
+                                               r"sampled during inference in the code of "
+                                               r"module 'bert.encoder.layer.1.attention.self'"
+                                               r" \(BertSelfAttention\) because that module "
+                                               r"is in training mode"):
+            with dropkit.inference_guard(m):
+                m(**text_batch())
+
+    def test_silent_on_a_clean_hf_model_and_outputs_unchanged(self) -> None:
+        m, x = bert("eager"), text_batch()
+        expected = m(**x).logits
+        with dropkit.inference_guard(m):
+            assert torch.equal(m(**x).logits, expected)

@@ -7,6 +7,7 @@ import warnings
 import pytest
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 import dropkit
 import dropkit.nn as dn
@@ -274,3 +275,196 @@ class TestFallbackAndErrors:
             return dropkit.mc_predict(m, torch.ones(2, 4), 5, strategy="vmap")
 
         assert torch.equal(run(), run())
+
+
+# -- models dropkit did not write -----------------------------------------------------
+
+pytest.importorskip("transformers")  # noqa: E402 - the foreign models below need it
+from foreign import bert, gpt2, images, llama, text_batch, timm_model, tokens, vit  # noqa: E402
+
+
+class HardCoded(nn.Module):
+    """A rate written in the code: found only by the discovery pass."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.dropout(self.fc(x), 0.3, self.training)
+
+
+class Stuck(nn.Module):
+    """Gates its dropout on a flag of its own that no tool can know: never samples."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3, 3)
+        self.dropout = 0.5
+        self.use_dropout = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.dropout(self.fc(x), self.dropout, self.training and self.use_dropout)
+
+
+class LayerDrop(nn.Module):
+    """fairseq/transformers' LayerDrop: one coin per batch skips the layer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3, 3)
+        self.layerdrop = 0.5
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and torch.rand([]) < self.layerdrop:
+            return x
+        return self.fc(x)
+
+
+# one site kind above 0 in each: which kind must sample
+FOREIGN = {
+    "bert-sdpa-fused-child": (lambda: bert("sdpa"), text_batch),
+    "bert-eager-functional": (lambda: bert("eager"), text_batch),
+    "bert-hidden-modules": (lambda: bert("sdpa", attention=0.0, hidden=0.3), text_batch),
+    "llama-attribute": (llama, text_batch),
+    "llama-eager-attribute": (lambda: llama(attn="eager"), text_batch),
+    "gpt2-fused-child": (gpt2, text_batch),
+    "vit-attribute": (vit, images),
+    "timm-fused-child": (timm_model, tokens),
+    "timm-module": (lambda: timm_model(fused_attn=False), tokens),
+    "timm-drop-prob": (lambda: timm_model(attn_drop=0.0, drop_path=0.5), tokens),
+    "hard-coded-rate": (HardCoded, lambda: torch.randn(4, 3, generator=gen(1))),
+}
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("name", list(FOREIGN))
+def test_foreign_samples_differ_and_model_untouched(name: str, strategy: str) -> None:
+    make, data = FOREIGN[name]
+    m, x = make().eval(), data()
+    if (name, strategy) == ("timm-drop-prob", "vmap"):
+        with pytest.raises(RuntimeError, match="Cannot ask for different inplace randomness"):
+            dropkit.mc_predict(m, x, 8, strategy=strategy)
+        return
+    modes, state = _snapshot(m)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = dropkit.mc_predict(m, x, 8, strategy=strategy)
+    assert out.shape[0] == 8
+    assert not torch.equal(out[0], out[1])
+    assert [t.training for t in m.modules()] == modes
+    assert all(torch.equal(v, state[k]) for k, v in m.state_dict().items())
+    fell_back = [w for w in caught if "mc_predict" in str(w.message)]
+    if strategy == "auto" and name != "timm-drop-prob":  # vmap itself worked
+        assert not fell_back
+    elif strategy == "auto":
+        # timm draws in place (new_empty(...).bernoulli_): vmap cannot batch that on an
+        # unbatched tensor, so auto says so and replicates the batch instead
+        assert "strategy 'vmap' failed in module '1.drop_path1' (DropPath)" in str(
+            fell_back[0].message)
+
+
+class TestStructuredInputsAndOutputs:
+    def test_model_output_gives_logits_and_key_or_callable_selects(self) -> None:
+        m, x = bert(), text_batch()
+        assert dropkit.mc_predict(m, x, 3).shape == (3, 4, 3)
+        torch.manual_seed(0)
+        by_key = dropkit.mc_predict(m, x, 3, strategy="loop", output="logits")
+        torch.manual_seed(0)
+        by_fn = dropkit.mc_predict(m, x, 3, strategy="loop", output=lambda o: o.logits)
+        assert torch.equal(by_key, by_fn)
+
+    def test_tuple_of_positional_arguments(self) -> None:
+        class Two(nn.Module):
+            def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+                return nn.functional.dropout(a + b, 0.5, self.training)
+
+        for strategy in STRATEGIES:
+            out = dropkit.mc_predict(Two(), (torch.ones(2, 3), torch.ones(2, 3)), 4,
+                                     strategy=strategy)
+            assert out.shape == (4, 2, 3)
+
+    def test_an_output_without_logits_lists_what_it_holds(self) -> None:
+        class Pair(nn.Module):
+            def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                return nn.functional.dropout(x, 0.5, self.training), x
+
+        with pytest.raises(ValueError, match=r"^mc_predict: the model returned a tuple of "
+                                             r"\['Tensor\(2, 3\)', 'Tensor\(2, 3\)'\]"):
+            dropkit.mc_predict(Pair(), torch.ones(2, 3), 2)
+        out = dropkit.mc_predict(Pair(), torch.ones(2, 3), 2, output=lambda o: o[0])
+        assert out.shape == (2, 2, 3)
+
+    def test_a_key_that_picks_no_tensor(self) -> None:
+        with pytest.raises(ValueError, match=r"^mc_predict: output='hidden' picks NoneType "
+                                             r"from a SequenceClassifierOutput with keys "
+                                             r"\['logits'\]"):
+            dropkit.mc_predict(bert(), text_batch(), 2, output="hidden")
+
+    def test_bad_output_type_and_mapping_keys(self) -> None:
+        with pytest.raises(TypeError, match=r"^mc_predict: expected `output` to be None, a "
+                                            r"str or a callable, got int"):
+            dropkit.mc_predict(bert(), text_batch(), 2, output=3)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match=r"expected a mapping input to have str keys"):
+            dropkit.mc_predict(bert(), {0: torch.ones(2)}, 2)
+
+
+class TestNeverSilent:
+    def test_identical_samples_raise_naming_the_site(self) -> None:
+        m = nn.Sequential(nn.Linear(3, 3), Stuck())
+        with pytest.raises(RuntimeError, match=r"^mc_predict: all 5 samples are identical.*"
+                                               r"'1.dropout' \(Stuck, rate 0.5\): no dropout "
+                                               r"call from the code of '1' drew"):
+            dropkit.mc_predict(m, torch.randn(2, 3), 5, strategy="loop")
+
+    def test_one_sample_cannot_be_judged(self) -> None:
+        m = nn.Sequential(nn.Linear(3, 3), Stuck())
+        assert dropkit.mc_predict(m, torch.randn(2, 3), 1).shape == (1, 2, 3)
+
+
+class TestSharedDrawsAndGates:
+    def test_layerdrop_is_never_replicated_along_the_batch(self) -> None:
+        m = nn.Sequential(LayerDrop(), LayerDrop())
+        with pytest.raises(ValueError, match=r"strategy 'batch' cannot sample attribute site "
+                                             r"'0.layerdrop' \(LayerDrop.layerdrop\): one draw"):
+            dropkit.mc_predict(m, torch.randn(4, 3), 4, strategy="batch")
+        # vmap cannot branch on a coin; batch is never tried for a shared draw
+        with pytest.warns(RuntimeWarning, match=r"strategy 'vmap' failed in module '0' "
+                                                r"\(LayerDrop\).*falling back to 'loop'"):
+            out = dropkit.mc_predict(m, torch.randn(4, 3), 30, strategy="auto")
+        assert len({tuple(o.flatten().tolist()) for o in out}) > 1
+
+    def test_mc_mode_finds_fused_gates_at_the_first_call(self) -> None:
+        m, x = timm_model(), tokens()
+        with dropkit.mc_mode(m), torch.no_grad():
+            assert not m[1].attn.training  # unknown before a pass
+            a, b = m(x), m(x)
+            assert m[1].attn.training and not m[0].bn.training
+        assert not torch.equal(a, b)
+        assert not any(t.training for t in m.modules())
+
+    def test_mc_mode_with_an_example_input(self) -> None:
+        m, x = gpt2(), text_batch()
+        with dropkit.mc_mode(m, x):
+            assert m.transformer.h[0].attn.training and not m.transformer.h[0].ln_1.training
+
+
+class TestSdpaMath:
+    @pytest.mark.parametrize("mask", ["none", "bool", "float", "causal", "gqa"])
+    def test_equals_torch_without_dropout(self, mask: str) -> None:
+        from dropkit.mc import _sdpa_math
+
+        g = gen(4)
+        q, k, v = (torch.randn(2, 4, 5, 8, generator=g) for _ in range(3))
+        kw: dict = {}
+        if mask == "bool":
+            kw["attn_mask"] = torch.rand(5, 5, generator=g) > 0.3
+            kw["attn_mask"][:, 0] = True  # no fully masked row
+        elif mask == "float":
+            kw["attn_mask"] = torch.randn(5, 5, generator=g)
+        elif mask == "causal":
+            kw["is_causal"] = True
+        elif mask == "gqa":
+            k, v, kw["enable_gqa"] = k[:, :2], v[:, :2], True
+        expected = nn.functional.scaled_dot_product_attention(q, k, v, **kw)
+        torch.testing.assert_close(_sdpa_math(q, k, v, **kw), expected)

@@ -4,6 +4,7 @@ from torch import nn
 
 import dropkit
 import dropkit.nn as dn
+from dropkit.patch import is_patched
 
 
 def _model() -> nn.Module:
@@ -62,3 +63,31 @@ class TestPatch:
         with pytest.raises(TypeError):
             m[3]("not a tensor")  # the dropout's own forward raises
         assert not m[3].training
+
+
+class TestPatchForeign:
+    def test_fused_attention_patched_at_the_first_call_and_unpatched_exactly(self) -> None:
+        pytest.importorskip("transformers")
+        from foreign import timm_model, tokens
+
+        m, x = timm_model(proj_drop=0.0), tokens()
+        expected = m(x)
+        dropkit.patch(m)  # the attention's own flag gates its fused call: unknown until run
+        assert not is_patched(m[1].attn)
+        a, b = m(x), m(x)
+        assert is_patched(m[1].attn)
+        assert not torch.equal(a, b)
+        assert not any(t.training for t in m.modules())
+        dropkit.unpatch(m)
+        assert torch.equal(m(x), expected)
+
+    def test_example_input_patches_at_once(self) -> None:
+        pytest.importorskip("transformers")
+        from foreign import gpt2, text_batch
+
+        m, x = gpt2(), text_batch()
+        dropkit.patch(m, example_input=x)
+        assert is_patched(m.transformer.h[0].attn)
+        assert not torch.equal(m(**x).logits, m(**x).logits)
+        dropkit.unpatch(m)
+        assert not is_patched(m.transformer.h[0].attn)

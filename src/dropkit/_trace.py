@@ -26,7 +26,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
-__all__ = ["Call", "recording", "untouched", "only_training", "call_model", "split_inputs"]
+__all__ = ["Call", "CallArgs", "recording", "untouched", "only_training", "call_model",
+           "split_inputs"]
 
 Reader = Callable[[tuple[Any, ...], Mapping[str, Any]], tuple[float, bool]]
 
@@ -218,10 +219,20 @@ def only_training(model: nn.Module, modules: Iterable[nn.Module]) -> Iterator[No
             m.training = mode
 
 
+@dataclass(frozen=True)
+class CallArgs:
+    """Positional and keyword arguments of one model call, as a forward hook sees them."""
+
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+
+
 def split_inputs(fn: str, x: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """A model's input as ``(args, kwargs)``: a tuple is the positional arguments, a
     mapping (an HF ``BatchEncoding``) the keyword arguments, anything else the one
     positional argument."""
+    if isinstance(x, CallArgs):
+        return x.args, x.kwargs
     if isinstance(x, tuple):
         return x, {}
     if isinstance(x, Mapping):

@@ -31,7 +31,7 @@ from torch.overrides import TorchFunctionMode
 import dropkit.functional as F
 from dropkit._checks import check_positive_int
 from dropkit._trace import DROPOUT_CALLS, only_training, split_inputs
-from dropkit.sites import Site, dropout_sites, gates_of
+from dropkit.sites import Site, dropout_sites, gates_of, on_first_call
 
 __all__ = ["mc_mode", "mc_predict", "STRATEGIES"]
 
@@ -46,17 +46,29 @@ def mc_mode(model: nn.Module, example_input: Any = None) -> Iterator[nn.Module]:
 
     A site's gate is switched on alone, not its children: an attention module that
     passes ``dropout_p=p if self.training else 0.`` samples while the BatchNorm or
-    LayerNorm beside it stays in eval. Give ``example_input`` for models that read a
-    child's rate in a fused call (timm's and GPT-2's attention, BERT's): only a
-    discovery pass over an input shows whose flag gates those (:mod:`dropkit.sites`).
+    LayerNorm beside it stays in eval. Only a discovery pass over an input shows whose
+    flag gates a fused call that reads a child's rate (timm's and GPT-2's attention,
+    BERT's; see :mod:`dropkit.sites`): it runs on ``example_input`` if given, otherwise
+    on the arguments of the model's first call inside (one extra forward pass, which
+    leaves modes, buffers and random streams as they were).
 
     Example::
 
-        with dropkit.mc_mode(model, x), torch.no_grad():
+        with dropkit.mc_mode(model), torch.no_grad():
             samples = torch.stack([model(x) for _ in range(50)])
     """
-    with only_training(model, gates_of(dropout_sites(model, example_input))):
-        yield model
+    sites = dropout_sites(model, example_input)
+    with only_training(model, gates_of(sites)):
+        def switch_on(found: list[Site]) -> None:
+            for gate in gates_of(found):
+                gate.training = True
+
+        pending = on_first_call(model, switch_on) if example_input is None else None
+        try:
+            yield model
+        finally:
+            if pending is not None:
+                pending.remove()
 
 
 def _sdpa_math(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None = None,
@@ -143,6 +155,11 @@ def _describe(out: Any) -> str:
 Output = str | Callable[[Any], Tensor] | None
 
 
+class _OutputError(ValueError):
+    """``output`` does not pick a tensor: the caller's mistake, never a reason to try
+    the next strategy."""
+
+
 def _select(out: Any, output: Output) -> Tensor:
     """The tensor ``output`` names in a model's output (see :func:`mc_predict`)."""
     if output is None:
@@ -150,7 +167,7 @@ def _select(out: Any, output: Output) -> Tensor:
             return out
         if isinstance(out, Mapping) and isinstance(out.get("logits"), Tensor):
             return out["logits"]
-        raise ValueError(
+        raise _OutputError(
             f"mc_predict: the model returned {_describe(out)}, not a tensor nor an output "
             "with `logits`; pass output= a key or attribute name, or a callable that picks "
             "the tensor to sample"
@@ -163,7 +180,7 @@ def _select(out: Any, output: Output) -> Tensor:
     else:
         picked = getattr(out, output, None)
     if not isinstance(picked, Tensor):
-        raise ValueError(
+        raise _OutputError(
             f"mc_predict: output={output!r} picks {type(picked).__name__} from "
             f"{_describe(out)}; expected it to pick a tensor"
         )
@@ -345,6 +362,8 @@ def mc_predict(
             try:
                 out = _RUN[name](model, x, samples, chunk_size, output)
                 break
+            except _OutputError:
+                raise
             except Exception as error:  # noqa: BLE001 - any failure means: next strategy
                 reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
                 warnings.warn(

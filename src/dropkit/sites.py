@@ -34,17 +34,19 @@ rate change can then reach.
 from __future__ import annotations
 
 import numbers
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from torch import nn
 from torch.nn.modules.dropout import _DropoutNd
+from torch.utils.hooks import RemovableHandle
 
 from dropkit._checks import check_nonnegative, check_probability
-from dropkit._trace import Call, no_grad_pass, untouched
+from dropkit._trace import Call, CallArgs, no_grad_pass, untouched
 
-__all__ = ["Site", "dropout_sites", "RATE_ATTRIBUTES", "SHARED_ATTRIBUTES", "gates_of"]
+__all__ = ["Site", "dropout_sites", "RATE_ATTRIBUTES", "SHARED_ATTRIBUTES", "gates_of",
+           "on_first_call"]
 
 #: Instance attributes that hold a drop rate used by the module's own code
 #: (transformers, fairseq, torch's MultiheadAttention).
@@ -169,6 +171,7 @@ def _static_sites(model: nn.Module) -> list[Site]:
         attr = _module_rate_attribute(m)
         if attr is not None:
             sites.append(Site(name, "module", name, m, attr, ((name, m),)))
+        if attr is not None or isinstance(m, nn.RNNBase):  # a 1-layer RNN's never acts
             continue
         for attr in RATE_ATTRIBUTES:
             if _is_rate(vars(m).get(attr)):
@@ -310,3 +313,17 @@ def dropout_sites(model: nn.Module, example_input: Any = None) -> list[Site]:
     if example_input is None:
         return sites
     return _discover(model, example_input, sites)
+
+
+def on_first_call(model: nn.Module, then: Callable[[list[Site]], None]) -> RemovableHandle:
+    """At ``model``'s next call, run a discovery pass on that call's own arguments and
+    give the sites to ``then``, before the call proceeds; once. For tools used without an
+    example input (:func:`dropkit.mc_mode`, :func:`dropkit.patch`): only a pass shows
+    whose flag gates a fused call."""
+
+    def hook(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        handle.remove()
+        then(dropout_sites(model, CallArgs(args, kwargs)))
+
+    handle = model.register_forward_pre_hook(hook, with_kwargs=True)
+    return handle

@@ -1,0 +1,201 @@
+"""The registry of dropout sites, on models dropkit did not write: tiny transformers
+configs (BERT eager and SDPA, Llama, GPT-2, ViT) and copies of timm's blocks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import dropkit
+import dropkit.nn as dn
+from dropkit._trace import recording
+from foreign import Block, bert, gpt2, images, llama, text_batch, timm_model, tokens, vit
+
+pytest.importorskip("transformers")
+
+
+def _rates_seen(model: nn.Module, x: object, train: bool = True) -> list[float]:
+    """The rate of every dropout call the forward makes (model in training mode)."""
+    seen: list[float] = []
+    model.train(train)
+    try:
+        with torch.no_grad(), recording(model, lambda c: seen.append(c.p) if c.p is not None
+                                        else None):
+            model(**x) if isinstance(x, dict) else model(x)
+    finally:
+        model.eval()
+    return seen
+
+
+class TestStaticDiscovery:
+    def test_torch_and_dropkit_modules_and_rnns(self) -> None:
+        m = nn.Sequential(nn.Dropout(0.1), dn.DropPath(0.2), dn.GaussianNoise(0.3),
+                          nn.LSTM(4, 4, num_layers=2, dropout=0.4), nn.LSTM(4, 4, dropout=0.0),
+                          nn.MultiheadAttention(4, 2, dropout=0.5))
+        sites = dropkit.dropout_sites(m)
+        assert [(s.name, s.kind, s.attr, s.rate) for s in sites] == [
+            ("0", "module", "p", pytest.approx(0.1)),
+            ("1", "module", "p", pytest.approx(0.2)),
+            ("2", "module", "std", pytest.approx(0.3)),
+            ("3", "module", "dropout", pytest.approx(0.4)),  # a 1-layer LSTM's never acts
+            ("5.dropout", "attribute", "dropout", pytest.approx(0.5)),
+        ]
+        assert not sites[2].is_probability and sites[3].time_first
+
+    def test_declared_properties_not_names(self) -> None:
+        class LockedDropout(nn.Module):  # a foreign class with dropkit's class name
+            def __init__(self) -> None:
+                super().__init__()
+                self.p = 0.5
+
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                return F.dropout(x, self.p, self.training)
+
+        sites = dropkit.dropout_sites(nn.Sequential(LockedDropout(), dn.LockedDropout(0.5),
+                                                    dn.LockedDropout(0.5, batch_first=True)))
+        assert [s.time_first for s in sites] == [False, True, False]
+
+    def test_foreign_drop_path_and_float_p_leaves(self) -> None:
+        m = Block(drop_path=0.1, attn_drop=0.2)
+        names = [n for n, _ in dropkit.find_dropout(m)]
+        assert names == ["attn.attn_drop", "attn.proj_drop", "drop_path1", "mlp.drop1",
+                         "mlp.drop2", "drop_path2"]
+        assert dropkit.dropout_sites(m)[2].attr == "drop_prob"
+
+    def test_torch_modules_with_a_p_are_not_sites(self) -> None:
+        m = nn.Sequential(nn.Linear(3, 3), nn.PairwiseDistance(p=1.0))
+        assert dropkit.find_dropout(m) == []
+
+    @pytest.mark.parametrize("attn", ["sdpa", "eager"])
+    def test_bert_lists_every_dropout(self, attn: str) -> None:
+        names = [n for n, _ in dropkit.find_dropout(bert(attn))]
+        assert "bert.encoder.layer.0.attention.self.dropout" in names
+        assert "bert.encoder.layer.1.output.dropout" in names and "dropout" in names
+
+    def test_llama_float_attribute_sites(self) -> None:
+        m = llama()
+        found = dropkit.find_dropout(m)
+        assert [n for n, _ in found] == ["model.layers.0.self_attn.attention_dropout",
+                                         "model.layers.1.self_attn.attention_dropout"]
+        assert found[0][1] is m.model.layers[0].self_attn  # the owner of the attribute
+
+    def test_bad_model(self) -> None:
+        with pytest.raises(TypeError, match=r"^dropout_sites: expected `model` to be a "
+                                            r"torch.nn.Module, got int"):
+            dropkit.dropout_sites(3)  # type: ignore[arg-type]
+
+
+class TestDiscoveryPass:
+    def test_fused_attention_gate_found(self) -> None:
+        m = timm_model(attn_drop=0.5)
+        site = next(s for s in dropkit.dropout_sites(m, tokens()) if s.name.endswith("attn_drop"))
+        assert [n for n, _ in site.gates] == ["1.attn.attn_drop", "1.attn"]
+        assert site.sampled and site.calls[0].startswith("scaled_dot_product_attention at ")
+
+    @pytest.mark.parametrize("attn", ["sdpa", "eager"])
+    def test_bert_attention_gated_by_the_attention_module(self, attn: str) -> None:
+        m = bert(attn)
+        site = next(s for s in dropkit.dropout_sites(m, text_batch())
+                    if s.name == "bert.encoder.layer.0.attention.self.dropout")
+        assert site.gates[1][0] == "bert.encoder.layer.0.attention.self"
+        assert site.sampled
+
+    def test_gpt2_attention_reads_its_childs_rate(self) -> None:
+        m = gpt2(attn=0.5)
+        site = next(s for s in dropkit.dropout_sites(m, text_batch())
+                    if s.name == "transformer.h.0.attn.attn_dropout")
+        assert site.gates[1][0] == "transformer.h.0.attn" and site.sampled
+
+    def test_rate_written_in_the_code_is_a_functional_site(self) -> None:
+        class Hard(nn.Module):
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                return F.dropout(x, 0.25, self.training)
+
+        m = nn.Sequential(nn.Linear(3, 3), Hard())
+        sites = dropkit.dropout_sites(m, torch.randn(2, 3))
+        assert [(s.name, s.kind, s.rate, s.settable) for s in sites] == [
+            ("1:dropout", "functional", 0.25, False)]
+        assert dropkit.dropout_sites(m) == []  # static discovery cannot see it
+        with pytest.raises(ValueError, match=r"^set_rate: site '1:dropout' drops at a rate "
+                                             r"written in the code of module '1' \(Hard\)"):
+            sites[0].check_rate("set_rate", 0.1)
+
+    def test_static_discovery_misses_an_identity_drop_path(self) -> None:
+        # timm builds nn.Identity where drop_path == 0: no rate change can reach it.
+        assert not any("drop_path" in n for n, _ in dropkit.find_dropout(Block(drop_path=0.0)))
+
+    @pytest.mark.parametrize("make, x", [(timm_model, tokens()), (lambda: bert("eager"),
+                                                                     text_batch())])
+    def test_leaves_modes_buffers_and_random_streams(self, make, x) -> None:
+        m = make()
+        g = torch.Generator().manual_seed(3)
+        m.noise_source = g  # a generator held by a module is restored too
+        modes = [x.training for x in m.modules()]
+        state = {k: v.clone() for k, v in m.state_dict().items()}
+        before, g_before = torch.get_rng_state(), g.get_state()
+        dropkit.dropout_sites(m, x)
+        assert [x.training for x in m.modules()] == modes
+        assert all(torch.equal(v, state[k]) for k, v in m.state_dict().items())
+        assert torch.equal(torch.get_rng_state(), before)
+        assert torch.equal(g.get_state(), g_before)
+
+
+class TestSetRateOnForeignModels:
+    def test_llama_rate_reaches_the_attention_call(self) -> None:
+        m = llama(attention=0.0)
+        assert set(_rates_seen(m, text_batch())) == {0.0}
+        dropkit.set_rate(m, 0.3)
+        assert set(_rates_seen(m, text_batch())) == {0.3}
+
+    def test_gpt2_and_timm_child_rate_reaches_the_fused_call(self) -> None:
+        m = gpt2(attn=0.1)
+        dropkit.set_rate(m, {"transformer.h.0.attn.attn_dropout": 0.4})
+        assert 0.4 in _rates_seen(m, text_batch())
+        t = timm_model(attn_drop=0.1)
+        dropkit.set_rate(t, 0.35)
+        assert set(_rates_seen(t, tokens())) == {0.35}
+
+    def test_foreign_drop_prob_set(self) -> None:
+        m = Block(drop_path=0.1)
+        dropkit.set_rate(m, {"drop_path1": 0.3})
+        assert m.drop_path1.drop_prob == 0.3 and m.drop_path2.drop_prob == 0.1
+
+    def test_invalid_rate_on_an_attribute_changes_nothing(self) -> None:
+        m = llama(attention=0.1)
+        with pytest.raises(ValueError, match=r"^set_rate: site 'model.layers.1.self_attn."
+                                             r"attention_dropout': expected `p`"):
+            dropkit.set_rate(m, {"model.layers.0.self_attn.attention_dropout": 0.2,
+                                 "model.layers.1.self_attn.attention_dropout": 1.5})
+        assert m.model.layers[0].self_attn.attention_dropout == 0.1
+
+    def test_one_float_leaves_gaussian_std_alone(self) -> None:
+        m = nn.Sequential(nn.Dropout(0.1), dn.GaussianNoise(0.7))
+        assert dropkit.set_rate(m, 0.2) == {"0": 0.2}
+        assert m[1].std == 0.7
+        dropkit.set_rate(m, {"1": 2.0})  # a std may exceed 1
+        assert m[1].std == 2.0
+        with pytest.raises(ValueError, match=r"site '1': expected `std` to be a finite"):
+            dropkit.set_rate(m, {"1": -1.0})
+
+    def test_scheduler_drives_vit_attribute_sites(self) -> None:
+        m = vit(attention=0.0)
+        sched = dropkit.DropoutScheduler(m, dropkit.schedules.linear(0.0, 0.2, 2))
+        sched.step()
+        assert m.vit.layers[0].attention.attention_dropout == pytest.approx(0.1)
+        sched.step()
+        # every site follows: the embeddings' dropout, and per layer the attention's
+        # float attribute and two dropout modules
+        assert _rates_seen(m, images()) == [pytest.approx(0.2)] * 7
+
+
+def test_import_dropkit_stays_light() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, dropkit; heavy = [m for m in ('transformers', 'triton', 'lightning') "
+            "if m in sys.modules]; print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "[]"
