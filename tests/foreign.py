@@ -132,6 +132,25 @@ def tokens(seed: int = 0) -> torch.Tensor:
     return torch.randn(4, 5, 8, generator=torch.Generator().manual_seed(seed))  # (B, N, C)
 
 
+# -- hand-written functional dropout --------------------------------------------------
+
+
+class FunctionalDropout(nn.Module):
+    """A layer that calls ``F.dropout`` itself, its rate where no registry looks (as good
+    as written in the code); with ``gated=False`` it leaves out ``training=``, so torch's
+    default keeps it on in eval."""
+
+    def __init__(self, width: int, p: float, gated: bool = True) -> None:
+        super().__init__()
+        self.fc = nn.Linear(width, width)
+        self.p_in_code, self.gated = p, gated  # not a RATE_ATTRIBUTES name
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.gated:
+            return F.dropout(self.fc(x), self.p_in_code, self.training)
+        return F.dropout(self.fc(x), self.p_in_code)
+
+
 # -- transformers, tiny configs, no hub -------------------------------------------------
 
 

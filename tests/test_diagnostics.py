@@ -184,19 +184,7 @@ class TestInferenceGuard:
 
 # -- functional and attention dropout, stochastic modules, foreign models -------------
 
-pytest.importorskip("transformers")  # noqa: E402 - the foreign models below need it
-from foreign import bert, llama, text_batch, timm_model, tokens  # noqa: E402
-
-
-class AlwaysOn(nn.Module):
-    """``F.dropout(x, p)`` without ``training=``: torch's default keeps it on in eval."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.fc = nn.Linear(6, 6)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return nn.functional.dropout(self.fc(x), 0.2)
+from foreign import FunctionalDropout, bert, llama, text_batch, timm_model, tokens  # noqa: E402
 
 
 class FunctionalBeforeBN(nn.Module):
@@ -227,12 +215,13 @@ class FusedAlwaysOn(nn.Module):
 
 class TestFunctionalSites:
     def test_functional_dropout_always_on(self) -> None:
-        m = nn.Sequential(nn.Linear(6, 6), AlwaysOn()).eval()
+        m = nn.Sequential(nn.Linear(6, 6), FunctionalDropout(6, 0.2, gated=False)).eval()
         (finding,) = [f for f in dropkit.diagnose(m, torch.randn(4, 6))
                       if f.code == "functional-dropout-always-on"]
         assert finding.module == "1"
-        assert "dropout with p=0.2 in the code of module '1' (AlwaysOn, " in finding.message
-        assert "test_diagnostics.py:" in finding.message  # the line that calls it
+        assert ("dropout with p=0.2 in the code of module '1' (FunctionalDropout, "
+                in finding.message)
+        assert "foreign.py:" in finding.message  # the line that calls it
         assert "training=self.training" in finding.message
 
     def test_gated_functional_dropout_is_not_always_on(self) -> None:
@@ -269,10 +258,10 @@ class TestInferenceGuardBeyondModules:
                 m(torch.randn(2, 3))
 
     def test_functional_dropout_without_training_flag(self) -> None:
-        m = nn.Sequential(nn.Linear(6, 6), AlwaysOn()).eval()
+        m = nn.Sequential(nn.Linear(6, 6), FunctionalDropout(6, 0.2, gated=False)).eval()
         with pytest.raises(RuntimeError, match=r"^inference_guard: dropout \(p=0.2\) sampled "
                                                r"during inference in the code of module '1' "
-                                               r"\(AlwaysOn, .*test_diagnostics.py:\d+\) "
+                                               r"\(FunctionalDropout, .*foreign.py:\d+\) "
                                                r"although that module is in eval"):
             with dropkit.inference_guard(m):
                 m(torch.randn(2, 6))

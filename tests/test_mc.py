@@ -279,19 +279,17 @@ class TestFallbackAndErrors:
 
 # -- models dropkit did not write -----------------------------------------------------
 
-pytest.importorskip("transformers")  # noqa: E402 - the foreign models below need it
-from foreign import bert, gpt2, images, llama, text_batch, timm_model, tokens, vit  # noqa: E402
-
-
-class HardCoded(nn.Module):
-    """A rate written in the code: found only by the discovery pass."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.fc = nn.Linear(3, 3)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.dropout(self.fc(x), 0.3, self.training)
+from foreign import (  # noqa: E402
+    FunctionalDropout,
+    bert,
+    gpt2,
+    images,
+    llama,
+    text_batch,
+    timm_model,
+    tokens,
+    vit,
+)
 
 
 class Stuck(nn.Module):
@@ -333,7 +331,8 @@ FOREIGN = {
     "timm-fused-child": (timm_model, tokens),
     "timm-module": (lambda: timm_model(fused_attn=False), tokens),
     "timm-drop-prob": (lambda: timm_model(attn_drop=0.0, drop_path=0.5), tokens),
-    "hard-coded-rate": (HardCoded, lambda: torch.randn(4, 3, generator=gen(1))),
+    "rate-in-the-code": (lambda: FunctionalDropout(3, 0.3),
+                         lambda: torch.randn(4, 3, generator=gen(1))),
 }
 
 
@@ -343,6 +342,8 @@ def test_foreign_samples_differ_and_model_untouched(name: str, strategy: str) ->
     make, data = FOREIGN[name]
     m, x = make().eval(), data()
     if (name, strategy) == ("timm-drop-prob", "vmap"):
+        # timm draws in place (new_empty(...).bernoulli_): vmap cannot batch that on an
+        # unbatched tensor ("auto" never tries: the first draw comes too early)
         with pytest.raises(RuntimeError, match="Cannot ask for different inplace randomness"):
             dropkit.mc_predict(m, x, 8, strategy=strategy)
         return
@@ -354,14 +355,8 @@ def test_foreign_samples_differ_and_model_untouched(name: str, strategy: str) ->
     assert not torch.equal(out[0], out[1])
     assert [t.training for t in m.modules()] == modes
     assert all(torch.equal(v, state[k]) for k, v in m.state_dict().items())
-    fell_back = [w for w in caught if "mc_predict" in str(w.message)]
-    if strategy == "auto" and name != "timm-drop-prob":  # vmap itself worked
-        assert not fell_back
-    elif strategy == "auto":
-        # timm draws in place (new_empty(...).bernoulli_): vmap cannot batch that on an
-        # unbatched tensor, so auto says so and replicates the batch instead
-        assert "strategy 'vmap' failed in module '1.drop_path1' (DropPath)" in str(
-            fell_back[0].message)
+    if strategy == "auto":  # its first choice worked: no fallback
+        assert not [w for w in caught if "mc_predict" in str(w.message)]
 
 
 class TestStructuredInputsAndOutputs:
@@ -422,6 +417,27 @@ class TestNeverSilent:
         assert dropkit.mc_predict(m, torch.randn(2, 3), 1).shape == (1, 2, 3)
 
 
+class TestAutoChoosesByPrefix:
+    @staticmethod
+    def _batched_calls(model: nn.Module, probe: nn.Module) -> list[bool]:
+        seen: list[bool] = []
+        handle = probe.register_forward_pre_hook(
+            lambda mod, a: seen.append(torch._C._functorch.is_batchedtensor(a[0])))
+        dropkit.mc_predict(model, torch.randn(64, 256, generator=gen(2)), 20)
+        handle.remove()
+        return seen
+
+    def test_dropout_first_runs_the_loop(self) -> None:
+        # vmap would share nothing and pay its batching overhead on every op
+        m = nn.Sequential(nn.Dropout(0.5), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 4))
+        assert self._batched_calls(m, m[1]) == [False] * (1 + 20)  # discovery, 20 passes
+
+    def test_dropout_last_is_vectorized(self) -> None:
+        layers = [nn.Linear(256, 256) for _ in range(6)]
+        m = nn.Sequential(*layers, nn.Dropout(0.5), nn.Linear(256, 4))
+        assert self._batched_calls(m, m[7]) == [False, True]  # discovery, one vmapped pass
+
+
 class TestSharedDrawsAndGates:
     def test_layerdrop_is_never_replicated_along_the_batch(self) -> None:
         m = nn.Sequential(LayerDrop(), LayerDrop())
@@ -429,9 +445,9 @@ class TestSharedDrawsAndGates:
                                              r"'0.layerdrop' \(LayerDrop.layerdrop\): one draw"):
             dropkit.mc_predict(m, torch.randn(4, 3), 4, strategy="batch")
         # vmap cannot branch on a coin; batch is never tried for a shared draw
-        with pytest.warns(RuntimeWarning, match=r"strategy 'vmap' failed in module '0' "
-                                                r"\(LayerDrop\).*falling back to 'loop'"):
-            out = dropkit.mc_predict(m, torch.randn(4, 3), 30, strategy="auto")
+        with pytest.raises(RuntimeError, match="data-dependent control flow"):
+            dropkit.mc_predict(m, torch.randn(4, 3), 3, strategy="vmap")
+        out = dropkit.mc_predict(m, torch.randn(4, 3), 30, strategy="auto")  # the loop
         assert len({tuple(o.flatten().tolist()) for o in out}) > 1
 
     def test_mc_mode_finds_fused_gates_at_the_first_call(self) -> None:

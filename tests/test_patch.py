@@ -67,7 +67,6 @@ class TestPatch:
 
 class TestPatchForeign:
     def test_fused_attention_patched_at_the_first_call_and_unpatched_exactly(self) -> None:
-        pytest.importorskip("transformers")
         from foreign import timm_model, tokens
 
         m, x = timm_model(proj_drop=0.0), tokens()
@@ -82,7 +81,6 @@ class TestPatchForeign:
         assert torch.equal(m(x), expected)
 
     def test_example_input_patches_at_once(self) -> None:
-        pytest.importorskip("transformers")
         from foreign import gpt2, text_batch
 
         m, x = gpt2(), text_batch()

@@ -46,7 +46,6 @@ def _context(first_line: str) -> dict[str, object]:
         model = torch.nn.Sequential(torch.nn.Linear(784, 10), dn.Dropout(0.5))
         return {"dropkit": dropkit, "model": model, "x": x, "y": torch.randint(0, 10, (8,))}
     if first_line.startswith("from transformers import"):
-        pytest.importorskip("transformers")
         return {"dropkit": dropkit, "torch": torch}
     if first_line.startswith("dropkit.find_dropout"):
         model = _head_model()

@@ -13,8 +13,6 @@ import dropkit.nn as dn
 from dropkit._trace import recording
 from foreign import Block, bert, gpt2, images, llama, text_batch, timm_model, tokens, vit
 
-pytest.importorskip("transformers")
-
 
 def _rates_seen(model: nn.Module, x: object, train: bool = True) -> list[float]:
     """The rate of every dropout call the forward makes (model in training mode)."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -86,7 +87,8 @@ class Call:
     ``owner`` is the qualified name of the module whose code made it (``""``: the
     model's own forward), ``p`` the rate passed (None for a raw random draw),
     ``samples`` whether it drew (rate above 0 and its training flag true), ``where``
-    the line of code outside torch that made it.
+    the line of code outside torch that made it, ``at`` the recording's clock (seconds,
+    or the work done so far) when it returned.
     """
 
     owner: str
@@ -96,6 +98,7 @@ class Call:
     samples: bool
     where: str
     output: Any
+    at: float  # the recording's clock when it returned
 
 
 _TORCH_DIR = os.path.dirname(torch.__file__)
@@ -113,10 +116,12 @@ def _caller() -> str:
 
 
 class _Recorder(TorchFunctionMode):
-    def __init__(self, stack: list[tuple[str, nn.Module]], on_call: Callable[[Call], Any]):
+    def __init__(self, stack: list[tuple[str, nn.Module]], on_call: Callable[[Call], Any],
+                 clock: Callable[[], float]):
         super().__init__()
         self.stack = stack
         self.on_call = on_call
+        self.clock = clock
 
     def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (),
                            kwargs: Mapping[str, Any] | None = None) -> Any:
@@ -131,13 +136,15 @@ class _Recorder(TorchFunctionMode):
         where = _caller() if read is not None else ""
         out = func(*args, **kwargs)
         name = getattr(func, "__name__", str(func))
-        replaced = self.on_call(Call(owner, module, name, p, samples, where, out))
+        replaced = self.on_call(Call(owner, module, name, p, samples, where, out,
+                                     self.clock()))
         return out if replaced is None else replaced
 
 
 @contextmanager
 def recording(model: nn.Module, on_call: Callable[[Call], Any],
-              ran: dict[int, bool] | None = None) -> Iterator[None]:
+              ran: dict[int, bool] | None = None,
+              clock: Callable[[], float] = time.perf_counter) -> Iterator[None]:
     """Inside, every dropout call and random draw made by ``model``'s code is passed to
     ``on_call`` (what it returns, if not None, replaces the call's output). ``ran``, if
     given, collects ``id(module) -> training`` of every module whose forward ran."""
@@ -160,7 +167,7 @@ def recording(model: nn.Module, on_call: Callable[[Call], Any],
         for name, m in model.named_modules():
             handles.append(m.register_forward_pre_hook(push(name)))
             handles.append(m.register_forward_hook(pop, always_call=True))
-        with _Recorder(stack, on_call):
+        with _Recorder(stack, on_call, clock):
             yield
     finally:
         for h in handles:
@@ -251,13 +258,17 @@ def call_model(model: nn.Module, x: Any) -> Any:
 
 
 def no_grad_pass(model: nn.Module, x: Any, on: Iterable[nn.Module],
-                 on_call: Callable[[Call], Any], ran: dict[int, bool]) -> None:
-    """One recorded pass under ``no_grad`` with exactly ``on`` in training mode."""
+                 on_call: Callable[[Call], Any], ran: dict[int, bool],
+                 clock: Callable[[], float] = time.perf_counter) -> tuple[float, float]:
+    """One recorded pass under ``no_grad`` with exactly ``on`` in training mode; returns
+    the clock at its start and end."""
     with ExitStack() as stack:
         stack.enter_context(torch.no_grad())
         stack.enter_context(only_training(model, on))
-        stack.enter_context(recording(model, on_call, ran))
+        stack.enter_context(recording(model, on_call, ran, clock))
+        start = clock()
         call_model(model, x)
+        return start, clock()
 
 
 def tensors_in(value: Any) -> list[Tensor]:

@@ -45,8 +45,8 @@ from torch.utils.hooks import RemovableHandle
 from dropkit._checks import check_nonnegative, check_probability
 from dropkit._trace import Call, CallArgs, no_grad_pass, untouched
 
-__all__ = ["Site", "dropout_sites", "RATE_ATTRIBUTES", "SHARED_ATTRIBUTES", "gates_of",
-           "on_first_call"]
+__all__ = ["Site", "dropout_sites", "discover", "RATE_ATTRIBUTES", "SHARED_ATTRIBUTES",
+           "gates_of", "on_first_call"]
 
 #: Instance attributes that hold a drop rate used by the module's own code
 #: (transformers, fairseq, torch's MultiheadAttention).
@@ -260,7 +260,16 @@ class _Evidence:
         return out
 
 
-def _discover(model: nn.Module, example_input: Any, sites: list[Site]) -> list[Site]:
+def discover(model: nn.Module, example_input: Any) -> tuple[list[Site], float]:
+    """:func:`dropout_sites` with an example input, and the share of the discovery pass's
+    floating-point work (``torch.utils.flop_counter``: matmuls, convolutions, attention)
+    done before its first draw: the part of the network that vectorized Monte Carlo
+    sampling runs once. Counted, not timed, so the same model and input always give the
+    same share (0 where nothing drew or nothing was counted)."""
+    # imported here: it loads Triton, and `import dropkit` stays light
+    from torch.utils.flop_counter import FlopCounterMode
+
+    sites = _static_sites(model)
     # Switched on: every static gate, and every module that holds a dropout child (its
     # own code may read the child's rate in a fused call). A module's flag counts as a
     # gate only where a dropout call from its own code was seen.
@@ -271,7 +280,9 @@ def _discover(model: nn.Module, example_input: Any, sites: list[Site]) -> list[S
         for _ in range(2):
             calls: list[Call] = []
             ran: dict[int, bool] = {}
-            no_grad_pass(model, example_input, on.values(), calls.append, ran)
+            with FlopCounterMode(display=False) as flops:
+                start, end = no_grad_pass(model, example_input, on.values(), calls.append,
+                                          ran, lambda: float(flops.get_total_flops()))
             # A call that did not drop, from a module left in eval: switch that module
             # on too and look again (its code may gate the call on its own flag).
             unknown = {id(c.module): c.module for c in calls
@@ -282,7 +293,8 @@ def _discover(model: nn.Module, example_input: Any, sites: list[Site]) -> list[S
     evidence = _Evidence(model, sites)
     for c in calls:
         evidence.add(c, ran)
-    return evidence.result(ran)
+    first = next((c.at for c in calls if c.samples), start)
+    return evidence.result(ran), (first - start) / (end - start) if end > start else 0.0
 
 
 def dropout_sites(model: nn.Module, example_input: Any = None) -> list[Site]:
@@ -309,10 +321,9 @@ def dropout_sites(model: nn.Module, example_input: Any = None) -> list[Site]:
     if not isinstance(model, nn.Module):
         raise TypeError(f"dropout_sites: expected `model` to be a torch.nn.Module, "
                         f"got {type(model).__name__}")
-    sites = _static_sites(model)
     if example_input is None:
-        return sites
-    return _discover(model, example_input, sites)
+        return _static_sites(model)
+    return discover(model, example_input)[0]
 
 
 def on_first_call(model: nn.Module, then: Callable[[list[Site]], None]) -> RemovableHandle:
