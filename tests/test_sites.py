@@ -197,3 +197,41 @@ def test_import_dropkit_stays_light() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "[]"
+
+
+class SkippingEncoder(nn.Module):
+    """fairseq/transformers' LayerDrop around timm attention layers."""
+
+    def __init__(self, layerdrop: float) -> None:
+        super().__init__()
+        from foreign import Attention
+
+        self.layerdrop = layerdrop
+        self.layers = nn.ModuleList([Attention(8, 2, attn_drop=0.5) for _ in range(3)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            if self.training and self.layerdrop > 0.0 and torch.rand([]) < self.layerdrop:
+                continue
+            x = x + layer(x)
+        return x
+
+
+class TestLayerDropInTheDiscoveryPass:
+    def test_no_layer_is_skipped_so_every_gate_is_found(self) -> None:
+        m = SkippingEncoder(layerdrop=0.99).eval()
+        sites = {s.name: s for s in dropkit.dropout_sites(m, tokens())}
+        for i in range(3):
+            site = sites[f"layers.{i}.attn_drop"]
+            assert site.gates[1][0] == f"layers.{i}" and site.sampled
+        assert sites["layerdrop"].sampled is None  # held at 0 in the pass: not observed
+        assert m.layerdrop == 0.99
+
+    def test_mc_predict_samples_every_layer(self) -> None:
+        m, x = SkippingEncoder(layerdrop=0.5).eval(), tokens()
+        torch.manual_seed(0)  # mc_predict draws from the global generator
+        out = dropkit.mc_predict(m, x, 40)
+        # a sample that skipped every layer is x itself; every other one is unique
+        ran = [o for o in out if not torch.equal(o, x)]
+        assert 0 < len(ran) < 40  # P(all 40 run) = (7/8)^40 < 0.005; P(none) = 8^-40
+        assert len({tuple(o.flatten().tolist()) for o in ran}) == len(ran)

@@ -276,6 +276,8 @@ def _why_not(site: Site) -> str:
     label = f"{site.name!r} ({type(site.module).__name__}, rate {site.rate:g})"
     if site.sampled:
         return f"{label} sampled in the discovery pass, but its noise never reached the output"
+    if site.sampled is None:
+        return f"{label}: not observed (the discovery pass holds LayerDrop at 0)"
     if site.kind == "module":
         return f"{label}: its forward never ran in training mode in the discovery pass"
     gate = f"{site.owner!r}" if site.owner else "the model's own forward"

@@ -34,7 +34,8 @@ rate change can then reach.
 from __future__ import annotations
 
 import numbers
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -82,7 +83,8 @@ class Site:
         gates: ``(name, module)`` of each module whose own ``training`` flag must be
             True for the site to sample.
         calls: what a discovery pass saw it do (``"dropout at file.py:12"``).
-        sampled: whether a discovery pass saw it sample (None: no pass ran).
+        sampled: whether a discovery pass saw it sample (None: not observed, because no
+            pass ran, or because it is LayerDrop, held at 0 in the pass).
     """
 
     name: str
@@ -249,15 +251,27 @@ class _Evidence:
             self.gates[id(site)] = list(site.gates)
         self.mark(self.functional[ident], call, None)
 
-    def result(self, ran: dict[int, bool]) -> list[Site]:
+    def result(self, ran: dict[int, bool], held: list[Site]) -> list[Site]:
         out = []
         for s in [*self.sites, *self.functional.values()]:
-            sampled = self.sampled[id(s)]
+            sampled: bool | None = None if s in held else self.sampled[id(s)]
             if s.kind == "module" and ran.get(id(s.module), False) and s.rate > 0:
                 sampled = True  # its own forward ran in training mode (an RNN's C++ call)
             out.append(replace(s, gates=tuple(self.gates[id(s)]),
                                calls=tuple(self.calls[id(s)]), sampled=sampled))
         return out
+
+
+@contextmanager
+def _rates_held(sites: list[tuple[Site, float]], value: float) -> Iterator[None]:
+    """Inside, each of ``sites`` has rate ``value``; on exit the rate it had."""
+    try:
+        for s, _ in sites:
+            s.set(value)
+        yield
+    finally:
+        for s, rate in sites:
+            s.set(rate)
 
 
 def discover(model: nn.Module, example_input: Any) -> tuple[list[Site], float]:
@@ -276,7 +290,10 @@ def discover(model: nn.Module, example_input: Any) -> tuple[list[Site], float]:
     dropouts = {id(s.module) for s in sites if s.kind == "module"}
     parents = [m for m in model.modules() if any(id(c) in dropouts for c in m.children())]
     on = {id(m): m for m in [*gates_of(sites), *parents]}
-    with untouched(model):
+    # LayerDrop would skip whole layers in the pass, hiding the sites inside them: it
+    # runs at rate 0 (its coin is still drawn, and seen).
+    skips = [(s, s.rate) for s in sites if s.kind == "attribute" and s.attr in SHARED_ATTRIBUTES]
+    with untouched(model), _rates_held(skips, 0.0):
         for _ in range(2):
             calls: list[Call] = []
             ran: dict[int, bool] = {}
@@ -294,7 +311,7 @@ def discover(model: nn.Module, example_input: Any) -> tuple[list[Site], float]:
     for c in calls:
         evidence.add(c, ran)
     first = next((c.at for c in calls if c.samples), start)
-    return evidence.result(ran), (first - start) / (end - start) if end > start else 0.0
+    return evidence.result(ran, [s for s, _ in skips]), (first - start) / (end - start) if end > start else 0.0
 
 
 def dropout_sites(model: nn.Module, example_input: Any = None) -> list[Site]:
