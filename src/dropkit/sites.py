@@ -311,7 +311,8 @@ def discover(model: nn.Module, example_input: Any) -> tuple[list[Site], float]:
     for c in calls:
         evidence.add(c, ran)
     first = next((c.at for c in calls if c.samples), start)
-    return evidence.result(ran, [s for s, _ in skips]), (first - start) / (end - start) if end > start else 0.0
+    prefix = (first - start) / (end - start) if end > start else 0.0
+    return evidence.result(ran, [s for s, _ in skips]), prefix
 
 
 def dropout_sites(model: nn.Module, example_input: Any = None) -> list[Site]:
