@@ -27,6 +27,20 @@ class TestConcreteDropoutFunction:
         with pytest.raises(ValueError, match=r"^concrete_dropout: expected `temperature` > 0"):
             F.concrete_dropout(x, 0.3, 0.0)
 
+    @pytest.mark.parametrize("p", [1.5, -0.1, 1.0])
+    def test_bad_float_rate(self, p: float) -> None:
+        # p = 1 gives 0 / 0; p outside [0, 1] gave all-NaN outputs before it was checked
+        with pytest.raises(ValueError, match=r"^concrete_dropout: expected `p` to be a drop "
+                                             r"probability in \[0, 1\)"):
+            F.concrete_dropout(torch.ones(3), p)
+
+    def test_bad_tensor_rate(self) -> None:
+        with pytest.raises(RuntimeError, match=r"concrete_dropout: expected `p` in \[0, 1\)"):
+            F.concrete_dropout(torch.ones(3), torch.tensor(1.5))
+        with pytest.raises(TypeError, match=r"^concrete_dropout: expected a floating-point "
+                                            r"tensor `p`, got dtype torch.int64"):
+            F.concrete_dropout(torch.ones(3), torch.tensor(1))
+
     def test_dtype(self) -> None:
         assert F.concrete_dropout(torch.ones(4, dtype=torch.bfloat16), 0.3).dtype == torch.bfloat16
 

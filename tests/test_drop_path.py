@@ -36,6 +36,30 @@ class TestDropPath:
         with pytest.raises(ValueError, match=r"^drop_path: mode='row' needs an \(N, \*\) input"):
             F.drop_path(torch.tensor(1.0), 0.5)
 
+    @pytest.mark.parametrize("make, p, mode, scale", [
+        (lambda: dn.DropPath(drop_prob=0.1), 0.1, "row", True),  # timm's keyword
+        (lambda: dn.DropPath(0.1, False), 0.1, "row", False),  # timm's positional scale_by_keep
+        (lambda: dn.DropPath(0.2, "batch"), 0.2, "batch", True),  # torchvision's (p, mode)
+        (lambda: dn.DropPath(), 0.0, "row", True),  # timm's default
+    ])
+    def test_timm_and_torchvision_signatures(self, make, p, mode, scale) -> None:
+        m = make()
+        assert (m.p, m.drop_prob, m.mode, m.scale_by_keep) == (p, p, mode, scale)
+
+    def test_drop_prob_sets_the_rate_as_timm_code_does(self) -> None:
+        m = dn.DropPath(0.1)
+        m.drop_prob = 0.3
+        assert m.p == 0.3
+        with pytest.raises(ValueError, match=r"^DropPath: expected `p` to be a drop"):
+            m.drop_prob = 2.0
+
+    def test_ambiguous_signatures_are_errors(self) -> None:
+        with pytest.raises(TypeError, match=r"^DropPath: got both `p` \(0.1\) and its timm "
+                                            r"name `drop_prob` \(0.2\)"):
+            dn.DropPath(0.1, drop_prob=0.2)
+        with pytest.raises(TypeError, match=r"^DropPath: got `scale_by_keep` twice"):
+            dn.DropPath(0.1, False, True)
+
     def test_residual_use_and_repr(self) -> None:
         m = dn.DropPath(0.1)
         assert repr(m) == "DropPath(p=0.1, mode='row', scale_by_keep=True)"

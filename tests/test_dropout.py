@@ -82,11 +82,14 @@ class TestDropInForTorch:
     def test_same_constructor_repr_and_eval(self, ours, theirs, shape) -> None:
         a, b = ours(0.2, True), theirs(0.2, True)  # positional (p, inplace) as torch
         assert repr(a) == repr(b)
+        assert repr(ours(1)) == repr(theirs(1)) and repr(ours(p=0)) == repr(theirs(p=0))
         assert a.state_dict().keys() == b.state_dict().keys()
         a.eval()
         b.eval()
         x = torch.randn(shape)
         assert torch.equal(a(x), b(x))
+        ids = torch.arange(int(torch.tensor(shape).prod())).reshape(shape)
+        assert a(ids) is ids and b(ids) is ids  # a no-op call takes any dtype
 
     def test_training_mode_has_torchs_statistics(self) -> None:
         torch.manual_seed(0)

@@ -68,6 +68,16 @@ class TestIdentityAndEdges:
         x = _input(v)
         assert torch.equal(v.call(x, 0.0, True, gen()), _eval(v, x))
 
+    @pytest.mark.parametrize("dtype", [torch.int64, torch.bool])
+    def test_a_call_that_does_not_draw_returns_any_dtype(self, v: Variant,
+                                                         dtype: torch.dtype) -> None:
+        # torch's dropout returns its input in eval or at p = 0, whatever its dtype
+        if v.eval_fn is not None:
+            pytest.skip("its eval output is a lookup, not the input")
+        x = torch.ones(v.shape, dtype=dtype)
+        assert v.call(x, 0.5, False, None) is x
+        assert v.call(x, 0.0, True, None) is x
+
     def test_p_one_gives_zeros_and_zero_gradients_without_nan(self, v: Variant) -> None:
         if not v.p_one:
             with pytest.raises(ValueError, match=rf"^{v.name}: .*\[0, 1\)"):
@@ -185,6 +195,7 @@ class TestVmap:
 
     def test_unbatched_input_gets_different_masks(self, v: Variant) -> None:
         # The network before the first dropout runs once: dropout sees an unbatched tensor.
+        torch.manual_seed(0)  # the global generator: two masks are equal by chance (rarely)
         x = _input(v)
         out = torch.func.vmap(lambda _: v.call(x, 0.5, True, None), randomness="different")(
             torch.arange(4)
@@ -195,6 +206,7 @@ class TestVmap:
 
 @pytest.mark.parametrize("v", inverted, ids=[v.name for v in inverted])
 def test_vmapped_masks_keep_inverted_scaling(v: Variant) -> None:
+    torch.manual_seed(0)
     x = _input(v)
     out = torch.func.vmap(lambda _: v.call(x, 0.5, True, None), randomness="different")(
         torch.arange(64)
@@ -206,6 +218,16 @@ def test_vmapped_masks_keep_inverted_scaling(v: Variant) -> None:
 class TestModule:
     def test_repr_shows_rate(self, v: Variant) -> None:
         assert "p=0.3" in repr(v.module(0.3))
+
+    def test_repr_keeps_an_integer_rate_as_torch_does(self, v: Variant) -> None:
+        if not v.p_one:
+            pytest.skip("p = 1 is not a valid rate here")
+        assert "p=1," in repr(v.module(1)) or repr(v.module(1)).endswith("p=1)")
+        assert "p=0," in repr(v.module(0)) or repr(v.module(0)).endswith("p=0)")
+
+    def test_eval_module_returns_an_integer_input(self, v: Variant) -> None:
+        x = torch.arange(int(torch.tensor(v.shape).prod())).reshape(v.shape)
+        assert v.module(0.5).eval()(x) is x
 
     def test_forward_is_the_function(self, v: Variant) -> None:
         x = _input(v)

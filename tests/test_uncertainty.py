@@ -62,10 +62,18 @@ class TestScores:
         assert ours.ece == pytest.approx(theirs.item(), abs=1e-6)
         assert int(ours.count.sum()) == 2000
         filled = ours.count > 0
-        conf = probs.max(-1).values
         assert ((ours.confidence[filled] >= ours.bin_edges[:-1][filled])
                 & (ours.confidence[filled] <= ours.bin_edges[1:][filled])).all()
-        assert conf.min() >= 0.25
+
+    def test_ece_builds_its_bins_on_the_inputs_device(self) -> None:
+        # with another default device (as a CUDA user's "meta" or "cuda" default), bins
+        # built on the default device would not meet the inputs
+        probs = _probs(1, 50, 4, seed=5)[0]
+        y = torch.randint(0, 4, (50,), generator=gen(6))
+        expected = U.ece(probs, y).ece
+        with torch.device("meta"):
+            out = U.ece(probs, y)
+        assert out.bin_edges.device == probs.device and out.ece == expected
 
     def test_perfect_calibration(self) -> None:
         probs = torch.tensor([[1.0, 0.0], [0.0, 1.0]])

@@ -52,11 +52,15 @@ def check_positive_int(fn: str, value: object, name: str) -> int:
     return int(value)
 
 
-def check_floating(fn: str, x: object, name: str = "input") -> None:
-    """Dropout scales by 1 / (1 - p): only real floating-point tensors can hold the result."""
+def check_floating(fn: str, x: object, name: str = "input", *, draws: bool = True) -> None:
+    """Dropout scales by 1 / (1 - p): only real floating-point tensors can hold the result.
+
+    ``draws=False`` (in eval, or at rate 0) checks only that ``x`` is a tensor: such a call
+    returns its input unchanged, whatever its dtype, as torch's dropout does.
+    """
     if not isinstance(x, Tensor):
         raise TypeError(f"{fn}: expected `{name}` to be a torch.Tensor, got {type(x).__name__}")
-    if not x.is_floating_point():
+    if draws and not x.is_floating_point():
         raise TypeError(
             f"{fn}: expected a floating-point `{name}` (float16, bfloat16, float32 or float64), "
             f"got dtype {x.dtype}"

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from dropkit._checks import check_floating, check_generator, check_ndim, check_probability
+from dropkit._fx import leaf_function
 from dropkit.mask import bernoulli_mask, in_place_ok, zeros_like_input
 
 __all__ = ["alpha_dropout", "feature_alpha_dropout", "alpha_affine", "SELU_ALPHA_PRIME"]
@@ -39,7 +40,7 @@ def _alpha(
     feature: bool,
 ) -> Tensor:
     p = check_probability(fn, p)
-    check_floating(fn, x)
+    check_floating(fn, x, draws=training and p > 0.0)
     if feature:
         check_ndim(fn, x, range(2, 64), "an (N, C, *) input of at least 2 dims")
     check_generator(fn, generator, x)
@@ -59,6 +60,7 @@ def _alpha(
     return torch.addcmul(shift, x, scale)
 
 
+@leaf_function  # one node under torch.fx
 def alpha_dropout(
     input: Tensor,
     p: float = 0.5,
@@ -87,6 +89,7 @@ def alpha_dropout(
     return _alpha("alpha_dropout", input, p, training, inplace, generator, feature=False)
 
 
+@leaf_function  # one node under torch.fx
 def feature_alpha_dropout(
     input: Tensor,
     p: float = 0.5,

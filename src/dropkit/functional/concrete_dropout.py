@@ -9,7 +9,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from dropkit._checks import check_floating, check_generator, check_nonnegative
+from dropkit._checks import (
+    check_floating,
+    check_generator,
+    check_nonnegative,
+    check_probability,
+)
+from dropkit._fx import leaf_function
 from dropkit.mask import uniform_noise
 
 __all__ = ["concrete_dropout"]
@@ -17,6 +23,7 @@ __all__ = ["concrete_dropout"]
 EPS = 1e-7  # keeps every log finite at p or u in {0, 1}
 
 
+@leaf_function  # one node under torch.fx
 def concrete_dropout(
     input: Tensor,
     p: Tensor | float,
@@ -34,21 +41,31 @@ def concrete_dropout(
     Args:
         input: a floating-point tensor.
         p: the drop probability, a float or a tensor (e.g. ``sigmoid`` of a parameter)
-            with values in (0, 1).
+            with values in [0, 1).
         temperature: relaxation temperature, > 0. Default: 0.1 (the paper's).
         training: apply when True; in eval the input is returned unchanged.
         generator: as in :func:`dropkit.functional.dropout`.
 
     Module: :class:`dropkit.nn.ConcreteDropout`.
     """
-    check_floating("concrete_dropout", input)
+    if isinstance(p, Tensor):
+        if not p.is_floating_point():
+            raise TypeError(f"concrete_dropout: expected a floating-point tensor `p`, "
+                            f"got dtype {p.dtype}")
+        # checked on the device, without a host sync (a learned p is sigmoid(logit)); at
+        # p = 1 the output would be 0 / 0
+        torch._assert_async(((p >= 0.0) & (p < 1.0)).all(),
+                            "concrete_dropout: expected `p` in [0, 1)")
+    else:
+        p = check_probability("concrete_dropout", p, allow_one=False)
+    check_floating("concrete_dropout", input, draws=training)
     t = check_nonnegative("concrete_dropout", temperature, "temperature")
     if t == 0.0:
         raise ValueError("concrete_dropout: expected `temperature` > 0, got temperature=0")
     check_generator("concrete_dropout", generator, input)
-    p_t = torch.as_tensor(p, dtype=torch.float32, device=input.device)
     if not training:
         return input
+    p_t = torch.as_tensor(p, dtype=torch.float32, device=input.device)
     u = uniform_noise(input, generator=generator)  # float32 or wider
     p_t = p_t.to(u.dtype)
     logit = (

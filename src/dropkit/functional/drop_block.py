@@ -21,6 +21,7 @@ from dropkit._checks import (
     check_positive_int,
     check_probability,
 )
+from dropkit._fx import leaf_function
 from dropkit.mask import bernoulli_mask, zeros_like_input
 
 __all__ = ["drop_block2d", "drop_block3d"]
@@ -38,7 +39,7 @@ def _drop_block(
 ) -> Tensor:
     p = check_probability(fn, p)
     block_size = check_positive_int(fn, block_size, "block_size")
-    check_floating(fn, x)
+    check_floating(fn, x, draws=training and p > 0.0)
     check_ndim(fn, x, (spatial_ndim + 1, spatial_ndim + 2), expected)
     check_generator(fn, generator, x)
     if not training or p == 0.0 or x.numel() == 0:
@@ -65,6 +66,7 @@ def _drop_block(
     return out if x.dim() == spatial_ndim + 2 else out.squeeze(0)
 
 
+@leaf_function  # one node under torch.fx
 def drop_block2d(
     input: Tensor,
     p: float,
@@ -97,6 +99,7 @@ def drop_block2d(
     )
 
 
+@leaf_function  # one node under torch.fx
 def drop_block3d(
     input: Tensor,
     p: float,

@@ -10,11 +10,13 @@ import torch
 from torch import Tensor
 
 from dropkit._checks import check_floating, check_generator, check_probability
+from dropkit._fx import leaf_function
 from dropkit.functional.dropout import masked
 
 __all__ = ["drop_connect"]
 
 
+@leaf_function  # one node under torch.fx
 def drop_connect(
     weight: Tensor,
     p: float = 0.5,
@@ -42,7 +44,7 @@ def drop_connect(
     Module: :class:`dropkit.nn.DropConnect`, :class:`dropkit.nn.DropConnectLinear`.
     """
     p = check_probability("drop_connect", p)
-    check_floating("drop_connect", weight, "weight")
+    check_floating("drop_connect", weight, "weight", draws=training and p > 0.0)
     check_generator("drop_connect", generator, weight)
     rows = tuple(range(1, weight.dim())) if rowwise else ()  # rowwise: (out, 1, ..., 1)
     return masked(weight, p, training, False, rows, generator)

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from dropkit._checks import check_floating, check_generator, check_probability
+from dropkit._fx import leaf_function
 from dropkit.functional.dropout import masked
 
 __all__ = ["drop_path"]
@@ -18,6 +19,7 @@ __all__ = ["drop_path"]
 _MODES = ("row", "batch")
 
 
+@leaf_function  # one node under torch.fx
 def drop_path(
     input: Tensor,
     p: float,
@@ -48,7 +50,7 @@ def drop_path(
     p = check_probability("drop_path", p)
     if mode not in _MODES:
         raise ValueError(f"drop_path: expected `mode` to be 'row' or 'batch', got mode={mode!r}")
-    check_floating("drop_path", input)
+    check_floating("drop_path", input, draws=training and p > 0.0)
     if mode == "row" and input.dim() == 0:
         raise ValueError(
             "drop_path: mode='row' needs an (N, *) input with a batch dim, got a 0D input"

@@ -23,6 +23,7 @@ from dropkit._checks import (
     check_probability,
     normalize_dims,
 )
+from dropkit._fx import leaf_function
 from dropkit.mask import apply_noise, bernoulli_mask, zeros_like_input
 
 __all__ = ["dropout", "dropout1d", "dropout2d", "dropout3d"]
@@ -50,6 +51,7 @@ def masked(
     return apply_noise(x, noise, inplace)
 
 
+@leaf_function  # one node under torch.fx
 def dropout(
     input: Tensor,
     p: float = 0.5,
@@ -88,7 +90,7 @@ def dropout(
     Module: :class:`dropkit.nn.Dropout`.
     """
     p = check_probability("dropout", p)
-    check_floating("dropout", input)
+    check_floating("dropout", input, draws=training and p > 0.0)
     dims = normalize_dims("dropout", broadcast_dims, input.dim())
     check_generator("dropout", generator, input)
     return masked(input, p, training, inplace, dims, generator)
@@ -105,7 +107,7 @@ def _channel_dropout(
     layout: str,
 ) -> Tensor:
     p = check_probability(fn, p)
-    check_floating(fn, input)
+    check_floating(fn, input, draws=training and p > 0.0)
     # A rank of spatial_ndim + 1 is an unbatched (C, *spatial) input, never a batch
     # without channels: torch once reinterpreted 3D inputs to dropout2d silently.
     check_ndim(fn, input, (spatial_ndim + 1, spatial_ndim + 2), layout)
@@ -114,6 +116,7 @@ def _channel_dropout(
     return masked(input, p, training, inplace, spatial, generator)
 
 
+@leaf_function  # one node under torch.fx
 def dropout1d(
     input: Tensor,
     p: float = 0.5,
@@ -132,6 +135,7 @@ def dropout1d(
     )
 
 
+@leaf_function  # one node under torch.fx
 def dropout2d(
     input: Tensor,
     p: float = 0.5,
@@ -161,6 +165,7 @@ def dropout2d(
     )
 
 
+@leaf_function  # one node under torch.fx
 def dropout3d(
     input: Tensor,
     p: float = 0.5,

@@ -13,11 +13,13 @@ import torch
 from torch import Tensor
 
 from dropkit._checks import check_floating, check_generator, check_nonnegative, check_probability
+from dropkit._fx import leaf_function
 from dropkit.mask import normal_noise
 
 __all__ = ["gaussian_dropout", "gaussian_noise"]
 
 
+@leaf_function  # one node under torch.fx
 def gaussian_dropout(
     input: Tensor,
     p: float = 0.5,
@@ -38,7 +40,7 @@ def gaussian_dropout(
     Module: :class:`dropkit.nn.GaussianDropout`.
     """
     p = check_probability("gaussian_dropout", p, allow_one=False)
-    check_floating("gaussian_dropout", input)
+    check_floating("gaussian_dropout", input, draws=training and p > 0.0)
     check_generator("gaussian_dropout", generator, input)
     if not training or p == 0.0:
         return input
@@ -46,6 +48,7 @@ def gaussian_dropout(
     return input * noise
 
 
+@leaf_function  # one node under torch.fx
 def gaussian_noise(
     input: Tensor,
     std: float,
@@ -63,7 +66,7 @@ def gaussian_noise(
     Module: :class:`dropkit.nn.GaussianNoise`.
     """
     std = check_nonnegative("gaussian_noise", std, "std")
-    check_floating("gaussian_noise", input)
+    check_floating("gaussian_noise", input, draws=training and std > 0.0)
     check_generator("gaussian_noise", generator, input)
     if not training or std == 0.0:
         return input

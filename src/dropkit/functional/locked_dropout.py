@@ -11,11 +11,13 @@ import torch
 from torch import Tensor
 
 from dropkit._checks import check_floating, check_generator, check_ndim, check_probability
+from dropkit._fx import leaf_function
 from dropkit.functional.dropout import masked
 
 __all__ = ["locked_dropout"]
 
 
+@leaf_function  # one node under torch.fx
 def locked_dropout(
     input: Tensor,
     p: float = 0.5,
@@ -43,7 +45,7 @@ def locked_dropout(
     Module: :class:`dropkit.nn.LockedDropout`.
     """
     p = check_probability("locked_dropout", p)
-    check_floating("locked_dropout", input)
+    check_floating("locked_dropout", input, draws=training and p > 0.0)
     check_ndim(
         "locked_dropout", input, (2, 3),
         "a 3D (T, N, H) / (N, T, H) input or an unbatched 2D (T, H) input",

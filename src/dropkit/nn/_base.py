@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
+from torch.fx import Proxy
 
 from dropkit._checks import check_probability
+from dropkit._fx import TracedAsLeaf
+from dropkit._triton import HAS_TRITON
 from dropkit.mask import in_place_ok
 
 
-class RateMixin:
+class RateMixin(TracedAsLeaf):
     """A drop probability ``p`` validated on every assignment.
 
     Schedules and ``set_rate`` assign ``module.p`` between steps; a bad value raises
@@ -33,7 +36,9 @@ class RateMixin:
 
     @p.setter
     def p(self, value: float) -> None:
-        self._p = check_probability(type(self).__name__, value, allow_one=self._allow_one)
+        checked = check_probability(type(self).__name__, value, allow_one=self._allow_one)
+        # kept as given, as torch keeps it: Dropout(1) reprs as p=1, like torch's
+        self._p = value if isinstance(value, (int, float)) else checked
 
 
 class RateModule(RateMixin, nn.Module):
@@ -62,15 +67,19 @@ class InplaceRateModule(RateModule):
 
 
 BACKENDS = ("auto", "torch", "seeded")
-_HAS_TRITON = importlib.util.find_spec("triton") is not None  # without importing it
+# "torch" until the Triton kernels have run on a real GPU and their numbers are in
+# BENCHMARKS.md: "auto" would send every CUDA user to kernels never run on hardware.
+DEFAULT_BACKEND = "torch"
 
 
 class SeededBackendMixin:
     """The ``backend`` switch of the elementwise variants (see :mod:`dropkit.seeded`).
 
-    ``"torch"`` draws a mask through :mod:`dropkit.mask`; ``"seeded"`` draws one seed per
-    call and recomputes the mask from it in backward (no mask memory, Triton kernels on
-    CUDA); ``"auto"`` is seeded on CUDA when Triton is installed, torch otherwise. With
+    ``"torch"`` (the default) draws a mask through :mod:`dropkit.mask`; ``"seeded"`` draws
+    one seed per call and recomputes the mask from it in backward (no mask memory, Triton
+    kernels on CUDA); ``"auto"`` is seeded on CUDA when Triton is installed, torch
+    otherwise. The default stays ``"torch"`` until the kernels' bits and speed are
+    measured on a real GPU (BENCHMARKS.md). With
     ``seed_per_rank`` the rank enters the seed under ``torch.distributed``, so
     data-parallel ranks draw different masks; False gives every rank of the group the
     same masks, as tensor parallelism needs.
@@ -88,12 +97,22 @@ class SeededBackendMixin:
         self.seed_per_rank = seed_per_rank
 
     def _backend_repr(self) -> str:
-        return "" if self.backend == "auto" else f", backend={self.backend!r}"
+        return "" if self.backend == DEFAULT_BACKEND else f", backend={self.backend!r}"
 
     def _seeded(self, input: Tensor) -> bool:
+        """The one place that decides whether a call takes the seeded path."""
+        if self.backend == "torch":
+            return False
+        if isinstance(input, Proxy):
+            raise TypeError(
+                f"{type(self).__name__}: backend={self.backend!r} cannot be traced by torch.fx "
+                "as the root module (it draws a fresh seed per call, which a graph would "
+                "freeze); trace a model that contains it (it is then one call_module node), "
+                "or use backend='torch'"
+            )
         if self.backend == "auto":
-            return input.is_cuda and _HAS_TRITON
-        return self.backend == "seeded"
+            return input.is_cuda and HAS_TRITON
+        return True
 
     def _new_seed(self) -> Tensor:
         """A fresh seed from the module's generator (or the global one), rank included."""
@@ -112,7 +131,7 @@ class ElementwiseRateModule(SeededBackendMixin, InplaceRateModule):
         inplace: bool = False,
         *,
         generator: torch.Generator | None = None,
-        backend: str = "auto",
+        backend: str = DEFAULT_BACKEND,
         seed_per_rank: bool = True,
     ) -> None:
         self._set_backend(backend, seed_per_rank)  # validated before any state is set
@@ -121,7 +140,15 @@ class ElementwiseRateModule(SeededBackendMixin, InplaceRateModule):
     def extra_repr(self) -> str:
         return super().extra_repr() + self._backend_repr()
 
-    def _in_place(self, input: Tensor, out: Tensor) -> Tensor:
-        """Honour ``inplace`` on the seeded path: its ops return a new tensor (autograd does
-        not take mutating custom ops), so the result is copied back into ``input``."""
-        return input.copy_(out) if in_place_ok(self.inplace) else out
+    def _elementwise(self, input: Tensor, torch_fn: Callable[..., Tensor],
+                     seeded_fn: str) -> Tensor:
+        """The module's draw: ``dropkit.seeded.<seeded_fn>`` where the backend says so,
+        ``torch_fn(input, p, training, inplace, generator=)`` otherwise."""
+        if self.training and self._seeded(input):
+            from dropkit import seeded  # imports Triton only when a seeded call happens
+
+            out = getattr(seeded, seeded_fn)(input, self.p, True, seed=self._new_seed())
+            # its ops return a new tensor (autograd does not take mutating custom ops), so
+            # an in-place module copies the result back into its input
+            return input.copy_(out) if in_place_ok(self.inplace) else out
+        return torch_fn(input, self.p, self.training, self.inplace, generator=self.generator)

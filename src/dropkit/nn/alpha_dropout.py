@@ -16,16 +16,11 @@ class AlphaDropout(ElementwiseRateModule):
     Args:
         p, inplace, generator: as :class:`dropkit.nn.Dropout`.
         backend, seed_per_rank: as :class:`dropkit.nn.Dropout`; ``"seeded"`` is
-            :func:`dropkit.seeded.alpha_dropout`. Default: ``"auto"``, True.
+            :func:`dropkit.seeded.alpha_dropout`. Default: ``"torch"``, True.
     """
 
     def forward(self, input: Tensor) -> Tensor:
-        if self.training and self._seeded(input):
-            from dropkit import seeded
-
-            out = seeded.alpha_dropout(input, self.p, True, seed=self._new_seed())
-            return self._in_place(input, out)
-        return alpha_dropout(input, self.p, self.training, self.inplace, generator=self.generator)
+        return self._elementwise(input, alpha_dropout, "alpha_dropout")
 
 
 class FeatureAlphaDropout(InplaceRateModule):

@@ -16,7 +16,7 @@ from torch.func import functional_call
 from dropkit._checks import check_probability
 from dropkit.functional.drop_connect import drop_connect
 from dropkit.mask import noise_shape
-from dropkit.nn._base import RateMixin, RateModule, SeededBackendMixin
+from dropkit.nn._base import DEFAULT_BACKEND, RateMixin, RateModule, SeededBackendMixin
 
 __all__ = ["DropConnect", "DropConnectLinear"]
 
@@ -52,7 +52,7 @@ class DropConnectLinear(_WeightDrop, RateMixin, nn.Linear):
         rowwise: drop whole rows (output units). Default: False.
         generator: keyword-only source of randomness.
         backend, seed_per_rank: as :class:`dropkit.nn.Dropout`: ``"seeded"`` drops the
-            weight with :func:`dropkit.seeded.dropout`. Default: ``"auto"``, True.
+            weight with :func:`dropkit.seeded.dropout`. Default: ``"torch"``, True.
     """
 
     shares_noise_across_batch = True  # one weight mask per forward
@@ -66,7 +66,7 @@ class DropConnectLinear(_WeightDrop, RateMixin, nn.Linear):
         *,
         rowwise: bool = False,
         generator: torch.Generator | None = None,
-        backend: str = "auto",
+        backend: str = DEFAULT_BACKEND,
         seed_per_rank: bool = True,
         device: Any = None,
         dtype: torch.dtype | None = None,
@@ -118,7 +118,7 @@ class DropConnect(_WeightDrop, RateModule):
         rowwise: bool = False,
         *,
         generator: torch.Generator | None = None,
-        backend: str = "auto",
+        backend: str = DEFAULT_BACKEND,
         seed_per_rank: bool = True,
     ) -> None:
         self._set_backend(backend, seed_per_rank)

@@ -19,17 +19,12 @@ class Dropout(ElementwiseRateModule):
         generator: keyword-only source of randomness. Default: the global generator.
         backend: ``"auto"``, ``"torch"`` (:func:`dropkit.functional.dropout`) or
             ``"seeded"`` (:func:`dropkit.seeded.dropout`); see
-            :class:`~dropkit.nn._base.SeededBackendMixin`. Default: ``"auto"``.
+            :class:`~dropkit.nn._base.SeededBackendMixin`. Default: ``"torch"``.
         seed_per_rank: the rank enters the seed under ``torch.distributed``. Default: True.
     """
 
     def forward(self, input: Tensor) -> Tensor:
-        if self.training and self._seeded(input):
-            from dropkit import seeded
-
-            out = seeded.dropout(input, self.p, True, seed=self._new_seed())
-            return self._in_place(input, out)
-        return dropout(input, self.p, self.training, self.inplace, generator=self.generator)
+        return self._elementwise(input, dropout, "dropout")
 
 
 class Dropout1d(InplaceRateModule):

@@ -6,6 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from dropkit._checks import check_nonnegative
+from dropkit._fx import TracedAsLeaf
 from dropkit.functional import gaussian_dropout, gaussian_noise
 from dropkit.nn._base import RateModule
 
@@ -29,7 +30,7 @@ class GaussianDropout(RateModule):
         return gaussian_dropout(input, self.p, self.training, generator=self.generator)
 
 
-class GaussianNoise(nn.Module):
+class GaussianNoise(TracedAsLeaf, nn.Module):
     """Additive N(0, std^2) noise in training; see :func:`dropkit.functional.gaussian_noise`.
 
     Args:

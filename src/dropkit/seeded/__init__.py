@@ -83,12 +83,12 @@ def rank_seed(seed: Tensor) -> Tensor:
     return (seed + shift) % 2**62
 
 
-def dropout(x: Tensor, p: float, training: bool = True, *, seed: int | Tensor, offset: int = 0
+def dropout(input: Tensor, p: float, training: bool = True, *, seed: int | Tensor, offset: int = 0
             ) -> Tensor:
     """Inverted dropout whose mask is a function of (seed, offset), recomputed in backward.
 
     Args:
-        x: a floating-point tensor (any layout; element i is i in row-major order).
+        input: a floating-point tensor (any layout; element i is i in row-major order).
         p: probability of dropping an element.
         training: apply dropout when True.
         seed: an int in [0, 2**64), or a 0-dim int64 tensor (its bits are the key;
@@ -98,16 +98,16 @@ def dropout(x: Tensor, p: float, training: bool = True, *, seed: int | Tensor, o
     Same (seed, offset), same mask: on CPU and CUDA, eager and compiled.
     """
     p = check_probability("seeded.dropout", p)
-    check_floating("seeded.dropout", x)
+    check_floating("seeded.dropout", input, draws=training and p > 0.0)
     seed_t, offset = _seed("seeded.dropout", seed), _offset("seeded.dropout", offset)
     if not training or p == 0.0:
-        return x
+        return input
     if p == 1.0:
-        return zeros_like_input(x)
-    return dropout_op(x, p, seed_t, offset)
+        return zeros_like_input(input)
+    return dropout_op(input, p, seed_t, offset)
 
 
-def alpha_dropout(x: Tensor, p: float, training: bool = True, *, seed: int | Tensor,
+def alpha_dropout(input: Tensor, p: float, training: bool = True, *, seed: int | Tensor,
                   offset: int = 0) -> Tensor:
     """Alpha dropout (:func:`dropkit.functional.alpha_dropout`) with a seeded mask.
 
@@ -115,15 +115,15 @@ def alpha_dropout(x: Tensor, p: float, training: bool = True, *, seed: int | Ten
     pass regenerates the mask. Args as in :func:`dropout`; ``p = 1`` returns zeros.
     """
     p = check_probability("seeded.alpha_dropout", p)
-    check_floating("seeded.alpha_dropout", x)
+    check_floating("seeded.alpha_dropout", input, draws=training and p > 0.0)
     seed_t = _seed("seeded.alpha_dropout", seed)
     offset = _offset("seeded.alpha_dropout", offset)
     if not training or p == 0.0:
-        return x
+        return input
     if p == 1.0:  # no affine map exists (a = 1 / sqrt(0)); zeros, as the torch backend
-        return zeros_like_input(x)
+        return zeros_like_input(input)
     a, b = alpha_affine(p)
-    return mask_affine_op(x, p, seed_t, offset, a, b, a * SELU_ALPHA_PRIME + b)
+    return mask_affine_op(input, p, seed_t, offset, a, b, a * SELU_ALPHA_PRIME + b)
 
 
 def bias_dropout_add(x: Tensor, bias: Tensor, residual: Tensor, p: float, training: bool = True,

@@ -10,18 +10,17 @@ vectorized torch Philox, which produces the same bits.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from dropkit._triton import HAS_TRITON
 from dropkit.seeded.philox import uniform
 
 __all__ = ["mask_affine_op", "dropout_op", "bias_dropout_add_op", "keep_mask", "HAS_TRITON"]
 
-HAS_TRITON = importlib.util.find_spec("triton") is not None
 _KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 BLOCK = 1024  # counters per program: 4096 elements
 
