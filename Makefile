@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install -q -c constraints.txt
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test test-fast lint bench clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -25,6 +25,11 @@ test: $(VENV)/.installed-dev
 	$(PY) -m ruff check src tests benchmarks
 	$(PY) -m mypy
 	$(PY) -m pytest -q
+
+# The library's tests without the slow ones (training runs, subprocesses, compilers):
+# about a minute, for the edit-test loop. `make test` and CI run everything.
+test-fast: $(VENV)/.installed-dev
+	$(PY) -m pytest -q -m "not slow"
 
 lint: $(VENV)/.installed-dev
 	$(PY) -m ruff check src tests benchmarks

@@ -1,10 +1,6 @@
 import os
 import sys
 
-# Triton's kernels run in its interpreter on this CPU-only machine; the flag must be set
-# before Triton is first imported (tests/test_seeded.py switches the kernels on).
-os.environ.setdefault("TRITON_INTERPRET", "1")
-
 import pytest
 import torch
 

@@ -7,6 +7,7 @@ from dropkit.cli import main
 
 
 class TestCli:
+    @pytest.mark.slow
     def test_demo_runs_as_a_module(self) -> None:
         proc = subprocess.run(
             [sys.executable, "-m", "dropkit", "demo", "--seed", "1"],

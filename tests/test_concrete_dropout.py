@@ -107,6 +107,7 @@ def _learned_rate(n: int, seed: int = 0, steps: int = 800) -> float:
     return model[4].p
 
 
+@pytest.mark.slow
 def test_learned_rate_moves_toward_what_the_data_support() -> None:
     # Gal et al. 2017, fig. 3: the optimal rate falls as data grow. From the same
     # start (0.2), 10 points push the rate up (little evidence: stay uncertain) and

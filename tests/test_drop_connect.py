@@ -128,8 +128,11 @@ class TestDropConnectWrapperArguments:
     def test_deepcopy_keeps_weights_and_generator_state(self) -> None:
         m = dn.DropConnect(nn.Linear(3, 2), 0.5, generator=gen(1))
         clone = copy.deepcopy(m)
+        for (name, w), (_, w_clone) in zip(m.named_parameters(), clone.named_parameters(),
+                                           strict=True):
+            assert torch.equal(w, w_clone) and w is not w_clone, name  # copied, not shared
         x = torch.randn(4, 3)
-        assert torch.equal(m(x), clone(x))
+        assert torch.equal(m(x), clone(x))  # the generator's state is copied too
         assert clone.state_dict().keys() == m.state_dict().keys()
 
     def test_repr_and_compile(self) -> None:

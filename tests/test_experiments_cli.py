@@ -8,6 +8,9 @@ import pytest
 
 from dropkit.cli import main
 
+pytestmark = pytest.mark.slow  # trains models or runs subprocesses: make test runs it
+
+
 TINY = ["--train-size", "300", "--hidden", "32", "--batch-size", "50", "--no-progress"]
 
 

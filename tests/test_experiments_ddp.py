@@ -5,6 +5,10 @@ import signal
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.slow  # trains models or runs subprocesses: make test runs it
+
 
 def test_two_process_ddp_on_cpu(tmp_path) -> None:
     out = tmp_path / "ddp"

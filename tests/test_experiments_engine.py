@@ -19,6 +19,9 @@ from dropkit.experiments.engine import (
     train,
 )
 
+pytestmark = pytest.mark.slow  # trains models or runs subprocesses: make test runs it
+
+
 TINY = {"train_size": 300, "hidden": 32, "batch_size": 50}
 
 

@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from dropkit.cli import main
 from dropkit.experiments.reproduce import (
     CLAIMS,
@@ -9,6 +11,9 @@ from dropkit.experiments.reproduce import (
     run_reproduce,
     write_docs,
 )
+
+pytestmark = pytest.mark.slow  # trains models or runs subprocesses: make test runs it
+
 
 FAST = [c.name for c in CLAIMS if c.fast]
 

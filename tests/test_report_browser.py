@@ -9,6 +9,9 @@ import pytest
 
 from dropkit.experiments.compare import run_compare
 
+pytestmark = pytest.mark.slow  # trains models or runs subprocesses: make test runs it
+
+
 BROWSER = shutil.which("chromium") or shutil.which("chromium-browser")
 
 

@@ -277,6 +277,7 @@ class TestTransforms:
                                  backend="aot_eager")
         assert torch.equal(compiled(x, seed), seeded.dropout(x, 0.4, seed=seed))
 
+    @pytest.mark.slow
     def test_inductor_forward_and_backward_equal_eager(self) -> None:
         # the default backend lowers the graph around the ops to C++: the custom ops must
         # survive that, and their backward (regenerated masks) must match eager's
@@ -490,6 +491,7 @@ class TestModuleBackend:
         assert torch.equal(outs[False, 0], outs[False, 1])  # tensor parallel: one mask
 
 
+@pytest.mark.slow
 def test_gpu_check_script_runs(tmp_path) -> None:
     """The GPU script's own code, run on the CPU in smoke mode, so a GPU session is not
     spent finding a typo; without a GPU and without --smoke it exits saying so."""

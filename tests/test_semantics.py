@@ -50,9 +50,18 @@ class TestArguments:
             v.call(x, 2.0, True, None)
         assert torch.equal(x, before)
 
-    def test_generator_on_wrong_device_type_is_rejected(self, v: Variant) -> None:
-        with pytest.raises(TypeError, match=rf"^{v.name}: expected `generator`"):
+    def test_a_generator_that_is_not_one_is_rejected(self, v: Variant) -> None:
+        with pytest.raises(TypeError, match=rf"^{v.name}: expected `generator` to be a "
+                                            r"torch.Generator or None, got object"):
             v.call(_input(v), 0.5, True, object())  # type: ignore[arg-type]
+
+    def test_generator_on_another_device_than_the_input_is_rejected(self, v: Variant) -> None:
+        # a CPU generator cannot draw noise for an input elsewhere ("meta" stands in for
+        # "cuda" on this CPU-only machine)
+        x = _input(v).to("meta")
+        with pytest.raises(ValueError, match=rf"^{v.name}: expected a generator on device "
+                                             r"'meta' \(the input's\), got one on 'cpu'"):
+            v.call(x, 0.5, True, gen())
 
 
 @pytest.mark.parametrize("v", VARIANTS, ids=ids)

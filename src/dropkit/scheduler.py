@@ -27,13 +27,14 @@ class DropoutScheduler:
             probability, or a mapping from site name to callable (other sites keep
             their rate).
 
-    Example:
+    Example (early dropout, Liu et al. 2023: dropout for the first epochs only):
         >>> from dropkit import schedules
         >>> model = torch.nn.Sequential(torch.nn.Linear(4, 4), dropkit.nn.Dropout(0.5))
-        >>> sched = DropoutScheduler(model, schedules.early(0.1, cutoff=50))
-        >>> for epoch in range(100):
-        ...     train_one_epoch(model)
-        ...     sched.step()
+        >>> sched = DropoutScheduler(model, schedules.early(0.1, cutoff=2))
+        >>> model[1].p  # step 0's rate, applied on construction
+        0.1
+        >>> [sched.step()["1"] for epoch in range(3)]  # after each epoch's training
+        [0.1, 0.0, 0.0]
     """
 
     def __init__(
