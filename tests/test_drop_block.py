@@ -67,11 +67,13 @@ class TestDropBlockArguments:
         per_map = out.flatten(1)
         assert ((per_map == 0).all(1) | (per_map != 0).all(1)).all()
 
-    @pytest.mark.parametrize("block", [0, -2, 1.5, True])
-    def test_bad_block_size(self, block) -> None:
-        with pytest.raises(ValueError, match=r"^drop_block2d: expected `block_size` to be an int"):
+    @pytest.mark.parametrize("block, error", [(0, ValueError), (-2, ValueError),
+                                              (1.5, TypeError), (True, TypeError)])
+    def test_bad_block_size(self, block, error) -> None:
+        # a wrong type is a TypeError, a wrong value a ValueError (one check_int)
+        with pytest.raises(error, match=r"^drop_block2d: expected `block_size` to be an int"):
             F.drop_block2d(torch.ones(1, 1, 4, 4), 0.5, block)
-        with pytest.raises(ValueError, match=r"^DropBlock2d: expected `block_size`"):
+        with pytest.raises(error, match=r"^DropBlock2d: expected `block_size`"):
             dn.DropBlock2d(0.5, block)
 
     def test_wrong_rank(self) -> None:

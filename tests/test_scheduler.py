@@ -56,8 +56,12 @@ class TestDropoutScheduler:
 
     def test_bad_state(self) -> None:
         sched = dropkit.DropoutScheduler(_model(), S.constant(0.1))
-        with pytest.raises(ValueError, match=r"expected 'last_step' an int >= 0, got -2"):
+        with pytest.raises(ValueError, match=r"^DropoutScheduler.load_state_dict: expected "
+                                             r"`last_step` to be an int >= 0, got last_step=-2"):
             sched.load_state_dict({"last_step": -2})
+        with pytest.raises(TypeError, match=r"expected `last_step` to be an int, got NoneType"):
+            sched.load_state_dict({})
+        assert sched.last_step == 0
 
     def test_errors(self) -> None:
         with pytest.raises(ValueError, match="no dropout site"):

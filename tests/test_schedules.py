@@ -72,10 +72,24 @@ class TestValidation:
         with pytest.raises(ValueError, match=message):
             make()
 
-    @pytest.mark.parametrize("step", [-1, 1.5, True])
-    def test_bad_step(self, step) -> None:
-        with pytest.raises(ValueError, match=r"^Linear: expected a step that is an int >= 0"):
+    @pytest.mark.parametrize("step, error", [(-1, ValueError), (1.5, TypeError),
+                                             (True, TypeError)])
+    def test_bad_step(self, step, error) -> None:
+        with pytest.raises(error, match=r"^Linear: expected `step` to be an int"):
             S.linear(0.1, 0.2, 3)(step)
+
+    @pytest.mark.parametrize("make, message", [
+        (lambda: S.Linear(0.1, 0.2, 0), r"^linear: expected `steps` to be an int >= 1"),
+        (lambda: S.Cosine(0.1, 1.5, 3), r"^cosine: expected `end`"),
+        (lambda: S.Early(0.1, 5, "cubic"), r"^early: expected `ramp`"),
+        (lambda: S.Late(0.1, -1), r"^late: expected `start` to be an int >= 0"),
+        (lambda: S.Constant(-0.5), r"^constant: expected `p`"),
+        (lambda: S.Curriculum(0.5, 0.0), r"^curriculum: expected `gamma` > 0"),
+    ])
+    def test_classes_validate_as_their_factories(self, make, message) -> None:
+        # built directly, a schedule is checked too: Linear(0.1, 0.2, 0) would divide by 0
+        with pytest.raises(ValueError, match=message):
+            make()
 
     def test_schedules_pickle_and_read(self) -> None:
         s = S.early(0.1, 5, ramp="linear")

@@ -45,11 +45,18 @@ def check_nonnegative(fn: str, value: object, name: str) -> float:
     return out
 
 
-def check_positive_int(fn: str, value: object, name: str) -> int:
-    """Return ``value`` after checking it is an int >= 1."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < 1:
-        raise ValueError(f"{fn}: expected `{name}` to be an int >= 1, got {name}={value!r}")
-    return int(value)
+def check_int(fn: str, value: object, name: str, minimum: int = 0,
+              limit: int | None = None) -> int:
+    """Return ``value`` as an int after checking it is one (TypeError: a bool or a float is
+    not) and that ``minimum <= value`` (and ``value < limit``) (ValueError)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{fn}: expected `{name}` to be an int, got {type(value).__name__}: "
+                        f"{name}={value!r}")
+    number = int(value)
+    if number < minimum or (limit is not None and number >= limit):
+        bound = f">= {minimum}" if limit is None else f"in [{minimum}, {limit})"
+        raise ValueError(f"{fn}: expected `{name}` to be an int {bound}, got {name}={value!r}")
+    return number
 
 
 def check_floating(fn: str, x: object, name: str = "input", *, draws: bool = True) -> None:

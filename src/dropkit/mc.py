@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
 import dropkit.functional as F
-from dropkit._checks import check_positive_int
+from dropkit._checks import check_int
 from dropkit._trace import DROPOUT_CALLS, only_training, split_inputs
 from dropkit.sites import Site, discover, dropout_sites, gates_of, on_first_call
 
@@ -338,9 +338,9 @@ def mc_predict(
         RuntimeError: when all T >= 2 samples are identical although sites with rates
             above 0 exist; it names the sites dropkit could not make sample.
     """
-    check_positive_int("mc_predict", samples, "samples")
+    check_int("mc_predict", samples, "samples", 1)
     if chunk_size is not None:
-        check_positive_int("mc_predict", chunk_size, "chunk_size")
+        check_int("mc_predict", chunk_size, "chunk_size", 1)
     if strategy not in STRATEGIES:
         raise ValueError(
             f"mc_predict: expected `strategy` to be one of {STRATEGIES}, got {strategy!r}"

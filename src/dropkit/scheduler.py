@@ -7,6 +7,7 @@ from typing import Any
 
 from torch import nn
 
+from dropkit._checks import check_int
 from dropkit.rates import find_dropout, set_rate
 
 __all__ = ["DropoutScheduler"]
@@ -84,9 +85,5 @@ class DropoutScheduler:
         return {"last_step": self.last_step}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        step = state.get("last_step")
-        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
-            raise ValueError(
-                f"DropoutScheduler.load_state_dict: expected 'last_step' an int >= 0, got {step!r}"
-            )
-        self._apply(step)
+        self._apply(check_int("DropoutScheduler.load_state_dict", state.get("last_step"),
+                              "last_step"))

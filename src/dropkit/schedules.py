@@ -12,10 +12,9 @@ lives in :class:`dropkit.DropoutScheduler`.
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 
-from dropkit._checks import check_nonnegative, check_positive_int, check_probability
+from dropkit._checks import check_int, check_nonnegative, check_probability
 
 __all__ = [
     "Schedule",
@@ -29,23 +28,16 @@ __all__ = [
 ]
 
 
-def _step(name: str, step: object) -> int:
-    if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
-        raise ValueError(f"{name}: expected a step that is an int >= 0, got step={step!r}")
-    return int(step)
-
-
-def _nonnegative_int(fn: str, value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-        raise ValueError(f"{fn}: expected `{name}` to be an int >= 0, got {name}={value!r}")
-    return int(value)
-
-
 class Schedule:
-    """A rate as a function of the step: ``schedule(step) -> p``."""
+    """A rate as a function of the step: ``schedule(step) -> p``.
+
+    Each schedule checks its fields when it is built (``__post_init__``), whether by its
+    factory (:func:`linear`) or its class (``Linear(0.1, 0.2, 0)`` raises, rather than
+    divide by zero at the first step).
+    """
 
     def __call__(self, step: int) -> float:
-        return self.rate(_step(type(self).__name__, step))
+        return self.rate(check_int(type(self).__name__, step, "step"))
 
     def rate(self, step: int) -> float:
         raise NotImplementedError
@@ -54,6 +46,9 @@ class Schedule:
 @dataclass(frozen=True)
 class Constant(Schedule):
     p: float
+
+    def __post_init__(self) -> None:
+        check_probability("constant", self.p)
 
     def rate(self, step: int) -> float:
         return self.p
@@ -64,6 +59,9 @@ class Linear(Schedule):
     start: float
     end: float
     steps: int
+
+    def __post_init__(self) -> None:
+        _check_ramp(type(self).__name__.lower(), self.start, self.end, self.steps)
 
     def rate(self, step: int) -> float:
         t = min(step, self.steps) / self.steps
@@ -76,16 +74,32 @@ class Cosine(Schedule):
     end: float
     steps: int
 
+    def __post_init__(self) -> None:
+        _check_ramp(type(self).__name__.lower(), self.start, self.end, self.steps)
+
     def rate(self, step: int) -> float:
         t = min(step, self.steps) / self.steps
         return self.end + (self.start - self.end) * 0.5 * (1 + math.cos(math.pi * t))
+
+
+def _check_ramp(fn: str, start: float, end: float, steps: int) -> None:
+    check_probability(fn, start, name="start")
+    check_probability(fn, end, name="end")
+    check_int(fn, steps, "steps", 1)
 
 
 @dataclass(frozen=True)
 class Early(Schedule):
     p: float
     cutoff: int
-    ramp: str
+    ramp: str = "constant"
+
+    def __post_init__(self) -> None:
+        if self.ramp not in ("constant", "linear"):
+            raise ValueError(f"early: expected `ramp` to be 'constant' or 'linear', "
+                             f"got ramp={self.ramp!r}")
+        check_probability("early", self.p)
+        check_int("early", self.cutoff, "cutoff", 1)
 
     def rate(self, step: int) -> float:
         if step >= self.cutoff:
@@ -98,6 +112,10 @@ class Late(Schedule):
     p: float
     start: int
 
+    def __post_init__(self) -> None:
+        check_probability("late", self.p)
+        check_int("late", self.start, "start")
+
     def rate(self, step: int) -> float:
         return self.p if step >= self.start else 0.0
 
@@ -107,31 +125,29 @@ class Curriculum(Schedule):
     p: float
     gamma: float
 
+    def __post_init__(self) -> None:
+        check_probability("curriculum", self.p)
+        if check_nonnegative("curriculum", self.gamma, "gamma") == 0:
+            raise ValueError("curriculum: expected `gamma` > 0 (0 keeps the rate at 0), "
+                             "got gamma=0")
+
     def rate(self, step: int) -> float:
         return self.p * (1 - math.exp(-self.gamma * step))
 
 
 def constant(p: float) -> Schedule:
     """``p`` at every step."""
-    return Constant(check_probability("constant", p))
+    return Constant(p)
 
 
 def linear(start: float, end: float, steps: int) -> Schedule:
     """From ``start`` at step 0 to ``end`` at ``steps`` in a straight line; ``end`` after."""
-    return Linear(
-        check_probability("linear", start, name="start"),
-        check_probability("linear", end, name="end"),
-        check_positive_int("linear", steps, "steps"),
-    )
+    return Linear(start, end, steps)
 
 
 def cosine(start: float, end: float, steps: int) -> Schedule:
     """From ``start`` to ``end`` along half a cosine over ``steps``; ``end`` after."""
-    return Cosine(
-        check_probability("cosine", start, name="start"),
-        check_probability("cosine", end, name="end"),
-        check_positive_int("cosine", steps, "steps"),
-    )
+    return Cosine(start, end, steps)
 
 
 def early(p: float, cutoff: int, *, ramp: str = "constant") -> Schedule:
@@ -141,16 +157,12 @@ def early(p: float, cutoff: int, *, ramp: str = "constant") -> Schedule:
     Dropout early in training reduces the variance of mini-batch gradients and helps
     models that underfit.
     """
-    if ramp not in ("constant", "linear"):
-        raise ValueError(f"early: expected `ramp` to be 'constant' or 'linear', got ramp={ramp!r}")
-    return Early(
-        check_probability("early", p), check_positive_int("early", cutoff, "cutoff"), ramp
-    )
+    return Early(p, cutoff, ramp)
 
 
 def late(p: float, start: int) -> Schedule:
     """Late dropout (Liu et al. 2023): 0 until ``start``, then ``p``, against overfitting."""
-    return Late(check_probability("late", p), _nonnegative_int("late", start, "start"))
+    return Late(p, start)
 
 
 def curriculum(p: float, gamma: float) -> Schedule:
@@ -158,10 +170,7 @@ def curriculum(p: float, gamma: float) -> Schedule:
 
     Starts at 0 and rises towards ``p``: easy (noise-free) first, harder later.
     """
-    gamma = check_nonnegative("curriculum", gamma, "gamma")
-    if gamma == 0:
-        raise ValueError("curriculum: expected `gamma` > 0 (0 keeps the rate at 0), got gamma=0")
-    return Curriculum(check_probability("curriculum", p), gamma)
+    return Curriculum(p, gamma)
 
 
 def stochastic_depth_rates(n_blocks: int, p_last: float) -> list[float]:
@@ -169,6 +178,6 @@ def stochastic_depth_rates(n_blocks: int, p_last: float) -> list[float]:
 
     Blocks are numbered from 1, so the first block drops least and the last ``p_last``.
     """
-    n = check_positive_int("stochastic_depth_rates", n_blocks, "n_blocks")
+    n = check_int("stochastic_depth_rates", n_blocks, "n_blocks", 1)
     p_last = check_probability("stochastic_depth_rates", p_last, name="p_last")
     return [p_last * (i + 1) / n for i in range(n)]

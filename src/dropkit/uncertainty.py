@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from dropkit._checks import check_int
+
 __all__ = [
     "predictive_entropy",
     "expected_entropy",
@@ -109,8 +111,7 @@ def ece(probs: Tensor, targets: Tensor, n_bins: int = 15) -> Calibration:
     the last bin.
     """
     _check_targets("ece", probs, targets)
-    if isinstance(n_bins, bool) or not isinstance(n_bins, int) or n_bins < 1:
-        raise ValueError(f"ece: expected `n_bins` to be an int >= 1, got {n_bins!r}")
+    check_int("ece", n_bins, "n_bins", 1)
     conf, pred = probs.reshape(-1, probs.shape[-1]).max(-1)
     correct = (pred == targets.reshape(-1)).to(conf.dtype)
     edges = torch.linspace(0, 1, n_bins + 1, dtype=conf.dtype, device=conf.device)

@@ -17,8 +17,8 @@ from torch import Tensor
 from dropkit._checks import (
     check_floating,
     check_generator,
+    check_int,
     check_ndim,
-    check_positive_int,
     check_probability,
 )
 from dropkit._fx import leaf_function
@@ -38,7 +38,7 @@ def _drop_block(
     expected: str,
 ) -> Tensor:
     p = check_probability(fn, p)
-    block_size = check_positive_int(fn, block_size, "block_size")
+    block_size = check_int(fn, block_size, "block_size", 1)
     check_floating(fn, x, draws=training and p > 0.0)
     check_ndim(fn, x, (spatial_ndim + 1, spatial_ndim + 2), expected)
     check_generator(fn, generator, x)

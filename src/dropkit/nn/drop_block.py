@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from dropkit._checks import check_positive_int
+from dropkit._checks import check_int
 from dropkit.functional import drop_block2d, drop_block3d
 from dropkit.nn._base import RateModule
 
@@ -16,7 +16,7 @@ class _DropBlockNd(RateModule):
     def __init__(
         self, p: float, block_size: int, *, generator: torch.Generator | None = None
     ) -> None:
-        block_size = check_positive_int(type(self).__name__, block_size, "block_size")
+        block_size = check_int(type(self).__name__, block_size, "block_size", 1)
         super().__init__(p, generator=generator)
         self.block_size = block_size
 

@@ -13,12 +13,10 @@ bias-dropout-add, torch's Philox-based CUDA dropout.
 
 from __future__ import annotations
 
-import numbers
-
 import torch
 from torch import Tensor
 
-from dropkit._checks import check_floating, check_probability
+from dropkit._checks import check_floating, check_int, check_probability
 from dropkit.functional.alpha_dropout import SELU_ALPHA_PRIME, alpha_affine
 from dropkit.mask import zeros_like_input
 from dropkit.seeded import philox
@@ -38,22 +36,17 @@ def _seed(fn: str, seed: int | Tensor) -> Tensor:
             raise ValueError(f"{fn}: expected `seed` to be an int or a 0-dim int64 tensor, "
                              f"got a {seed.dtype} tensor of shape {tuple(seed.shape)}")
         return seed
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) \
-            or not 0 <= seed < SEED_LIMIT:
-        raise ValueError(f"{fn}: expected `seed` to be an int in [0, 2**64), got {seed!r}")
-    return torch.tensor(philox.as_int64(int(seed)), dtype=torch.int64)
+    seed = check_int(fn, seed, "seed", 0, SEED_LIMIT)
+    return torch.tensor(philox.as_int64(seed), dtype=torch.int64)
 
 
 def _offset(fn: str, offset: int) -> int:
-    if isinstance(offset, bool) or not isinstance(offset, numbers.Integral) or offset < 0:
-        raise ValueError(f"{fn}: expected `offset` to be an int >= 0, got {offset!r}")
-    return int(offset)
+    return check_int(fn, offset, "offset")
 
 
 def uniform(n: int, *, seed: int, offset: int = 0) -> Tensor:
     """The stream itself: float32 uniforms in [0, 1) of elements 0..n-1 at ``offset``."""
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
-        raise ValueError(f"uniform: expected `n` to be an int >= 0, got {n!r}")
+    n = check_int("uniform", n, "n")
     seed_int, offset = int(_seed("uniform", seed)), _offset("uniform", offset)  # int64 bits
     return philox.uniform(int(n), seed=seed_int, offset=offset)
 
