@@ -73,9 +73,10 @@ def test_train_writes_its_folder(tmp_path) -> None:
         (["train", "--epochs", "-3"], "expected number of epochs >= 1, got -3"),
         (["compare", "--seeds", "0"], "expected number of seeds >= 1"),
         (["train", "--dropout", "1.5"], "expected a drop probability in [0, 1), got 1.5"),
-        (["compare", "--rates", "0.2/0.5/0.1"], "expected P or INPUT/HIDDEN"),
-        (["train", "--schedule", "wobble:1", "--epochs", "1"], "--schedule: expected NAME:ARGS"),
-        (["uncertainty", "--dataset", "boston", "--epochs", "1"], "needs a classification set"),
+        (["compare", "--rates", "0.2/0.5/0.1"], "expected --rates as P or INPUT/HIDDEN"),
+        (["train", "--schedule", "wobble:1", "--epochs", "1"], "expected --schedule as NAME:ARGS"),
+        (["uncertainty", "--dataset", "boston", "--epochs", "1"],
+         "--dataset must be a classification set"),
         (["train", "--dataset", "mnist", "--data-root", "/nonexistent"], "is missing"),
     ],
 )
@@ -94,4 +95,4 @@ def test_unwritable_out_dir(tmp_path, capsys) -> None:
     blocker.write_text("x")
     code = main(["train", "--epochs", "1", "--out", str(blocker / "sub"), *TINY])
     assert code == 2
-    assert "--out: cannot write to" in capsys.readouterr().err
+    assert "cannot write to --out" in capsys.readouterr().err

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from dropkit.errors import UsageError
 from dropkit.experiments import data as D
 
 pytestmark = pytest.mark.slow  # trains models or runs subprocesses: make test runs it
@@ -62,8 +63,8 @@ class TestIdx:
         assert ds.x_train.shape == (12, 784) and ds.x_test.shape == (5, 784)
 
     def test_missing_file_says_what_to_do(self, tmp_path) -> None:
-        expected = r"train-images-idx3-ubyte.gz is missing; .*--download"
-        with pytest.raises(FileNotFoundError, match=expected):
+        expected = r"train-images-idx3-ubyte.gz is missing; .*set `download`"
+        with pytest.raises(UsageError, match=expected):
             D.load_dataset("mnist", root=str(tmp_path))
 
     def test_corrupt_file_is_named(self, idx_folder) -> None:

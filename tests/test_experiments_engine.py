@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from dropkit.errors import UsageError
 from dropkit.experiments.engine import (
     TrainConfig,
     dataset_for,
     evaluate,
     load_final,
-    parse_schedule,
     predict,
     train,
 )
@@ -51,12 +51,13 @@ class TestTrain:
 
     def test_refuses_to_overwrite_a_run(self, tmp_path) -> None:
         train(TrainConfig(epochs=1, **TINY), tmp_path, progress=False)
-        with pytest.raises(ValueError, match="already holds a run; pass --resume"):
+        with pytest.raises(UsageError, match="already holds a run; set `resume` to continue"):
             train(TrainConfig(epochs=1, **TINY), tmp_path, progress=False)
 
     def test_resume_with_another_configuration_is_refused(self, tmp_path) -> None:
         train(TrainConfig(epochs=1, **TINY), tmp_path, progress=False)
-        with pytest.raises(ValueError, match=r"made with dropout=0.5, now dropout=0.3"):
+        with pytest.raises(UsageError, match=r"cannot `resume` a run made with dropout=0.5 "
+                                             r"with dropout=0.3"):
             train(TrainConfig(epochs=2, dropout=0.3, **TINY), tmp_path, resume=True,
                   progress=False)
 
@@ -83,20 +84,18 @@ class TestTrain:
 
     @pytest.mark.parametrize(
         "field, value, message",
-        [("dropout", 1.0, "--dropout"), ("epochs", -1, "--epochs"), ("model", "rnn", "--model"),
-         ("dataset", "x", "--dataset"), ("schedule", "wobble:1", "--schedule"),
-         ("schedule", "early:2,3", "--schedule")],
+        [("dropout", 1.0, r"^TrainConfig: expected `dropout` to be a drop probability in "
+                          r"\[0, 1\), got dropout=1.0"),
+         ("epochs", -1, r"^TrainConfig: expected `epochs` to be an int >= 0"),
+         ("model", "rnn", r"^TrainConfig: expected `model` to be one of mlp, cnn"),
+         ("dataset", "x", r"^TrainConfig: expected `dataset` to be one of mnist5k"),
+         ("schedule", "wobble:1", r"^parse_schedule: expected `schedule` as NAME:ARGS"),
+         ("schedule", "early:2,3", r"^parse_schedule: `schedule` 'early:2,3': early: expected")],
     )
-    def test_bad_configuration(self, field, value, message) -> None:
-        with pytest.raises(ValueError, match=message):
+    def test_bad_configuration_speaks_python_not_flags(self, field, value, message) -> None:
+        with pytest.raises(UsageError, match=message) as caught:
             TrainConfig(**{field: value}).validate()
-
-
-class TestSchedules:
-    def test_parse(self) -> None:
-        assert parse_schedule("early:0.5,20")(19) == 0.5
-        assert parse_schedule("early:0.5,20")(20) == 0.0
-        assert parse_schedule("linear:0.5,0,10")(5) == pytest.approx(0.25)
+        assert caught.value.argument == field
 
 
 def test_sigkill_mid_run_resumes_from_the_last_checkpoint(tmp_path) -> None:
@@ -117,3 +116,17 @@ def test_sigkill_mid_run_resumes_from_the_last_checkpoint(tmp_path) -> None:
     subprocess.run([*cmd, "--out", str(killed), "--resume"], check=True, timeout=300)
     subprocess.run([*cmd, "--out", str(tmp_path / "straight")], check=True, timeout=300)
     assert _metrics(killed) == _metrics(tmp_path / "straight")
+
+
+def test_predict_restores_every_modules_mode_even_after_an_error() -> None:
+    from torch import nn
+
+    m = nn.Sequential(nn.Linear(3, 3), nn.BatchNorm1d(3), nn.Dropout(0.5)).eval()
+    m[2].train()  # a mixed state, as MC dropout leaves it
+    modes = [t.training for t in m.modules()]
+    x = torch.randn(4, 3)
+    assert torch.equal(predict(m, x), predict(m, x))  # the dropout was in eval inside
+    assert [t.training for t in m.modules()] == modes
+    with pytest.raises(RuntimeError):
+        predict(m, torch.randn(4, 5))  # wrong width
+    assert [t.training for t in m.modules()] == modes

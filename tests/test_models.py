@@ -1,7 +1,9 @@
+import pytest
 import torch
 
 import dropkit.nn as dn
-from dropkit.models import MLPWithDropout
+from dropkit.errors import UsageError
+from dropkit.models import MODELS, MLPWithDropout, build_model
 
 
 class TestMLPWithDropout:
@@ -18,3 +20,20 @@ class TestMLPWithDropout:
         assert not torch.equal(m(x), m(x))
         m.eval()
         assert torch.equal(m(x), m(x))
+
+
+class TestBuildModel:
+    def test_by_name(self) -> None:
+
+        for name in ("mlp", "mlp-dropconnect"):
+            m = build_model(name, n_features=12, n_outputs=3, hidden=8)
+            assert m(torch.randn(2, 12)).shape == (2, 3)
+        cnn = build_model("cnn", n_features=64, n_outputs=10, image_shape=(1, 8, 8), hidden=8)
+        assert cnn(torch.randn(2, 64)).shape == (2, 10)
+        reg = build_model("mlp", n_features=5, n_outputs=0, regression=True)
+        assert reg(torch.randn(2, 5)).shape[0] == 2
+        assert set(MODELS) >= {"mlp", "cnn", "cnn-element"}
+        with pytest.raises(UsageError, match=r"^build_model: expected `model` to be one of"):
+            build_model("rnn", n_features=3, n_outputs=2)
+        with pytest.raises(UsageError, match=r"`model` 'cnn' needs images"):
+            build_model("cnn", n_features=3, n_outputs=2)

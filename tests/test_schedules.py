@@ -4,6 +4,7 @@ import pickle
 import pytest
 
 from dropkit import schedules as S
+from dropkit.errors import UsageError
 
 
 class TestBoundaries:
@@ -95,3 +96,23 @@ class TestValidation:
         s = S.early(0.1, 5, ramp="linear")
         assert pickle.loads(pickle.dumps(s)) == s
         assert "cutoff=5" in repr(s)
+
+
+class TestParse:
+    def test_specs(self) -> None:
+        assert S.parse_schedule("early:0.5,20")(19) == 0.5
+        assert S.parse_schedule("early:0.5,20")(20) == 0.0
+        assert S.parse_schedule("linear:0.5,0,10")(5) == pytest.approx(0.25)
+        assert set(S.SCHEDULES) == {"constant", "linear", "cosine", "early", "early-linear",
+                                    "late", "curriculum"}
+
+    @pytest.mark.parametrize("spec, message", [
+        ("wobble:1", r"^parse_schedule: expected `schedule` as NAME:ARGS with NAME one of "
+                     r"constant, linear"),
+        ("early:x", r"^parse_schedule: `schedule` 'early:x': could not convert"),
+        ("linear:0.1,0.2", r"^parse_schedule: `schedule` 'linear:0.1,0.2': "),
+    ])
+    def test_bad_spec_is_a_usage_error_naming_schedule(self, spec, message) -> None:
+        with pytest.raises(UsageError, match=message) as caught:
+            S.parse_schedule(spec)
+        assert caught.value.argument == "schedule"

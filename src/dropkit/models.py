@@ -5,9 +5,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from dropkit.errors import UsageError
 from dropkit.nn import Dropout
 
-__all__ = ["MLPWithDropout", "ConvNetWithDropout", "RegressionMLP"]
+__all__ = ["MLPWithDropout", "ConvNetWithDropout", "RegressionMLP", "MODELS", "build_model"]
+
+#: The experiments' models by name: the MLP, with DropConnect instead of dropout, the
+#: CNN with spatial or element dropout, and the CNN with dropout before BatchNorm.
+MODELS = ("mlp", "cnn", "mlp-dropconnect", "cnn-element", "cnn-dropout-before-bn")
 
 
 class MLPWithDropout(nn.Module):
@@ -148,3 +153,38 @@ class RegressionMLP(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x).squeeze(-1)
+
+
+def build_model(
+    name: str,
+    *,
+    n_features: int,
+    n_outputs: int,
+    image_shape: tuple[int, ...] | None = None,
+    regression: bool = False,
+    hidden: int = 1024,
+    dropout: float = 0.5,
+    input_dropout: float = 0.2,
+    generator: torch.Generator | None = None,
+) -> nn.Module:
+    """The model called ``name`` (one of :data:`MODELS`) for data of that shape.
+
+    A regression task always gets :class:`RegressionMLP` (at most 50 hidden units, as in
+    Gal & Ghahramani 2016's UCI protocol); every dropout draws from ``generator``.
+    """
+    if name not in MODELS:
+        raise UsageError(f"build_model: expected `model` to be one of {', '.join(MODELS)}, "
+                         f"got {name!r}", "model")
+    if regression:
+        return RegressionMLP(n_features, min(hidden, 50), dropout, input_dropout,
+                             generator=generator)
+    if name.startswith("cnn"):
+        if image_shape is None:
+            raise UsageError(f"build_model: `model` {name!r} needs images, and this data set "
+                             "has none", "model")
+        return ConvNetWithDropout(image_shape[0], n_outputs, dropout, input_dropout,
+                                  image_shape=image_shape, spatial=name != "cnn-element",
+                                  dropout_before_bn=name == "cnn-dropout-before-bn",
+                                  generator=generator)
+    return MLPWithDropout(n_features, hidden, n_outputs, dropout, input_dropout,
+                          dropconnect=name == "mlp-dropconnect", generator=generator)

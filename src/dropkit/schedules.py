@@ -12,9 +12,11 @@ lives in :class:`dropkit.DropoutScheduler`.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from dropkit._checks import check_int, check_nonnegative, check_probability
+from dropkit.errors import UsageError
 
 __all__ = [
     "Schedule",
@@ -25,6 +27,8 @@ __all__ = [
     "late",
     "curriculum",
     "stochastic_depth_rates",
+    "parse_schedule",
+    "SCHEDULES",
 ]
 
 
@@ -171,6 +175,39 @@ def curriculum(p: float, gamma: float) -> Schedule:
     Starts at 0 and rises towards ``p``: easy (noise-free) first, harder later.
     """
     return Curriculum(p, gamma)
+
+
+#: Schedules by name, as :func:`parse_schedule` and the command line read them:
+#: each takes its numbers in the factory's order.
+SCHEDULES: dict[str, Callable[..., Schedule]] = {
+    "constant": lambda p: constant(p),
+    "linear": lambda a, b, n: linear(a, b, int(n)),
+    "cosine": lambda a, b, n: cosine(a, b, int(n)),
+    "early": lambda p, c: early(p, int(c)),
+    "early-linear": lambda p, c: early(p, int(c), ramp="linear"),
+    "late": lambda p, s: late(p, int(s)),
+    "curriculum": lambda p, g: curriculum(p, g),
+}
+
+
+def parse_schedule(spec: str) -> Schedule:
+    """``"NAME:ARG,ARG,..."`` as a schedule, e.g. ``"early:0.5,20"``, ``"linear:0.5,0,30"``.
+
+    Names: the keys of :data:`SCHEDULES`. A bad spec raises
+    :class:`~dropkit.errors.UsageError` naming the argument ``schedule``.
+
+    >>> parse_schedule("early:0.5,20")
+    Early(p=0.5, cutoff=20, ramp='constant')
+    """
+    name, _, args = spec.partition(":")
+    if name not in SCHEDULES:
+        raise UsageError(f"parse_schedule: expected `schedule` as NAME:ARGS with NAME one of "
+                         f"{', '.join(SCHEDULES)}, got {spec!r}", "schedule")
+    try:
+        values = [float(a) for a in args.split(",")] if args else []
+        return SCHEDULES[name](*values)
+    except (TypeError, ValueError) as error:
+        raise UsageError(f"parse_schedule: `schedule` {spec!r}: {error}", "schedule") from None
 
 
 def stochastic_depth_rates(n_blocks: int, p_last: float) -> list[float]:

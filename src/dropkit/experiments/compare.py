@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from dropkit.errors import UsageError
 from dropkit.experiments.data import Dataset
 from dropkit.experiments.engine import TrainConfig, prepare, train_seeds
 from dropkit.experiments.io import atomic_write_json
@@ -48,11 +49,11 @@ def parse_rate(text: str) -> RateSpec:
     try:
         values = [float(v) for v in parts]
     except ValueError:
-        raise ValueError(
-            f"--rates: expected P or INPUT/HIDDEN drop probabilities, got {text!r}"
-        ) from None
+        raise UsageError(f"parse_rate: expected `rates` as P or INPUT/HIDDEN drop "
+                         f"probabilities, got {text!r}", "rates") from None
     if len(values) > 2 or not all(0 <= v < 1 for v in values):
-        raise ValueError(f"--rates: expected P or INPUT/HIDDEN with each in [0, 1), got {text!r}")
+        raise UsageError(f"parse_rate: expected `rates` as P or INPUT/HIDDEN with each in "
+                         f"[0, 1), got {text!r}", "rates")
     return RateSpec(values[0], values[1]) if len(values) == 2 else RateSpec(0.0, values[0])
 
 
@@ -156,7 +157,8 @@ def run_compare(
     """Train without and with dropout, print the table, write results, plots and report."""
     specs = [parse_rate(r) for r in rates]
     if seeds < 1:
-        raise ValueError(f"--seeds: expected an int >= 1, got {seeds}")
+        raise UsageError(f"compare: expected `seeds` to be an int >= 1, got seeds={seeds}",
+                         "seeds")
     base = TrainConfig(dataset=dataset, model=model, epochs=epochs, **overrides)
     out, data = prepare(base, out, data)
     log(f"dropkit compare: {dataset}, {model}, {epochs} epochs, {seeds} seed(s) -> {out}")

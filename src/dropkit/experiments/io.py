@@ -11,6 +11,8 @@ from typing import Any
 
 import torch
 
+from dropkit.errors import UsageError
+
 __all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_json", "atomic_torch_save",
            "check_writable_dir"]
 
@@ -53,5 +55,6 @@ def check_writable_dir(path: str | os.PathLike[str]) -> Path:
         probe = tempfile.NamedTemporaryFile(dir=path, prefix=".probe.", delete=True)
         probe.close()
     except OSError as error:
-        raise ValueError(f"--out: cannot write to {str(path)!r} ({error.strerror})") from None
+        raise UsageError(f"check_writable_dir: cannot write to `out` {str(path)!r} "
+                         f"({error.strerror})", "out") from None
     return path

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from dropkit.errors import UsageError
 from dropkit.experiments.data import load_dataset, standardized_regression
 from dropkit.experiments.engine import (
     TrainConfig,
@@ -697,7 +698,8 @@ def run_reproduce(
 
     unknown = [c for c in claims if c not in CLAIMS_BY_NAME]
     if unknown:
-        raise ValueError(f"unknown claim(s) {unknown}; `dropkit reproduce --list` lists them")
+        raise UsageError(f"reproduce: unknown claim(s) {unknown}; `dropkit reproduce --list` "
+                         "lists them", "claims")
     out = check_writable_dir(out)
     chosen = [CLAIMS_BY_NAME[c] for c in claims] if claims else CLAIMS
     results = []

@@ -12,6 +12,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from dropkit.errors import UsageError
 from dropkit.experiments.compare import RateSpec, run_grid
 from dropkit.experiments.data import Dataset
 from dropkit.experiments.engine import TrainConfig, prepare
@@ -40,9 +41,11 @@ def run_sweep(
     """Train one network per hidden drop probability; plot test and train error against it."""
     for p in rates:
         if not 0 <= p < 1:
-            raise ValueError(f"--rates: expected drop probabilities in [0, 1), got {p}")
+            raise UsageError(f"sweep: expected `rates` to be drop probabilities in [0, 1), "
+                             f"got {p}", "rates")
     if seeds < 1:
-        raise ValueError(f"--seeds: expected an int >= 1, got {seeds}")
+        raise UsageError(f"sweep: expected `seeds` to be an int >= 1, got seeds={seeds}",
+                         "seeds")
     base = TrainConfig(dataset=dataset, model=model, epochs=epochs, **overrides)
     out, data = prepare(base, out, data)
     log(f"dropkit sweep: {dataset}, hidden p in {list(rates)}, input p {input_dropout}, "

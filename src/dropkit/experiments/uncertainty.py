@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from dropkit import uncertainty as U
+from dropkit.errors import UsageError
 from dropkit.experiments.data import Dataset
 from dropkit.experiments.engine import TrainConfig, build_model, prepare, train
 from dropkit.experiments.io import atomic_write_json
@@ -72,12 +73,13 @@ def run_uncertainty(
     from sklearn.metrics import roc_auc_score
 
     if samples < 2:
-        raise ValueError(f"--samples: expected an int >= 2, got {samples}")
+        raise UsageError(f"uncertainty: expected `samples` to be an int >= 2, got "
+                         f"samples={samples}", "samples")
     config = TrainConfig(dataset=dataset, model=model, epochs=epochs, seed=seed, **overrides)
     out, data = prepare(config, out, data)
     if data.task != "classification":
-        raise ValueError(f"--dataset: uncertainty needs a classification set, {dataset!r} is "
-                         "regression (see `dropkit reproduce uci-boston`)")
+        raise UsageError(f"uncertainty: `dataset` must be a classification set, {dataset!r} "
+                         "is regression (see `dropkit reproduce uci-boston`)", "dataset")
     log(f"dropkit uncertainty: {dataset}, {model}, {epochs} epochs, T = {samples} -> {out}")
     train(config, out / "model", resume=True, progress=progress, data=data, log=log)
     state = torch.load(out / "model" / "checkpoint.pt", weights_only=True)
