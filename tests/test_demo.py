@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from dropkit.demo import LESSON_ACTIVATIONS, run_demo
+from dropkit.demo import EXAMPLE_ACTIVATIONS, run_demo
 
 
 def _run(seed: int = 0):
@@ -14,7 +14,7 @@ class TestDemo:
     def test_four_neuron_example_is_mask_times_two(self) -> None:
         results, text = _run()
         for mask, values in results["iterations"]:
-            expected = [2 * a * m for a, m in zip(LESSON_ACTIVATIONS, mask, strict=True)]
+            expected = [2 * a * m for a, m in zip(EXAMPLE_ACTIVATIONS, mask, strict=True)]
             assert values == pytest.approx(expected, rel=1e-6)  # float32 of 1.2 is not 1.2
         assert "test (eval)        no mask       ->  [2.0, 3.5, 1.2, 4.1]" in text
 

@@ -4,7 +4,14 @@ import pytest
 import torch
 
 from conftest import assert_binomial, assert_mean, gen
-from dropkit.mask import apply_noise, bernoulli_mask, noise_shape, normal_noise, zeros_like_input
+from dropkit.mask import (
+    apply_noise,
+    bernoulli_dropout,
+    bernoulli_mask,
+    noise_shape,
+    normal_noise,
+    zeros_like_input,
+)
 
 
 class TestNoiseShape:
@@ -57,3 +64,25 @@ class TestApplyAndZeros:
     def test_zeros_never_nan(self) -> None:
         x = torch.tensor([math.inf, -math.inf, math.nan, 1.0])
         assert zeros_like_input(x).tolist() == [0.0, 0.0, 0.0, 0.0]
+
+
+class TestBernoulliDropout:
+    """The body every Bernoulli variant shares (dropout, channel, locked, DropPath, ...)."""
+
+    def test_identity_cases_return_the_input(self) -> None:
+        x = torch.randn(4, 5)
+        assert bernoulli_dropout(x, 0.5, False, False, (), None) is x
+        assert bernoulli_dropout(x, 0.0, True, False, (), None) is x
+
+    def test_p_one_is_exact_zeros_even_for_infinite_input(self) -> None:
+        x = torch.tensor([1.0, float("inf"), -2.0])
+        assert torch.equal(bernoulli_dropout(x, 1.0, True, False, (), None), torch.zeros(3))
+
+    @pytest.mark.parametrize("scale", [True, False])
+    def test_outputs_are_zero_or_scaled_input_shared_along_dims(self, scale: bool) -> None:
+        x = torch.rand(8, 6) + 0.5
+        out = bernoulli_dropout(x, 0.25, True, False, (1,), gen(2), scale=scale)
+        kept = x / 0.75 if scale else x
+        assert ((out == 0) | torch.isclose(out, kept)).all()
+        rows = (out == 0).all(1) | (out != 0).all(1)  # one draw per row: (N, 1)
+        assert rows.all()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import Tensor
@@ -117,3 +118,17 @@ def normalize_dims(
     if len(set(out)) != len(out):
         raise ValueError(f"{fn}: `{name}` repeats a dim: {tuple(dims)}")
     return tuple(sorted(out))
+
+
+def check_call(fn: str, x: object, p: object, training: bool, generator: object, *,
+               name: str = "input", allow_one: bool = True) -> float:
+    """The checks every dropout variant makes first; returns ``p`` as a float.
+
+    ``p`` a drop probability, ``x`` a tensor (a floating-point one where the call draws:
+    in eval or at p = 0 it is returned unchanged whatever its dtype), and the generator
+    on ``x``'s device.
+    """
+    rate = check_probability(fn, p, allow_one=allow_one)
+    check_floating(fn, x, name, draws=training and rate > 0.0)
+    check_generator(fn, generator, cast(Tensor, x))  # check_floating proved it a tensor
+    return rate

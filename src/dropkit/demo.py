@@ -1,4 +1,5 @@
-"""The lesson's worked examples, computed live with dropkit.
+"""Dropout's worked examples (a 4-neuron layer at p = 0.5, the inverted-dropout
+identities, train vs eval), computed live with dropkit.
 
 Run::
 
@@ -18,7 +19,7 @@ from dropkit.models import MLPWithDropout
 
 __all__ = ["run_demo"]
 
-LESSON_ACTIVATIONS = [2.0, 3.5, 1.2, 4.1]
+EXAMPLE_ACTIVATIONS = [2.0, 3.5, 1.2, 4.1]
 
 
 def _fmt(values: torch.Tensor) -> str:
@@ -32,13 +33,13 @@ def _section(out: Callable[[str], None], title: str) -> None:
 
 
 def run_demo(seed: int = 0, out: Callable[[str], None] = print) -> dict[str, object]:
-    """Print the lesson's sections 2-4 computed by dropkit; return the numbers shown."""
+    """Print the worked examples computed by dropkit; return the numbers shown."""
     g = torch.Generator().manual_seed(seed)
     results: dict[str, object] = {}
-    out(f"dropkit demo: the lesson's dropout, computed live (seed {seed})")
+    out(f"dropkit demo: dropout's worked examples, computed live (seed {seed})")
 
-    _section(out, "1. The lesson's 4-neuron example, p = 0.5 (kept units are scaled by 2)")
-    a = torch.tensor(LESSON_ACTIVATIONS)
+    _section(out, "1. A 4-neuron layer at p = 0.5 (kept units are scaled by 2)")
+    a = torch.tensor(EXAMPLE_ACTIVATIONS)
     out(f"activations        {_fmt(a)}")
     iterations = []
     for i in range(1, 4):

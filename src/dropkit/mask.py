@@ -27,6 +27,7 @@ __all__ = [
     "apply_noise",
     "in_place_ok",
     "zeros_like_input",
+    "bernoulli_dropout",
 ]
 
 
@@ -139,3 +140,30 @@ def zeros_like_input(x: Tensor, inplace: bool = False) -> Tensor:
     """
     drop_all = torch.ones((), dtype=torch.bool, device=x.device)
     return x.masked_fill_(drop_all, 0) if in_place_ok(inplace) else x.masked_fill(drop_all, 0)
+
+
+def bernoulli_dropout(
+    x: Tensor,
+    p: float,
+    training: bool,
+    inplace: bool,
+    broadcast_dims: Sequence[int],
+    generator: torch.Generator | None,
+    *,
+    scale: bool = True,
+) -> Tensor:
+    """Bernoulli dropout on checked arguments: the body every Bernoulli variant shares.
+
+    Returns ``x`` itself in eval or at p = 0, exact zeros at p = 1 (never 0 / 0), and
+    otherwise ``x * mask / (1 - p)`` with one draw shared along ``broadcast_dims``
+    (``scale=False``: no division, DropPath's ``scale_by_keep=False``).
+    """
+    if not training or p == 0.0:
+        return x
+    if p == 1.0:
+        return zeros_like_input(x, inplace)
+    keep = 1.0 - p
+    noise = bernoulli_mask(x, keep, broadcast_dims, generator=generator)  # noise shape
+    if scale:
+        noise = noise.div_(keep)  # inverted dropout: E[output] = input
+    return apply_noise(x, noise, inplace)

@@ -1,4 +1,4 @@
-"""Reference networks of the lesson, built from :mod:`dropkit.nn`."""
+"""The reference networks of the experiments, built from :mod:`dropkit.nn`."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ MODELS = ("mlp", "cnn", "mlp-dropconnect", "cnn-element", "cnn-dropout-before-bn
 
 
 class MLPWithDropout(nn.Module):
-    """The lesson's MLP: input dropout, then Linear-ReLU-Dropout per hidden layer, then a Linear.
+    """The classic dropout MLP (Srivastava et al. 2014's 784-1024-1024-10 by default): input
+    dropout, then Linear-ReLU-Dropout per hidden layer, then a Linear.
 
     Srivastava et al. 2014 (section 6.1.1) drop inputs at 0.2 and hidden units at 0.5.
 
@@ -71,7 +72,7 @@ class MLPWithDropout(nn.Module):
 
 
 class ConvNetWithDropout(nn.Module):
-    """A small CNN with spatial dropout, placed as the lesson recommends.
+    """A small CNN with spatial dropout after its convolutions (Tompson et al. 2015).
 
     Two blocks of conv - BatchNorm - ReLU - max-pool, then spatial dropout (whole feature
     maps, Tompson et al. 2015) after the last BatchNorm, so BatchNorm never sees

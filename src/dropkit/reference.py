@@ -1,6 +1,7 @@
 """A NumPy reference of dropout networks, forward and backward, for learning and as a test oracle.
 
-The lesson's ``DropoutManual``, done properly: an explicit random generator instead of
+The textbook ``DropoutManual`` class (a mask stored on the object, ``np.random``), done
+properly: an explicit random generator instead of
 ``np.random``'s global state, a ``mask`` argument so a test can impose the mask torch
 drew, p = 1 without a division by zero, and each layer's backward beside its forward
 (as in micrograd). NumPy only: this module imports no torch.
@@ -188,7 +189,7 @@ class SoftmaxCrossEntropy:
 
 
 class MLP:
-    """The lesson's ``MLPWithDropout``: input dropout, then Linear-ReLU-Dropout per hidden layer.
+    """The classic ``MLPWithDropout``: input dropout, then Linear-ReLU-Dropout per hidden layer.
 
     Args:
         sizes: layer widths, e.g. ``[784, 1024, 1024, 10]``.

@@ -47,10 +47,10 @@ METRICS = "metrics.jsonl"
 
 @dataclass
 class TrainConfig:
-    """One training run. Defaults follow the lesson and Srivastava et al. 2014."""
+    """One training run. Defaults follow Srivastava et al. 2014's MNIST networks."""
 
     dataset: str = "mnist5k"  # see dropkit.experiments.data.DATASETS
-    model: str = "mlp"  # "mlp": the lesson's MLPWithDropout; "cnn": ConvNetWithDropout; see MODELS
+    model: str = "mlp"  # "mlp": MLPWithDropout; "cnn": ConvNetWithDropout; see MODELS
     dropout: float = 0.5  # hidden units (the paper's 0.5)
     input_dropout: float = 0.2  # inputs (the paper's 0.2); the CNN's spatial dropout
     epochs: int = 60

@@ -11,7 +11,7 @@ import math
 import torch
 from torch import Tensor
 
-from dropkit._checks import check_floating, check_generator, check_ndim, check_probability
+from dropkit._checks import check_call, check_ndim
 from dropkit._fx import leaf_function
 from dropkit.mask import bernoulli_mask, in_place_ok, zeros_like_input
 
@@ -39,11 +39,9 @@ def _alpha(
     generator: torch.Generator | None,
     feature: bool,
 ) -> Tensor:
-    p = check_probability(fn, p)
-    check_floating(fn, x, draws=training and p > 0.0)
+    p = check_call(fn, x, p, training, generator)
     if feature:
         check_ndim(fn, x, range(2, 64), "an (N, C, *) input of at least 2 dims")
-    check_generator(fn, generator, x)
     if not training or p == 0.0:
         return x
     if p == 1.0:  # a = 1 / sqrt(0): no affine map exists; torch returns zeros too

@@ -15,11 +15,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from dropkit._checks import (
-    check_floating,
-    check_generator,
+    check_call,
     check_int,
     check_ndim,
-    check_probability,
 )
 from dropkit._fx import leaf_function
 from dropkit.mask import bernoulli_mask, zeros_like_input
@@ -37,11 +35,9 @@ def _drop_block(
     spatial_ndim: int,
     expected: str,
 ) -> Tensor:
-    p = check_probability(fn, p)
+    p = check_call(fn, x, p, training, generator)
     block_size = check_int(fn, block_size, "block_size", 1)
-    check_floating(fn, x, draws=training and p > 0.0)
     check_ndim(fn, x, (spatial_ndim + 1, spatial_ndim + 2), expected)
-    check_generator(fn, generator, x)
     if not training or p == 0.0 or x.numel() == 0:
         return x
     if p == 1.0:

@@ -9,9 +9,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from dropkit._checks import check_floating, check_generator, check_probability
+from dropkit._checks import check_call
 from dropkit._fx import leaf_function
-from dropkit.functional.dropout import masked
+from dropkit.mask import bernoulli_dropout
 
 __all__ = ["drop_connect"]
 
@@ -43,8 +43,6 @@ def drop_connect(
 
     Module: :class:`dropkit.nn.DropConnect`, :class:`dropkit.nn.DropConnectLinear`.
     """
-    p = check_probability("drop_connect", p)
-    check_floating("drop_connect", weight, "weight", draws=training and p > 0.0)
-    check_generator("drop_connect", generator, weight)
+    p = check_call("drop_connect", weight, p, training, generator, name="weight")
     rows = tuple(range(1, weight.dim())) if rowwise else ()  # rowwise: (out, 1, ..., 1)
-    return masked(weight, p, training, False, rows, generator)
+    return bernoulli_dropout(weight, p, training, False, rows, generator)

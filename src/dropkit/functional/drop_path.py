@@ -10,9 +10,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from dropkit._checks import check_floating, check_generator, check_probability
+from dropkit._checks import check_call
 from dropkit._fx import leaf_function
-from dropkit.functional.dropout import masked
+from dropkit.mask import bernoulli_dropout
 
 __all__ = ["drop_path"]
 
@@ -47,15 +47,13 @@ def drop_path(
 
     Module: :class:`dropkit.nn.DropPath`.
     """
-    p = check_probability("drop_path", p)
+    p = check_call("drop_path", input, p, training, generator)
     if mode not in _MODES:
         raise ValueError(f"drop_path: expected `mode` to be 'row' or 'batch', got mode={mode!r}")
-    check_floating("drop_path", input, draws=training and p > 0.0)
     if mode == "row" and input.dim() == 0:
         raise ValueError(
             "drop_path: mode='row' needs an (N, *) input with a batch dim, got a 0D input"
         )
-    check_generator("drop_path", generator, input)
     first = 1 if mode == "row" else 0
     shared = tuple(range(first, input.dim()))  # row: (N, 1, ..., 1); batch: (1, ..., 1)
-    return masked(input, p, training, False, shared, generator, scale=scale_by_keep)
+    return bernoulli_dropout(input, p, training, False, shared, generator, scale=scale_by_keep)

@@ -17,38 +17,14 @@ import torch
 from torch import Tensor
 
 from dropkit._checks import (
-    check_floating,
-    check_generator,
+    check_call,
     check_ndim,
-    check_probability,
     normalize_dims,
 )
 from dropkit._fx import leaf_function
-from dropkit.mask import apply_noise, bernoulli_mask, zeros_like_input
+from dropkit.mask import bernoulli_dropout
 
 __all__ = ["dropout", "dropout1d", "dropout2d", "dropout3d"]
-
-
-def masked(
-    x: Tensor,
-    p: float,
-    training: bool,
-    inplace: bool,
-    broadcast_dims: Sequence[int],
-    generator: torch.Generator | None,
-    *,
-    scale: bool = True,
-) -> Tensor:
-    """Bernoulli dropout on validated arguments: the body every Bernoulli variant shares."""
-    if not training or p == 0.0:
-        return x
-    if p == 1.0:
-        return zeros_like_input(x, inplace)
-    keep = 1.0 - p
-    noise = bernoulli_mask(x, keep, broadcast_dims, generator=generator)  # noise shape
-    if scale:
-        noise = noise.div_(keep)  # inverted dropout: E[output] = input
-    return apply_noise(x, noise, inplace)
 
 
 @leaf_function  # one node under torch.fx
@@ -89,11 +65,9 @@ def dropout(
 
     Module: :class:`dropkit.nn.Dropout`.
     """
-    p = check_probability("dropout", p)
-    check_floating("dropout", input, draws=training and p > 0.0)
+    p = check_call("dropout", input, p, training, generator)
     dims = normalize_dims("dropout", broadcast_dims, input.dim())
-    check_generator("dropout", generator, input)
-    return masked(input, p, training, inplace, dims, generator)
+    return bernoulli_dropout(input, p, training, inplace, dims, generator)
 
 
 def _channel_dropout(
@@ -106,14 +80,12 @@ def _channel_dropout(
     spatial_ndim: int,
     layout: str,
 ) -> Tensor:
-    p = check_probability(fn, p)
-    check_floating(fn, input, draws=training and p > 0.0)
+    p = check_call(fn, input, p, training, generator)
     # A rank of spatial_ndim + 1 is an unbatched (C, *spatial) input, never a batch
     # without channels: torch once reinterpreted 3D inputs to dropout2d silently.
     check_ndim(fn, input, (spatial_ndim + 1, spatial_ndim + 2), layout)
-    check_generator(fn, generator, input)
     spatial = tuple(range(input.dim() - spatial_ndim, input.dim()))  # mask: (N, C, 1, ...)
-    return masked(input, p, training, inplace, spatial, generator)
+    return bernoulli_dropout(input, p, training, inplace, spatial, generator)
 
 
 @leaf_function  # one node under torch.fx

@@ -12,7 +12,7 @@ import math
 import torch
 from torch import Tensor
 
-from dropkit._checks import check_floating, check_generator, check_nonnegative, check_probability
+from dropkit._checks import check_call, check_floating, check_generator, check_nonnegative
 from dropkit._fx import leaf_function
 from dropkit.mask import normal_noise
 
@@ -39,9 +39,7 @@ def gaussian_dropout(
 
     Module: :class:`dropkit.nn.GaussianDropout`.
     """
-    p = check_probability("gaussian_dropout", p, allow_one=False)
-    check_floating("gaussian_dropout", input, draws=training and p > 0.0)
-    check_generator("gaussian_dropout", generator, input)
+    p = check_call("gaussian_dropout", input, p, training, generator, allow_one=False)
     if not training or p == 0.0:
         return input
     noise = normal_noise(input, 1.0, math.sqrt(p / (1.0 - p)), generator=generator)

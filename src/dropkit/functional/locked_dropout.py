@@ -10,9 +10,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from dropkit._checks import check_floating, check_generator, check_ndim, check_probability
+from dropkit._checks import check_call, check_ndim
 from dropkit._fx import leaf_function
-from dropkit.functional.dropout import masked
+from dropkit.mask import bernoulli_dropout
 
 __all__ = ["locked_dropout"]
 
@@ -44,12 +44,10 @@ def locked_dropout(
 
     Module: :class:`dropkit.nn.LockedDropout`.
     """
-    p = check_probability("locked_dropout", p)
-    check_floating("locked_dropout", input, draws=training and p > 0.0)
+    p = check_call("locked_dropout", input, p, training, generator)
     check_ndim(
         "locked_dropout", input, (2, 3),
         "a 3D (T, N, H) / (N, T, H) input or an unbatched 2D (T, H) input",
     )
-    check_generator("locked_dropout", generator, input)
     time_dim = 1 if batch_first and input.dim() == 3 else 0
-    return masked(input, p, training, False, (time_dim,), generator)
+    return bernoulli_dropout(input, p, training, False, (time_dim,), generator)
