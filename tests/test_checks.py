@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from conftest import gen
 from dropkit._checks import (
     check_call,
     check_floating,
@@ -16,7 +17,6 @@ from dropkit._checks import (
     check_probability,
     normalize_dims,
 )
-from conftest import gen
 
 
 class TestCheckInt:
