@@ -14,7 +14,7 @@ class TestCli:
             capture_output=True, text=True, timeout=120,
         )
         assert proc.returncode == 0, proc.stderr
-        assert "4-neuron example" in proc.stdout
+        assert "4-neuron layer" in proc.stdout
         assert "eval mode:  0.0000" in proc.stdout
 
     @pytest.mark.parametrize(

@@ -3,14 +3,10 @@ import json
 import pytest
 
 from dropkit.cli import main
-from dropkit.experiments.reproduce import (
-    CLAIMS,
-    DIRECTION,
-    NOT,
-    REPRODUCED,
-    run_reproduce,
-    write_docs,
-)
+from dropkit.experiments.reproduce import CLAIMS, Verdict, run_reproduce, write_docs
+from dropkit.experiments.reproduce.registry import ClaimResult, claim
+from dropkit.experiments.reproduce.runs import paired_difference
+from dropkit.experiments.reproduce.stats import binom_se, directional, se_diff
 
 pytestmark = pytest.mark.slow  # trains models or runs subprocesses: make test runs it
 
@@ -31,13 +27,14 @@ def test_quick_run_of_the_fast_claims(tmp_path) -> None:
                             log=lambda *_: None)
     assert [r.claim for r in results] == FAST
     for r in results:
-        assert r.verdict in (REPRODUCED, DIRECTION, NOT)
+        assert isinstance(r.verdict, Verdict) and r.mode == "quick"
         assert r.dropkit and r.published and r.why and r.setting
         saved = json.loads((tmp_path / "out" / r.claim / "result.json").read_text())
         assert saved["verdict"] == r.verdict and saved["mode"] == "quick"
         assert r.figure and open(r.figure, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
     by_name = {r.claim: r for r in results}
-    assert by_name["lesson-mask"].verdict == REPRODUCED  # exact bounds, fixed seed
+    assert by_name["mask-statistics"].verdict == Verdict.REPRODUCED  # 5-sigma, fixed seed
+    assert by_name["mask-statistics"].description.startswith("fraction of zeros is p")
     gap = by_name["mnist5k-gap"]
     paired = gap.numbers["paired"]  # the same difference, recomputed from the checkpoints
     errors = {k: sum(v := gap.numbers[k]["test_error"]) / len(v) for k in ("none", "dropout")}
@@ -53,7 +50,8 @@ def test_docs_report_a_failure_as_a_failure(tmp_path) -> None:
     folder.mkdir(parents=True)
     (folder / "result.json").write_text(json.dumps({
         "claim": "spatial", "description": "d", "setting": "s", "dropkit": "x",
-        "published": "y", "verdict": NOT, "why": "the spread was too wide", "mode": "full",
+        "published": "y", "verdict": Verdict.NOT.value, "why": "the spread was too wide",
+        "mode": "full",
         "numbers": {}, "figure": None, "seconds": 1.0, "date": "2026-11-26",
     }))
     page = write_docs(tmp_path / "out", tmp_path / "R.md").read_text()
@@ -62,10 +60,7 @@ def test_docs_report_a_failure_as_a_failure(tmp_path) -> None:
 
 
 def test_paired_refuses_checkpoints_that_are_not_the_final_models(tmp_path) -> None:
-    import pytest
-
     from dropkit.experiments.engine import TrainConfig, train
-    from dropkit.experiments.reproduce import _paired
 
     tiny = dict(train_size=300, hidden=16, batch_size=50, epochs=1)
     configs = {"a": TrainConfig(dropout=0.0, **tiny), "b": TrainConfig(dropout=0.5, **tiny)}
@@ -73,14 +68,33 @@ def test_paired_refuses_checkpoints_that_are_not_the_final_models(tmp_path) -> N
     for label, config in configs.items():
         history = train(config, tmp_path / "runs" / f"{label}-seed0", progress=False)
         res[label] = {"test_error": [history[-1]["test_error"]]}
-    paired, _ = _paired(configs, "a", "b", 1, tmp_path, res)
+    paired, _ = paired_difference(configs, "a", "b", 1, tmp_path, res)
     assert abs(paired["diff"] - (res["b"]["test_error"][0] - res["a"]["test_error"][0])) < 1e-9
     res["a"]["test_error"] = [res["a"]["test_error"][0] + 0.01]  # metrics of another model
     with pytest.raises(RuntimeError, match="a checkpoint is not the final model"):
-        _paired(configs, "a", "b", 1, tmp_path, res)
+        paired_difference(configs, "a", "b", 1, tmp_path, res)
 
 
 def test_unknown_claim(capsys, tmp_path) -> None:
     assert main(["reproduce", "nope", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "unknown claim(s) ['nope']" in err
+
+
+class TestRegistryAndStats:
+    def test_a_name_registers_once(self) -> None:
+        with pytest.raises(ValueError, match=r"^claim: 'spatial' is registered twice"):
+            claim("spatial", "again")(lambda quick, out: None)  # type: ignore[arg-type,return-value]
+
+    def test_results_are_built_by_keyword_and_verdicts_are_an_enum(self) -> None:
+        r = ClaimResult(setting="s", dropkit="d", published="p", verdict=Verdict.NOT, why="w")
+        assert (r.claim, r.description, r.mode) == ("", "", "")  # the runner fills them in
+        assert str(Verdict.DIRECTION) == "direction reproduced"
+        assert json.dumps({"v": Verdict.REPRODUCED}) == '{"v": "reproduced"}'
+
+    def test_statistics(self) -> None:
+        assert binom_se(0.05, 1, 1000) == pytest.approx((0.05 * 0.95 / 1000) ** 0.5)
+        assert se_diff([1.0, 1.0], [2.0, 2.0]) == 0.0
+        res = {"a": {"e": [0.10, 0.11, 0.10]}, "b": {"e": [0.20, 0.21, 0.20]}}
+        assert directional("a", "b", res, "e")[0]  # lower by far more than 2 SE
+        assert not directional("b", "a", res, "e")[0]
