@@ -98,3 +98,14 @@ class TestRegistryAndStats:
         res = {"a": {"e": [0.10, 0.11, 0.10]}, "b": {"e": [0.20, 0.21, 0.20]}}
         assert directional("a", "b", res, "e")[0]  # lower by far more than 2 SE
         assert not directional("b", "a", res, "e")[0]
+
+
+def test_a_quick_run_leaves_the_committed_page_alone(tmp_path, monkeypatch) -> None:
+    # regression: `dropkit reproduce --quick` rewrote docs/REPRODUCTIONS.md with quick numbers
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "docs").mkdir()
+    committed = tmp_path / "docs" / "REPRODUCTIONS.md"
+    committed.write_text("the full run's page\n")
+    assert main(["reproduce", "mask-statistics", "--quick", "--out", "o"]) == 0
+    assert committed.read_text() == "the full run's page\n"
+    assert "## mask-statistics" in (tmp_path / "o" / "REPRODUCTIONS.md").read_text()
