@@ -165,6 +165,120 @@ def _check_resumable(saved: dict[str, Any], config: TrainConfig) -> None:
                 "`epochs` may change)", "resume")
 
 
+@dataclass
+class _Run:
+    """Everything one training run holds between epochs (what a checkpoint saves)."""
+
+    config: TrainConfig
+    out: Path
+    ctx: _Dist
+    data: Dataset
+    device: torch.device
+    x_train: Tensor
+    y_train: Tensor
+    x_test: Tensor
+    y_test: Tensor
+    model: nn.Module
+    net: nn.Module  # the model, or its DistributedDataParallel wrapper
+    opt: torch.optim.Optimizer
+    sched: DropoutScheduler | None
+    g_drop: torch.Generator  # dropout masks, one stream per rank
+    g_data: torch.Generator  # data order, the same on every rank
+    history: list[dict[str, Any]]
+
+
+def _open_run(config: TrainConfig, out: Path, resume: bool, data: Dataset | None,
+              log: Callable[[str], None]) -> _Run:
+    """Check the request, then build the model, optimiser and streams (resumed if asked)."""
+    config.validate()
+    ctx = _init_distributed()
+    if ctx.main:
+        check_writable_dir(out)
+    if (out / CHECKPOINT).exists() and not resume:
+        raise UsageError(
+            f"train: `out` {str(out)!r} already holds a run; set `resume` to continue it or "
+            "choose another folder", "out")
+    data = data if data is not None else dataset_for(config)
+    device = torch.device(f"cuda:{ctx.rank % torch.cuda.device_count()}"
+                          if torch.cuda.is_available() else "cpu")
+    size = config.train_size if config.train_size is not None else len(data.x_train)
+    torch.manual_seed(config.seed)  # initial weights
+    g_drop = torch.Generator(device=device).manual_seed(config.seed * 1_000_003 + 7 + ctx.rank)
+    model = build_model(config, data, g_drop).to(device)
+    run = _Run(
+        config, out, ctx, data, device,
+        data.x_train[:size].to(device), data.y_train[:size].to(device),
+        data.x_test.to(device), data.y_test.to(device),
+        model, model, torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum),
+        DropoutScheduler(model, schedules.parse_schedule(config.schedule))
+        if config.schedule else None,
+        g_drop, torch.Generator().manual_seed(config.seed), [],
+    )
+    if resume and (out / CHECKPOINT).exists():
+        _restore(run, log)
+    elif resume and ctx.main:
+        log(f"no checkpoint in {out}: starting a new run")
+    if ctx.main:
+        atomic_write_text(out / "config.json", json.dumps(asdict(config), indent=2) + "\n")
+    if ctx.world > 1:
+        run.net = nn.parallel.DistributedDataParallel(model)
+        agreement = _mask_agreement(g_drop, ctx)
+        if ctx.main:
+            atomic_write_text(out / "ddp.json", json.dumps(
+                {"world_size": ctx.world, "backend": dist.get_backend(),
+                 "mask_agreement_rank0_rank1": agreement}, indent=2) + "\n")
+    return run
+
+
+def _restore(run: _Run, log: Callable[[str], None]) -> None:
+    """Continue from the checkpoint: weights, optimiser, schedule, every random stream."""
+    state = torch.load(run.out / CHECKPOINT, map_location=run.device, weights_only=True)
+    _check_resumable(state["config"], run.config)
+    run.model.load_state_dict(state["model"])
+    run.opt.load_state_dict(state["optimizer"])
+    if run.sched is not None:
+        run.sched.load_state_dict(state["scheduler"])
+    saved = state["rng"]["dropout"]  # one state per rank of the run that saved it
+    if run.ctx.rank < len(saved):
+        run.g_drop.set_state(saved[run.ctx.rank].cpu())
+    run.g_data.set_state(state["rng"]["data"].cpu())
+    torch.set_rng_state(state["rng"]["torch"].cpu())
+    run.history = list(state["history"])
+    if run.ctx.main:
+        log(f"resuming {run.out} after epoch {len(run.history)}")
+
+
+def _epoch(run: _Run, epoch: int) -> dict[str, Any]:
+    """One pass over this rank's share of the shuffled training set, then its metrics."""
+    start = time.perf_counter()
+    ctx, config = run.ctx, run.config
+    run.net.train()
+    per_rank = max(1, config.batch_size // ctx.world)
+    order = torch.randperm(len(run.x_train), generator=run.g_data)[ctx.rank :: ctx.world]
+    order = order.to(run.device)
+    total, count = 0.0, 0
+    for i in range(0, len(order), per_rank):
+        idx = order[i : i + per_rank]
+        loss = _loss(run.net(run.x_train[idx]), run.y_train[idx], run.data)
+        run.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        run.opt.step()
+        total += loss.item() * len(idx)
+        count += len(idx)
+    rates = {s.name: s.rate for s in dropout_sites(run.model)}  # the rates this epoch used
+    if run.sched is not None:
+        run.sched.step()
+    record: dict[str, Any] = {"epoch": epoch, "train_loss": total / max(count, 1)}
+    if ctx.main and (epoch % config.eval_every == 0 or epoch == config.epochs):
+        record["eval_train_loss"], record["train_error"] = evaluate(
+            run.model, run.x_train, run.y_train, run.data)
+        record["test_loss"], record["test_error"] = evaluate(
+            run.model, run.x_test, run.y_test, run.data)
+    record["rates"] = rates
+    record["seconds"] = time.perf_counter() - start
+    return record
+
+
 def train(
     config: TrainConfig,
     out: str | os.PathLike[str],
@@ -176,99 +290,21 @@ def train(
 ) -> list[dict[str, Any]]:
     """Train one configuration into folder ``out``; return the per-epoch metrics.
 
-    ``out`` holds ``config.json``, ``metrics.jsonl`` and ``checkpoint.pt``. Without
-    ``resume``, a folder that already holds a run is an error (nothing is overwritten).
+    ``out`` holds ``config.json``, ``metrics.jsonl`` and ``checkpoint.pt``, written
+    atomically after every epoch. Without ``resume``, a folder that already holds a run is
+    an error (nothing is overwritten); with it, the run continues exactly where it stopped.
     """
-    config.validate()
-    ctx = _init_distributed()
-    out = Path(out)
-    if ctx.main:
-        check_writable_dir(out)
-    ckpt = out / CHECKPOINT
-    if ckpt.exists() and not resume:
-        raise UsageError(
-            f"train: `out` {str(out)!r} already holds a run; set `resume` to continue it or "
-            "choose another folder", "out")
-    data = data if data is not None else dataset_for(config)
-    device = torch.device(f"cuda:{ctx.rank % torch.cuda.device_count()}"
-                          if torch.cuda.is_available() else "cpu")
-    x_train, y_train = data.x_train, data.y_train
-    if config.train_size is not None:
-        x_train, y_train = x_train[: config.train_size], y_train[: config.train_size]
-    x_train, y_train = x_train.to(device), y_train.to(device)
-    x_test, y_test = data.x_test.to(device), data.y_test.to(device)
-
-    torch.manual_seed(config.seed)  # initial weights
-    g_drop = torch.Generator(device=device).manual_seed(config.seed * 1_000_003 + 7 + ctx.rank)
-    g_data = torch.Generator().manual_seed(config.seed)  # same order on every rank
-    model = build_model(config, data, g_drop).to(device)
-    opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
-    sched = (DropoutScheduler(model, schedules.parse_schedule(config.schedule))
-             if config.schedule else None)
-    history: list[dict[str, Any]] = []
-    if resume and ckpt.exists():
-        state = torch.load(ckpt, map_location=device, weights_only=True)
-        _check_resumable(state["config"], config)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        if sched is not None:
-            sched.load_state_dict(state["scheduler"])
-        saved = state["rng"]["dropout"]  # one state per rank of the run that saved it
-        if ctx.rank < len(saved):
-            g_drop.set_state(saved[ctx.rank].cpu())
-        g_data.set_state(state["rng"]["data"].cpu())
-        torch.set_rng_state(state["rng"]["torch"].cpu())
-        history = list(state["history"])
-        if ctx.main:
-            log(f"resuming {out} after epoch {len(history)}")
-    elif resume and ctx.main:
-        log(f"no checkpoint in {out}: starting a new run")
-    if ctx.main:
-        atomic_write_text(out / "config.json", json.dumps(asdict(config), indent=2) + "\n")
-
-    net: nn.Module = model
-    if ctx.world > 1:
-        net = nn.parallel.DistributedDataParallel(model)
-        agreement = _mask_agreement(g_drop, ctx)
-        if ctx.main:
-            atomic_write_text(out / "ddp.json", json.dumps(
-                {"world_size": ctx.world, "backend": dist.get_backend(),
-                 "mask_agreement_rank0_rank1": agreement}, indent=2) + "\n")
-
+    run = _open_run(config, Path(out), resume, data, log)
     bar = None
-    if progress and ctx.main:
+    if progress and run.ctx.main:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=config.epochs, initial=len(history), desc=out.name or "train",
-                   unit="epoch", leave=False)
-    per_rank = max(1, config.batch_size // ctx.world)
-    n = len(x_train)
-    for epoch in range(len(history) + 1, config.epochs + 1):
-        start = time.perf_counter()
-        net.train()
-        order = torch.randperm(n, generator=g_data)[ctx.rank :: ctx.world].to(device)
-        total, count = 0.0, 0
-        for i in range(0, len(order), per_rank):
-            idx = order[i : i + per_rank]
-            loss = _loss(net(x_train[idx]), y_train[idx], data)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(idx)
-            count += len(idx)
-        rates = {s.name: s.rate for s in dropout_sites(model)}
-        if sched is not None:
-            sched.step()
-        record: dict[str, Any] = {"epoch": epoch, "train_loss": total / max(count, 1)}
-        evaluate_now = epoch % config.eval_every == 0 or epoch == config.epochs
-        if ctx.main and evaluate_now:
-            train_eval = evaluate(model, x_train, y_train, data)
-            record["eval_train_loss"], record["train_error"] = train_eval
-            record["test_loss"], record["test_error"] = evaluate(model, x_test, y_test, data)
-        record["rates"] = rates
-        record["seconds"] = time.perf_counter() - start
-        history.append(record)
-        _save(out, model, opt, sched, g_drop, g_data, config, history, ctx)
+        bar = tqdm(total=config.epochs, initial=len(run.history),
+                   desc=run.out.name or "train", unit="epoch", leave=False)
+    for epoch in range(len(run.history) + 1, config.epochs + 1):
+        record = _epoch(run, epoch)
+        run.history.append(record)
+        _save(run)
         if bar is not None:
             bar.update(1)
             if "test_error" in record:
@@ -276,9 +312,9 @@ def train(
                                 test_err=f"{record['test_error']:.4f}")
     if bar is not None:
         bar.close()
-    if ctx.world > 1:
+    if run.ctx.world > 1:
         dist.barrier()
-    return history
+    return run.history
 
 
 def load_final(config: TrainConfig, data: Dataset, out: str | os.PathLike[str],
@@ -333,28 +369,27 @@ def train_seeds(
     return histories
 
 
-def _save(out, model, opt, sched, g_drop, g_data, config, history, ctx: _Dist) -> None:
+def _save(run: _Run) -> None:
     """Checkpoint then metrics, each atomic; under torchrun rank 0 writes both."""
-    drop_states = [g_drop.get_state()]
-    if ctx.world > 1:
+    drop_states = [run.g_drop.get_state()]
+    if run.ctx.world > 1:
         # NCCL gathers device tensors only; generator states are CPU bytes
-        device = next(model.parameters()).device
-        mine = g_drop.get_state().to(device)
-        gathered = [torch.empty_like(mine) for _ in range(ctx.world)]
+        mine = run.g_drop.get_state().to(run.device)
+        gathered = [torch.empty_like(mine) for _ in range(run.ctx.world)]
         dist.all_gather(gathered, mine)
         drop_states = [s.cpu() for s in gathered]
-    if not ctx.main:
+    if not run.ctx.main:
         return
-    atomic_torch_save(out / CHECKPOINT, {
-        "config": asdict(config),
-        "model": model.state_dict(),
-        "optimizer": opt.state_dict(),
-        "scheduler": sched.state_dict() if sched is not None else None,
-        "rng": {"dropout": drop_states, "data": g_data.get_state(),
+    atomic_torch_save(run.out / CHECKPOINT, {
+        "config": asdict(run.config),
+        "model": run.model.state_dict(),
+        "optimizer": run.opt.state_dict(),
+        "scheduler": run.sched.state_dict() if run.sched is not None else None,
+        "rng": {"dropout": drop_states, "data": run.g_data.get_state(),
                 "torch": torch.get_rng_state()},
-        "history": history,
+        "history": run.history,
     })
-    atomic_write_text(out / METRICS, "".join(json.dumps(r) + "\n" for r in history))
+    atomic_write_text(run.out / METRICS, "".join(json.dumps(r) + "\n" for r in run.history))
 
 
 def config_from(args: Any) -> TrainConfig:
