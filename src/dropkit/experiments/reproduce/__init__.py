@@ -29,18 +29,18 @@ from dropkit.errors import UsageError
 from dropkit.experiments.io import atomic_write_json, check_writable_dir
 
 # The claims register in this order: the order of --list and of the page.
-from dropkit.experiments.reproduce import (  # noqa: F401 - imported to register
-    data_size,
-    dropconnect,
-    early_dropout,
-    mask_statistics,
-    mc_vs_weight_scaling,
-    mnist5k_gap,
-    rate_sweep,
-    spatial,
-    uci_boston,
-    variance_shift,
-)
+# isort: off
+from dropkit.experiments.reproduce import mask_statistics  # noqa: F401 - registers
+from dropkit.experiments.reproduce import mnist5k_gap  # noqa: F401
+from dropkit.experiments.reproduce import rate_sweep  # noqa: F401
+from dropkit.experiments.reproduce import data_size  # noqa: F401
+from dropkit.experiments.reproduce import mc_vs_weight_scaling  # noqa: F401
+from dropkit.experiments.reproduce import uci_boston  # noqa: F401
+from dropkit.experiments.reproduce import variance_shift  # noqa: F401
+from dropkit.experiments.reproduce import dropconnect  # noqa: F401
+from dropkit.experiments.reproduce import spatial  # noqa: F401
+from dropkit.experiments.reproduce import early_dropout  # noqa: F401
+# isort: on
 from dropkit.experiments.reproduce.docs import write_docs
 from dropkit.experiments.reproduce.registry import (
     CLAIMS,

@@ -6,15 +6,11 @@ import math
 from pathlib import Path
 from typing import Any
 
-from dropkit.experiments.engine import (
-    TrainConfig,
-)
+from dropkit.experiments.engine import TrainConfig
 from dropkit.experiments.report import mean_spread, plt, save_figure
 from dropkit.experiments.reproduce.registry import ClaimResult, Verdict, claim
 from dropkit.experiments.reproduce.runs import finals
-from dropkit.experiments.reproduce.stats import (
-    binom_se,
-)
+from dropkit.experiments.reproduce.stats import binom_se
 
 
 @claim("data-size",

@@ -5,9 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from dropkit.experiments.engine import (
-    TrainConfig,
-)
+from dropkit.experiments.engine import TrainConfig
 from dropkit.experiments.reproduce.registry import ClaimResult, claim
 from dropkit.experiments.reproduce.runs import two_way
 

@@ -5,14 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from dropkit.experiments.engine import (
-    TrainConfig,
-)
+from dropkit.experiments.engine import TrainConfig
 from dropkit.experiments.reproduce.registry import ClaimResult, claim
 from dropkit.experiments.reproduce.runs import two_way
-from dropkit.experiments.reproduce.stats import (
-    pm,
-)
+from dropkit.experiments.reproduce.stats import pm
 
 
 @claim("early-dropout", "early dropout helps an underfitting net (Liu et al. 2023)", fast=True)

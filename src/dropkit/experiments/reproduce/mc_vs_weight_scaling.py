@@ -9,11 +9,7 @@ from pathlib import Path
 import torch
 
 from dropkit.experiments.data import load_dataset
-from dropkit.experiments.engine import (
-    TrainConfig,
-    load_final,
-    train,
-)
+from dropkit.experiments.engine import TrainConfig, load_final, train
 from dropkit.experiments.report import plt, save_figure
 from dropkit.experiments.reproduce.registry import ClaimResult, Verdict, claim
 

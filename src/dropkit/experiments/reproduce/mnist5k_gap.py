@@ -5,15 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from dropkit.experiments.engine import (
-    TrainConfig,
-)
+from dropkit.experiments.engine import TrainConfig
 from dropkit.experiments.reproduce.registry import ClaimResult, Verdict, claim
 from dropkit.experiments.reproduce.runs import bar, finals, paired_difference
-from dropkit.experiments.reproduce.stats import (
-    directional,
-    pm,
-)
+from dropkit.experiments.reproduce.stats import directional, pm
 
 
 @claim("mnist5k-gap", "dropout lowers test error and the train/test gap on MNIST-5k", fast=True)

@@ -7,16 +7,11 @@ import math
 import statistics
 from pathlib import Path
 
-from dropkit.experiments.engine import (
-    TrainConfig,
-)
+from dropkit.experiments.engine import TrainConfig
 from dropkit.experiments.report import mean_spread, plt, save_figure
 from dropkit.experiments.reproduce.registry import ClaimResult, Verdict, claim
 from dropkit.experiments.reproduce.runs import finals
-from dropkit.experiments.reproduce.stats import (
-    RANGE_95,
-    binom_se,
-)
+from dropkit.experiments.reproduce.stats import RANGE_95, binom_se
 
 
 @claim("rate-sweep",

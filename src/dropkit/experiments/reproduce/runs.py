@@ -6,24 +6,16 @@ from __future__ import annotations
 import math
 import statistics
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from dropkit.experiments.engine import (
-    TrainConfig,
-    dataset_for,
-    load_final,
-    predict,
-    train_seeds,
-)
+from dropkit.experiments.engine import TrainConfig, dataset_for, load_final, predict, train_seeds
 from dropkit.experiments.report import mean_spread, plt, save_figure
 from dropkit.experiments.reproduce.registry import ClaimResult, Verdict
-from dropkit.experiments.reproduce.stats import (
-    directional,
-    pm,
-)
+from dropkit.experiments.reproduce.stats import directional, pm
 
-__all__ = ["finals", "bar", "paired_difference", "two_way"]
+__all__ = ["finals", "bar", "paired_difference", "two_way", "cnn_configs"]
 
 
 def finals(configs: dict[str, TrainConfig], seeds: int, out: Path, data=None
@@ -112,3 +104,14 @@ def two_way(name: str, better: str, worse: str, configs, seeds, setting, publish
     )
 
 
+
+
+def cnn_configs(quick: bool, models: dict[str, str], **fields: Any
+                ) -> tuple[dict[str, TrainConfig], int, int]:
+    """The CNN claims' set-up on MNIST-5k: one configuration per ``label -> model`` with
+    the given fields, and the epochs and seeds of the mode."""
+    epochs, seeds = (4, 2) if quick else (12, 3)
+    configs = {label: TrainConfig(dataset="mnist5k", model=model, epochs=epochs,
+                                  eval_every=epochs, **fields)
+               for label, model in models.items()}
+    return configs, epochs, seeds

@@ -3,26 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from dropkit.experiments.data import load_dataset
-from dropkit.experiments.engine import (
-    TrainConfig,
-)
 from dropkit.experiments.reproduce.registry import ClaimResult, claim
-from dropkit.experiments.reproduce.runs import two_way
+from dropkit.experiments.reproduce.runs import cnn_configs, two_way
 
 
 @claim("spatial",
        "spatial vs element dropout in a CNN (Tompson et al. 2015, direction)",
        fast=False)
 def spatial(quick: bool, out: Path) -> ClaimResult:
-    epochs, seeds = (4, 2) if quick else (12, 3)
+    configs, epochs, seeds = cnn_configs(quick, {"spatial": "cnn", "element": "cnn-element"},
+                                         dropout=0.0, input_dropout=0.3)
     data = load_dataset("mnist5k")
-    base: dict[str, Any] = dict(dataset="mnist5k", epochs=epochs, dropout=0.0, input_dropout=0.3,
-                eval_every=epochs)
-    configs = {"spatial": TrainConfig(model="cnn", **base),
-               "element": TrainConfig(model="cnn-element", **base)}
     return two_way(
         "spatial", "spatial", "element", configs, seeds,
         f"MNIST-5k, the CNN, p = 0.3 after the last conv block, whole feature maps "

@@ -8,17 +8,11 @@ from typing import Any
 import torch
 
 from dropkit.experiments.data import load_dataset
-from dropkit.experiments.engine import (
-    TrainConfig,
-    load_final,
-)
+from dropkit.experiments.engine import load_final
 from dropkit.experiments.report import mean_spread
 from dropkit.experiments.reproduce.registry import ClaimResult, Verdict, claim
-from dropkit.experiments.reproduce.runs import bar, finals, paired_difference
-from dropkit.experiments.reproduce.stats import (
-    directional,
-    pm,
-)
+from dropkit.experiments.reproduce.runs import bar, cnn_configs, finals, paired_difference
+from dropkit.experiments.reproduce.stats import directional, pm
 
 
 @claim("variance-shift",
@@ -27,12 +21,10 @@ from dropkit.experiments.reproduce.stats import (
 def variance_shift_claim(quick: bool, out: Path) -> ClaimResult:
     from dropkit.diagnostics import variance_shift
 
-    epochs, seeds = (4, 2) if quick else (12, 3)
+    configs, epochs, seeds = cnn_configs(
+        quick, {"before-bn": "cnn-dropout-before-bn", "after-bn": "cnn"},
+        dropout=0.5, input_dropout=0.5, batch_size=100)
     data = load_dataset("mnist5k")
-    base: dict[str, Any] = dict(dataset="mnist5k", epochs=epochs, dropout=0.5, input_dropout=0.5,
-                eval_every=epochs, batch_size=100)
-    configs = {"before-bn": TrainConfig(model="cnn-dropout-before-bn", **base),
-               "after-bn": TrainConfig(model="cnn", **base)}
     res = finals(configs, seeds, out, data)
     shifts = {}
     for label, cfg in configs.items():
