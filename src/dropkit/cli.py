@@ -216,7 +216,7 @@ def _run(args: argparse.Namespace) -> None:
                         dropout=args.dropout, input_dropout=args.input_dropout,
                         **_overrides(args))
     elif args.command == "train":
-        from dropkit.experiments.train_cmd import run_train
+        from dropkit.experiments.train import run_train
 
         run_train(args, progress=progress)
 
