@@ -8,17 +8,22 @@ import pytest
 
 from dropkit.errors import UsageError
 from dropkit.experiments.compare import parse_rate, run_compare
+from dropkit.experiments.engine import RunOptions
 from dropkit.experiments.sweep import run_sweep
 
 pytestmark = pytest.mark.slow  # trains models: make test runs it
 
-TINY = {"train_size": 200, "hidden": 16, "batch_size": 50, "progress": False}
+TINY = {"train_size": 200, "hidden": 16, "batch_size": 50}
+
+
+def _options(out, epochs: int = 1, log=lambda *_: None) -> RunOptions:
+    return RunOptions(dataset="digits", epochs=epochs, out=out, progress=False, log=log,
+                      overrides=TINY)
 
 
 def test_compare_returns_what_it_writes(tmp_path) -> None:
     lines: list[str] = []
-    payload = run_compare(dataset="digits", epochs=2, seeds=1, rates=("0", "0.2/0.5"),
-                          out=tmp_path, log=lines.append, **TINY)
+    payload = run_compare(_options(tmp_path, 2, lines.append), seeds=1, rates=("0", "0.2/0.5"))
     assert [r["label"] for r in payload["results"]] == ["no dropout",
                                                         "dropout 0.2 in / 0.5 hidden"]
     assert json.loads((tmp_path / "results.json").read_text()) == json.loads(
@@ -28,8 +33,7 @@ def test_compare_returns_what_it_writes(tmp_path) -> None:
 
 
 def test_sweep_one_network_per_rate(tmp_path) -> None:
-    payload = run_sweep(dataset="digits", epochs=1, rates=(0.0, 0.5), seeds=1, out=tmp_path,
-                        log=lambda *_: None, **TINY)
+    payload = run_sweep(_options(tmp_path), rates=(0.0, 0.5), seeds=1)
     assert payload["rates"] == [0.0, 0.5] and len(payload["results"]) == 2
     assert (tmp_path / "sweep.png").read_bytes()[:4] == b"\x89PNG"
 
@@ -38,7 +42,7 @@ def test_bad_arguments_are_usage_errors_before_any_training(tmp_path) -> None:
     with pytest.raises(UsageError, match=r"^parse_rate: expected `rates`"):
         parse_rate("0.2/0.5/0.1")
     with pytest.raises(UsageError, match=r"^compare: expected `seeds` to be an int >= 1"):
-        run_compare(seeds=0, out=tmp_path / "c", **TINY)
+        run_compare(_options(tmp_path / "c"), seeds=0)
     with pytest.raises(UsageError, match=r"^sweep: expected `rates` to be drop probabilities"):
-        run_sweep(rates=(0.2, 1.0), out=tmp_path / "s", **TINY)
+        run_sweep(_options(tmp_path / "s"), rates=(0.2, 1.0))
     assert not (tmp_path / "c").exists() and not (tmp_path / "s").exists()

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from dropkit.experiments.compare import run_compare
+from dropkit.experiments.engine import RunOptions
 
 pytestmark = pytest.mark.slow  # trains models or runs subprocesses: make test runs it
 
@@ -19,8 +20,9 @@ BROWSER = shutil.which("chromium") or shutil.which("chromium-browser")
                     "Debian's chromium; elsewhere: apt-get install chromium)")
 def test_report_renders_with_its_plots(tmp_path: Path) -> None:
     out = tmp_path / "cmp"
-    run_compare(epochs=2, seeds=1, out=out, progress=False, log=lambda *_: None,
-                train_size=300, hidden=32, batch_size=50)
+    options = RunOptions(epochs=2, out=out, progress=False, log=lambda *_: None,
+                         overrides={"train_size": 300, "hidden": 32, "batch_size": 50})
+    run_compare(options, seeds=1)
     shot = tmp_path / "shot.png"
     subprocess.run(
         [BROWSER, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",

@@ -197,24 +197,24 @@ def _run(args: argparse.Namespace) -> None:
         run_reproduce(args.claims, quick=args.quick, out=args.out, docs=docs)
         return
     progress = not args.no_progress
+    if args.command in ("compare", "sweep", "uncertainty"):
+        from dropkit.experiments.engine import RunOptions
+
+        options = RunOptions(dataset=args.dataset, model=args.model, epochs=args.epochs,
+                             out=args.out, progress=progress, overrides=_overrides(args))
     if args.command == "compare":
         from dropkit.experiments.compare import run_compare
 
-        run_compare(dataset=args.dataset, model=args.model, epochs=args.epochs, rates=args.rates,
-                    seeds=args.seeds, out=args.out, progress=progress, **_overrides(args))
+        run_compare(options, rates=args.rates, seeds=args.seeds)
     elif args.command == "sweep":
         from dropkit.experiments.sweep import run_sweep
 
-        run_sweep(dataset=args.dataset, model=args.model, rates=args.rates,
-                  input_dropout=args.input_dropout, epochs=args.epochs, seeds=args.seeds,
-                  out=args.out, progress=progress, **_overrides(args))
+        run_sweep(options, rates=args.rates, input_dropout=args.input_dropout, seeds=args.seeds)
     elif args.command == "uncertainty":
         from dropkit.experiments.uncertainty import run_uncertainty
 
-        run_uncertainty(dataset=args.dataset, model=args.model, epochs=args.epochs,
-                        samples=args.samples, seed=args.seed, out=args.out, progress=progress,
-                        dropout=args.dropout, input_dropout=args.input_dropout,
-                        **_overrides(args))
+        run_uncertainty(options, samples=args.samples, seed=args.seed, dropout=args.dropout,
+                        input_dropout=args.input_dropout)
     elif args.command == "train":
         from dropkit.experiments.train import run_train
 

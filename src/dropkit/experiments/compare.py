@@ -18,7 +18,7 @@ from typing import Any
 
 from dropkit.errors import UsageError
 from dropkit.experiments.data import Dataset
-from dropkit.experiments.engine import TrainConfig, prepare, train_seeds
+from dropkit.experiments.engine import RunOptions, TrainConfig, train_seeds
 from dropkit.experiments.io import atomic_write_json
 from dropkit.experiments.report import mean_spread, pct, plt, save_figure, write_report
 
@@ -142,27 +142,26 @@ def print_table(rows: list[list[str]], log: Callable[[str], None]) -> None:
 
 
 def run_compare(
+    options: RunOptions | None = None,
     *,
-    dataset: str = "mnist5k",
-    model: str = "mlp",
-    epochs: int = 60,
     rates: Sequence[str] = ("0", "0.2/0.5"),
     seeds: int = 2,
-    out: str | Path = "runs/compare",
-    progress: bool = True,
-    log: Callable[[str], None] = print,
-    data: Dataset | None = None,
-    **overrides: Any,
 ) -> dict[str, Any]:
-    """Train without and with dropout, print the table, write results, plots and report."""
+    """Train without and with dropout, print the table, write results, plots and report.
+
+    ``options``: the data set, model, epochs (default 60), folder (default runs/compare),
+    progress, log and further training settings (:class:`RunOptions`).
+    """
+    options = options if options is not None else RunOptions()
+    log = options.log
     specs = [parse_rate(r) for r in rates]
     if seeds < 1:
         raise UsageError(f"compare: expected `seeds` to be an int >= 1, got seeds={seeds}",
                          "seeds")
-    base = TrainConfig(dataset=dataset, model=model, epochs=epochs, **overrides)
-    out, data = prepare(base, out, data)
-    log(f"dropkit compare: {dataset}, {model}, {epochs} epochs, {seeds} seed(s) -> {out}")
-    results = run_grid(specs, seeds, base, out, data=data, progress=progress, log=log)
+    base, out, data = options.prepare(60, "runs/compare")
+    log(f"dropkit compare: {base.dataset}, {base.model}, {base.epochs} epochs, {seeds} seed(s) "
+        f"-> {out}")
+    results = run_grid(specs, seeds, base, out, data=data, progress=options.progress, log=log)
     rows = table_rows(results)
     log("")
     print_table(rows, log)
@@ -177,7 +176,7 @@ def run_compare(
                 "train examples": n_train, "test examples": len(data.x_test)}
     payload = {"settings": settings, "results": results, "reading": reading}
     atomic_write_json(out / "results.json", payload)
-    report = write_report(out / "report.html", f"dropkit compare: dropout on {dataset}",
+    report = write_report(out / "report.html", f"dropkit compare: dropout on {base.dataset}",
                           reading, [(HEADER, rows)], figures, settings)
     log("")
     for line in reading:

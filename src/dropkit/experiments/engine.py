@@ -20,7 +20,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ from dropkit.scheduler import DropoutScheduler
 from dropkit.sites import dropout_sites
 
 __all__ = ["TrainConfig", "train", "train_seeds", "prepare", "dataset_for", "build_model",
-           "evaluate", "predict", "load_final", "MODELS"]
+           "evaluate", "RunOptions", "predict", "load_final", "MODELS"]
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
@@ -342,6 +342,33 @@ def prepare(config: TrainConfig, out: str | os.PathLike[str], data: Dataset | No
     and the data, each checked before any training starts."""
     config.validate()
     return check_writable_dir(out), data if data is not None else dataset_for(config)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What every experiments command takes (``compare``, ``sweep``, ``uncertainty``): one
+    definition instead of the same keywords in each signature.
+
+    ``epochs`` and ``out`` left at None take the command's own defaults.
+    """
+
+    dataset: str = "mnist5k"
+    model: str = "mlp"
+    epochs: int | None = None
+    out: str | os.PathLike[str] | None = None
+    progress: bool = True  # progress bars
+    log: Callable[[str], None] = print  # where the command's lines go
+    data: Dataset | None = None  # an already loaded data set (reproductions share theirs)
+    overrides: dict[str, Any] = field(default_factory=dict)  # other TrainConfig fields
+
+    def prepare(self, epochs: int, out: str, **fields: Any) -> tuple[TrainConfig, Path, Dataset]:
+        """The command's configuration (its defaults filled in, ``fields`` over the
+        overrides), its checked output folder and its data: :func:`prepare`."""
+        config = TrainConfig(dataset=self.dataset, model=self.model,
+                             epochs=self.epochs if self.epochs is not None else epochs,
+                             **{**self.overrides, **fields})
+        folder, data = prepare(config, self.out if self.out is not None else out, self.data)
+        return config, folder, data
 
 
 def train_seeds(

@@ -7,15 +7,13 @@ Run::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 from dropkit.errors import UsageError
 from dropkit.experiments.compare import RateSpec, run_grid
-from dropkit.experiments.data import Dataset
-from dropkit.experiments.engine import TrainConfig, prepare
+from dropkit.experiments.engine import RunOptions
 from dropkit.experiments.io import atomic_write_json
 from dropkit.experiments.report import mean_spread, plt, save_figure, write_report
 
@@ -25,20 +23,19 @@ DEFAULT_RATES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
 def run_sweep(
+    options: RunOptions | None = None,
     *,
-    dataset: str = "mnist5k",
-    model: str = "mlp",
     rates: Sequence[float] = DEFAULT_RATES,
     input_dropout: float = 0.2,
-    epochs: int = 20,
     seeds: int = 1,
-    out: str | Path = "runs/sweep",
-    progress: bool = True,
-    log: Callable[[str], None] = print,
-    data: Dataset | None = None,
-    **overrides: Any,
 ) -> dict[str, Any]:
-    """Train one network per hidden drop probability; plot test and train error against it."""
+    """Train one network per hidden drop probability; plot test and train error against it.
+
+    ``options``: as :func:`dropkit.experiments.compare.run_compare` (epochs default 20,
+    folder runs/sweep).
+    """
+    options = options if options is not None else RunOptions()
+    log = options.log
     for p in rates:
         if not 0 <= p < 1:
             raise UsageError(f"sweep: expected `rates` to be drop probabilities in [0, 1), "
@@ -46,12 +43,11 @@ def run_sweep(
     if seeds < 1:
         raise UsageError(f"sweep: expected `seeds` to be an int >= 1, got seeds={seeds}",
                          "seeds")
-    base = TrainConfig(dataset=dataset, model=model, epochs=epochs, **overrides)
-    out, data = prepare(base, out, data)
-    log(f"dropkit sweep: {dataset}, hidden p in {list(rates)}, input p {input_dropout}, "
-        f"{epochs} epochs, {seeds} seed(s) -> {out}")
+    base, out, data = options.prepare(20, "runs/sweep")
+    log(f"dropkit sweep: {base.dataset}, hidden p in {list(rates)}, input p {input_dropout}, "
+        f"{base.epochs} epochs, {seeds} seed(s) -> {out}")
     specs = [RateSpec(input_dropout, p) for p in rates]
-    results = run_grid(specs, seeds, base, out, data=data, progress=progress, log=log)
+    results = run_grid(specs, seeds, base, out, data=data, progress=options.progress, log=log)
     rows = []
     for p, r in zip(rates, results, strict=True):
         tm, ts = mean_spread(r["test_error"])
@@ -83,7 +79,7 @@ def run_sweep(
     payload = {"settings": settings, "rates": list(rates), "results": results,
                "reading": reading}
     atomic_write_json(out / "results.json", payload)
-    report = write_report(out / "report.html", f"dropkit sweep: drop rate on {dataset}",
+    report = write_report(out / "report.html", f"dropkit sweep: drop rate on {base.dataset}",
                           reading, [(header, rows)], [(plot, "Error against p")], settings)
     log(reading[0])
     log(f"report: {report}")

@@ -13,7 +13,6 @@ against the number of samples k next to weight scaling (Srivastava et al. 2014, 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ import torch
 from dropkit import uncertainty as U
 from dropkit.errors import UsageError
 from dropkit.experiments.data import Dataset
-from dropkit.experiments.engine import TrainConfig, build_model, prepare, train
+from dropkit.experiments.engine import RunOptions, build_model, train
 from dropkit.experiments.io import atomic_write_json
 from dropkit.experiments.report import mean_spread, plt, save_figure, write_report
 from dropkit.mc import mc_predict
@@ -58,30 +57,35 @@ def _ood_inputs(data: Dataset, n: int, seed: int) -> dict[str, torch.Tensor]:
 
 
 def run_uncertainty(
+    options: RunOptions | None = None,
     *,
-    dataset: str = "mnist5k",
-    model: str = "mlp",
-    epochs: int = 30,
     samples: int = 100,
     seed: int = 0,
-    out: str | Path = "runs/uncertainty",
-    progress: bool = True,
-    log: Callable[[str], None] = print,
-    data: Dataset | None = None,
-    **overrides: Any,
+    dropout: float = 0.5,
+    input_dropout: float = 0.2,
 ) -> dict[str, Any]:
+    """Train one dropout network, then compare MC dropout with weight scaling: calibration,
+    out-of-distribution detection and error against the number of samples.
+
+    ``options``: as :func:`dropkit.experiments.compare.run_compare` (epochs default 30,
+    folder runs/uncertainty).
+    """
+    options = options if options is not None else RunOptions()
+    log = options.log
     from sklearn.metrics import roc_auc_score
 
     if samples < 2:
         raise UsageError(f"uncertainty: expected `samples` to be an int >= 2, got "
                          f"samples={samples}", "samples")
-    config = TrainConfig(dataset=dataset, model=model, epochs=epochs, seed=seed, **overrides)
-    out, data = prepare(config, out, data)
+    config, out, data = options.prepare(30, "runs/uncertainty", seed=seed, dropout=dropout,
+                                        input_dropout=input_dropout)
     if data.task != "classification":
-        raise UsageError(f"uncertainty: `dataset` must be a classification set, {dataset!r} "
-                         "is regression (see `dropkit reproduce uci-boston`)", "dataset")
-    log(f"dropkit uncertainty: {dataset}, {model}, {epochs} epochs, T = {samples} -> {out}")
-    train(config, out / "model", resume=True, progress=progress, data=data, log=log)
+        raise UsageError(f"uncertainty: `dataset` must be a classification set, "
+                         f"{config.dataset!r} is regression (see `dropkit reproduce "
+                         "uci-boston`)", "dataset")
+    log(f"dropkit uncertainty: {config.dataset}, {config.model}, {config.epochs} epochs, "
+        f"T = {samples} -> {out}")
+    train(config, out / "model", resume=True, progress=options.progress, data=data, log=log)
     state = torch.load(out / "model" / "checkpoint.pt", weights_only=True)
     net = build_model(config, data, torch.Generator().manual_seed(seed + 1))
     net.load_state_dict(state["model"])
@@ -151,8 +155,9 @@ def run_uncertainty(
     settings = {**asdict(config), "samples": samples}
     payload = {"settings": settings, "metrics": metrics, "reading": reading}
     atomic_write_json(out / "results.json", payload)
-    report = write_report(out / "report.html", f"dropkit uncertainty: MC dropout on {dataset}",
-                          reading, [(header, rows), (ood_header, ood_rows)], figures, settings)
+    report = write_report(out / "report.html",
+                          f"dropkit uncertainty: MC dropout on {config.dataset}", reading,
+                          [(header, rows), (ood_header, ood_rows)], figures, settings)
     for line in reading:
         log(line)
     log(f"report: {report}")
