@@ -41,7 +41,7 @@ def test_sweep_one_network_per_rate(tmp_path) -> None:
 def test_bad_arguments_are_usage_errors_before_any_training(tmp_path) -> None:
     with pytest.raises(UsageError, match=r"^parse_rate: expected `rates`"):
         parse_rate("0.2/0.5/0.1")
-    with pytest.raises(UsageError, match=r"^compare: expected `seeds` to be an int >= 1"):
+    with pytest.raises(ValueError, match=r"^compare: expected `seeds` to be an int >= 1"):
         run_compare(_options(tmp_path / "c"), seeds=0)
     with pytest.raises(UsageError, match=r"^sweep: expected `rates` to be drop probabilities"):
         run_sweep(_options(tmp_path / "s"), rates=(0.2, 1.0))

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from dropkit._checks import check_int
 from dropkit.errors import UsageError
 from dropkit.experiments.data import Dataset
 from dropkit.experiments.engine import RunOptions, TrainConfig, train_seeds
@@ -155,9 +156,7 @@ def run_compare(
     options = options if options is not None else RunOptions()
     log = options.log
     specs = [parse_rate(r) for r in rates]
-    if seeds < 1:
-        raise UsageError(f"compare: expected `seeds` to be an int >= 1, got seeds={seeds}",
-                         "seeds")
+    check_int("compare", seeds, "seeds", 1)
     base, out, data = options.prepare(60, "runs/compare")
     log(f"dropkit compare: {base.dataset}, {base.model}, {base.epochs} epochs, {seeds} seed(s) "
         f"-> {out}")

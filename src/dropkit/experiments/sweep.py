@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
+from dropkit._checks import check_int
 from dropkit.errors import UsageError
 from dropkit.experiments.compare import RateSpec, run_grid
 from dropkit.experiments.engine import RunOptions
@@ -40,9 +41,7 @@ def run_sweep(
         if not 0 <= p < 1:
             raise UsageError(f"sweep: expected `rates` to be drop probabilities in [0, 1), "
                              f"got {p}", "rates")
-    if seeds < 1:
-        raise UsageError(f"sweep: expected `seeds` to be an int >= 1, got seeds={seeds}",
-                         "seeds")
+    check_int("sweep", seeds, "seeds", 1)
     base, out, data = options.prepare(20, "runs/sweep")
     log(f"dropkit sweep: {base.dataset}, hidden p in {list(rates)}, input p {input_dropout}, "
         f"{base.epochs} epochs, {seeds} seed(s) -> {out}")
