@@ -34,3 +34,18 @@ def test_report_is_one_file_with_its_plots_inline(tmp_path) -> None:
     text = page.read_text()
     assert "<title>T &amp; co</title>" in text and "data:image/png;base64," in text
     assert "<td>epochs</td><td>3</td>" in text
+
+
+def test_one_table_printer_fits_an_80_column_terminal() -> None:
+    # regression: `dropkit uncertainty` padded every column to 30 characters and wrapped
+    lines: list[str] = []
+    report.print_table(["out-of-distribution set", "AUROC (entropy)",
+                        "AUROC (mutual information)"],
+                       [["rotated digits", "0.919", "0.922"], ["uniform noise", "0.990", "0.964"]],
+                       lines.append)
+    report.print_table(["prediction", "test error %", "ECE", "NLL"],
+                       [["weight scaling (deterministic)", "3.60", "0.0224", "0.1234"],
+                        ["MC dropout, T = 100", "3.50", "0.0164", "0.1200"]], lines.append)
+    assert max(len(line) for line in lines) <= 80
+    assert lines[1].startswith("-----------------------  ---------------")  # the rule
+    assert lines[2].index("0.919") == lines[0].index("AUROC (entropy)")  # columns aligned

@@ -21,7 +21,7 @@ from dropkit.errors import UsageError
 from dropkit.experiments.data import Dataset
 from dropkit.experiments.engine import RunOptions, TrainConfig, train_seeds
 from dropkit.experiments.io import atomic_write_json
-from dropkit.experiments.report import mean_spread, pct, plt, save_figure, write_report
+from dropkit.experiments.report import mean_spread, pct, plt, print_table, save_figure, write_report
 
 __all__ = ["RateSpec", "parse_rate", "run_compare", "run_grid", "summarize"]
 
@@ -136,12 +136,6 @@ def table_rows(results: list[dict[str, Any]]) -> list[list[str]]:
 HEADER = ["configuration", "train error %", "test error %", "gap (test - train) %"]
 
 
-def print_table(rows: list[list[str]], log: Callable[[str], None]) -> None:
-    widths = [max(len(str(r[i])) for r in [HEADER, *rows]) for i in range(len(HEADER))]
-    for row in [HEADER, ["-" * w for w in widths], *rows]:
-        log("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
-
-
 def run_compare(
     options: RunOptions | None = None,
     *,
@@ -163,7 +157,7 @@ def run_compare(
     results = run_grid(specs, seeds, base, out, data=data, progress=options.progress, log=log)
     rows = table_rows(results)
     log("")
-    print_table(rows, log)
+    print_table(HEADER, rows, log)
     figures = [
         (_curves(results, out, "error", "error rate"), "Learning curves: error per epoch"),
         (_curves(results, out, "loss", "cross-entropy"), "Learning curves: loss per epoch"),

@@ -7,7 +7,7 @@ import html
 import io
 import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +81,16 @@ def write_report(
     parts.append("</body></html>\n")
     atomic_write_text(path, "".join(parts))
     return path
+
+
+def print_table(header: Sequence[str], rows: Sequence[Sequence[Any]],
+                log: Callable[[str], None] = print) -> None:
+    """The terminal table every command prints: each column as wide as its widest cell,
+    two spaces between columns, a rule under the header (what fits 80 columns fits)."""
+    cells = [[str(c) for c in row] for row in [header, *rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    for row in [cells[0], ["-" * w for w in widths], *cells[1:]]:
+        log("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
 
 
 def pct(x: float) -> str:

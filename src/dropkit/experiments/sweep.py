@@ -16,7 +16,7 @@ from dropkit.errors import UsageError
 from dropkit.experiments.compare import RateSpec, run_grid
 from dropkit.experiments.engine import RunOptions
 from dropkit.experiments.io import atomic_write_json
-from dropkit.experiments.report import mean_spread, plt, save_figure, write_report
+from dropkit.experiments.report import mean_spread, plt, print_table, save_figure, write_report
 
 __all__ = ["run_sweep", "DEFAULT_RATES"]
 
@@ -53,8 +53,7 @@ def run_sweep(
         rm, _ = mean_spread(r["train_error"])
         rows.append([f"{p:g}", f"{100 * rm:.2f}", f"{100 * tm:.2f} ± {100 * ts:.2f}"])
     header = ["hidden p (drop)", "train error %", "test error %"]
-    for row in [header, *rows]:
-        log("  ".join(c.ljust(18) for c in row))
+    print_table(header, rows, log)
     fig, ax = plt().subplots(figsize=(6.5, 4))
     tests = [mean_spread(r["test_error"]) for r in results]
     ax.errorbar(rates, [100 * m for m, _ in tests], [100 * s for _, s in tests], marker="o",

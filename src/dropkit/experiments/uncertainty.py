@@ -24,7 +24,7 @@ from dropkit.errors import UsageError
 from dropkit.experiments.data import Dataset
 from dropkit.experiments.engine import RunOptions, build_model, train
 from dropkit.experiments.io import atomic_write_json
-from dropkit.experiments.report import mean_spread, plt, save_figure, write_report
+from dropkit.experiments.report import mean_spread, plt, print_table, save_figure, write_report
 from dropkit.mc import mc_predict
 
 __all__ = ["run_uncertainty", "error_vs_samples", "KS"]
@@ -137,8 +137,9 @@ def run_uncertainty(
         [n, f"{a['entropy']:.3f}", f"{a['mutual information']:.3f}"] for n, a in auroc.items()
     ]
     ood_header = ["out-of-distribution set", "AUROC (entropy)", "AUROC (mutual information)"]
-    for row in [header, *rows, [], ood_header, *ood_rows]:
-        log("  ".join(str(c).ljust(30) for c in row))
+    print_table(header, rows, log)
+    log("")
+    print_table(ood_header, ood_rows, log)
     k_close = next((k for k, (m, _) in curve.items() if m <= det_error), None)
     reading = [
         f"MC averaging of {samples} samples gave ECE {cal_mc.ece:.4f} against {cal_det.ece:.4f} "
