@@ -70,3 +70,15 @@ def test_readme_has_exactly_the_two_setup_commands() -> None:
     text = README.read_text(encoding="utf-8")
     commands = re.findall(r"^(make \w+)\b", text, flags=re.M)  # lines that start a command
     assert sorted(set(commands)) == ["make demo", "make test"]
+
+
+def test_the_version_lives_in_one_place() -> None:
+    from importlib.metadata import version
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    project = tomllib.loads((README.parent / "pyproject.toml").read_text())["project"]
+    assert "version" not in project and project["dynamic"] == ["version"]
+    assert version("dropkit") == dropkit.__version__  # what the installed metadata says
+    changelog = (README.parent / "CHANGELOG.md").read_text(encoding="utf-8")
+    assert f"## [{dropkit.__version__}]" in changelog
