@@ -30,7 +30,7 @@ from torch.overrides import TorchFunctionMode
 
 import dropkit.functional as F
 from dropkit._checks import check_int
-from dropkit._trace import DROPOUT_CALLS, only_training, split_inputs
+from dropkit._trace import DROPOUT_CALLS, call_model, only_training, split_inputs
 from dropkit.sites import Site, discover, dropout_sites, gates_of, on_first_call
 
 __all__ = ["mc_mode", "mc_predict", "STRATEGIES"]
@@ -204,8 +204,7 @@ Run = Callable[[nn.Module, Any, int, "int | None", Output], Tensor]
 
 
 def _forward(model: nn.Module, x: Any, output: Output) -> Tensor:
-    args, kwargs = split_inputs("mc_predict", x)
-    return _select(model(*args, **kwargs), output)
+    return _select(call_model(model, x), output)  # x was checked by mc_predict
 
 
 def _by_vmap(model: nn.Module, x: Any, samples: int, chunk: int | None,
