@@ -9,7 +9,9 @@ DropBlock's kept fraction). This module owns the first two; each variant in
 Noise is always drawn from a tensor derived from the input, never from a fresh
 factory tensor, so that it works inside ``torch.func.vmap(..., randomness="different")``:
 Monte Carlo dropout vectorizes its samples that way, and an in-place draw on an
-unbatched tensor fails there.
+unbatched tensor fails there. Every draw takes its generator from
+:func:`dropkit._recompute.generator_for`, so that the recompute of
+``torch.utils.checkpoint`` draws the forward's masks again.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor
+
+from dropkit._recompute import generator_for
 
 __all__ = [
     "noise_shape",
@@ -71,6 +75,7 @@ def uniform_noise(
     Never in half precision: bf16 has 8 bits, too few to draw a rate from (a Bernoulli
     mask compares this with ``keep``; the Concrete relaxation transforms it).
     """
+    generator = generator_for(generator, x.device, "dropkit mask")
     wide = torch.promote_types(x.dtype, torch.float32)
     noise = _empty_noise(x, broadcast_dims, wide)
     if _under_vmap():
@@ -116,6 +121,7 @@ def normal_noise(
     generator: torch.Generator | None = None,
 ) -> Tensor:
     """Gaussian noise N(mean, std^2) in ``x``'s dtype, shared along ``broadcast_dims``."""
+    generator = generator_for(generator, x.device, "dropkit noise")
     noise = _empty_noise(x, broadcast_dims)
     if _under_vmap():
         return torch.normal(torch.full_like(noise, mean), std, generator=generator)

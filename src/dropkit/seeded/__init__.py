@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from dropkit._checks import check_floating, check_int, check_probability
+from dropkit._recompute import generator_for
 from dropkit.functional.alpha_dropout import SELU_ALPHA_PRIME, alpha_affine
 from dropkit.mask import zeros_like_input
 from dropkit.seeded import philox
@@ -58,6 +59,8 @@ def new_seed(generator: torch.Generator | None = None) -> Tensor:
     for the GPU: a CPU generator (or the global one) avoids that wait.
     """
     device = generator.device if generator is not None else torch.device("cpu")
+    # inside torch.utils.checkpoint, the recompute draws the forward's seed
+    generator = generator_for(generator, device, "seeded.new_seed")
     seed = torch.randint(0, 2**62, (), dtype=torch.int64, generator=generator, device=device)
     return seed.cpu()  # the ops read the seed on the host
 
