@@ -8,6 +8,8 @@ control (:func:`find_dropout`, :func:`set_rate`, :mod:`dropkit.schedules`,
 :class:`DropoutScheduler`), diagnostics of the classic pitfalls (:func:`diagnose`,
 :func:`variance_shift`, :func:`inference_guard`), and Monte Carlo dropout
 (:func:`mc_mode`, :func:`mc_predict`, :func:`patch`, :mod:`dropkit.uncertainty`).
+Masks survive recomputation: ``torch.utils.checkpoint`` replays the forward's masks, and
+:class:`SeedPlan` makes every step's masks a function of (seed, step) alone.
 """
 
 from dropkit import functional, mask, nn, schedules, uncertainty
@@ -17,6 +19,7 @@ from dropkit.nn.concrete_dropout import concrete_regularization
 from dropkit.patch import patch, unpatch
 from dropkit.rates import find_dropout, set_rate
 from dropkit.scheduler import DropoutScheduler
+from dropkit.seed_plan import SeedPlan
 from dropkit.sites import Site, dropout_sites
 
 __version__ = "0.1.0"
@@ -24,6 +27,7 @@ __version__ = "0.1.0"
 __all__ = [
     "DropoutScheduler",
     "Finding",
+    "SeedPlan",
     "Site",
     "__version__",
     "concrete_regularization",
