@@ -66,6 +66,16 @@ def test_train_writes_its_folder(tmp_path) -> None:
                                                "curves.png"}
 
 
+def test_train_on_the_seeded_backend_resumes(tmp_path) -> None:
+    out = tmp_path / "s"
+    for epochs in ("1", "2"):
+        proc = _run("train", "--epochs", epochs, "--backend", "seeded", "--resume", "--out",
+                    str(out), *TINY)
+        assert proc.returncode == 0, proc.stderr
+    assert json.loads((out / "config.json").read_text())["backend"] == "seeded"
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
@@ -78,6 +88,7 @@ def test_train_writes_its_folder(tmp_path) -> None:
         (["uncertainty", "--dataset", "boston", "--epochs", "1"],
          "--dataset must be a classification set"),
         (["train", "--dataset", "mnist", "--data-root", "/nonexistent"], "is missing"),
+        (["train", "--backend", "triton"], "invalid choice: 'triton'"),
     ],
 )
 def test_bad_input_is_one_line(argv, message, capsys, tmp_path) -> None:

@@ -33,15 +33,26 @@ def _metrics(folder: Path) -> list[dict]:
 
 
 class TestTrain:
-    def test_resume_equals_a_straight_run(self, tmp_path) -> None:
-        cfg = dict(TINY, schedule="linear:0.5,0.1,4")
+    @pytest.mark.parametrize("backend", ["torch", "seeded"])
+    def test_resume_equals_a_straight_run(self, tmp_path, backend: str) -> None:
+        cfg = dict(TINY, schedule="linear:0.5,0.1,4", backend=backend)
         train(TrainConfig(epochs=4, **cfg), tmp_path / "straight", progress=False)
         train(TrainConfig(epochs=2, **cfg), tmp_path / "split", progress=False)
         train(TrainConfig(epochs=4, **cfg), tmp_path / "split", resume=True, progress=False)
         assert _metrics(tmp_path / "straight") == _metrics(tmp_path / "split")
-        a = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True)["model"]
-        b = torch.load(tmp_path / "split" / "checkpoint.pt", weights_only=True)["model"]
-        assert all(torch.equal(a[k], b[k]) for k in a)
+        a = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True)
+        b = torch.load(tmp_path / "split" / "checkpoint.pt", weights_only=True)
+        assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+        # the seeded run's masks come from the plan: (seed, step), one step per batch
+        steps = 4 * (TINY["train_size"] // TINY["batch_size"])
+        plan = {"seed": 0, "last_step": steps} if backend == "seeded" else None
+        assert a["seed_plan"] == b["seed_plan"] == plan
+
+    def test_the_seeded_backend_trains_other_masks_than_torch(self, tmp_path) -> None:
+        train(TrainConfig(epochs=1, **TINY), tmp_path / "torch", progress=False)
+        train(TrainConfig(epochs=1, backend="seeded", **TINY), tmp_path / "seeded",
+              progress=False)
+        assert _metrics(tmp_path / "torch") != _metrics(tmp_path / "seeded")
 
     def test_same_seed_same_numbers(self, tmp_path) -> None:
         train(TrainConfig(epochs=2, **TINY), tmp_path / "a", progress=False)
@@ -89,6 +100,8 @@ class TestTrain:
          ("epochs", -1, r"^TrainConfig: expected `epochs` to be an int >= 0"),
          ("model", "rnn", r"^TrainConfig: expected `model` to be one of mlp, cnn"),
          ("dataset", "x", r"^TrainConfig: expected `dataset` to be one of mnist5k"),
+         ("backend", "auto", r"^TrainConfig: expected `backend` to be one of torch, seeded, "
+                             r"got backend='auto'"),
          ("schedule", "wobble:1", r"^parse_schedule: expected `schedule` as NAME:ARGS"),
          ("schedule", "early:2,3", r"^parse_schedule: `schedule` 'early:2,3': early: expected")],
     )

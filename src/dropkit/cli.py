@@ -132,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
                        f"({', '.join(SCHEDULES)})")
     train.add_argument("--resume", action="store_true",
                        help="continue the run in --out from its last checkpoint")
+    train.add_argument("--backend", choices=("torch", "seeded"), default="torch",
+                       help="dropout backend; seeded: masks from a SeedPlan of (seed, step), "
+                       "exact across resume and activation checkpointing (default: torch)")
 
     sweep = commands.add_parser(
         "sweep", help="test error against the drop rate (Srivastava et al. 2014, Fig. 9)",

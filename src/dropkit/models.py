@@ -31,6 +31,8 @@ class MLPWithDropout(nn.Module):
         dropconnect: hidden layers drop weights (DropConnect, rate ``dropout_rate``)
             instead of units. Default: False.
         generator: keyword-only source of randomness for every dropout.
+        backend: keyword-only backend of the elementwise dropouts ("torch" or "seeded";
+            see :class:`dropkit.nn.Dropout`). Default: "torch".
 
     Shape:
         ``(N, input_size)`` to ``(N, num_classes)``.
@@ -47,21 +49,22 @@ class MLPWithDropout(nn.Module):
         *,
         dropconnect: bool = False,
         generator: torch.Generator | None = None,
+        backend: str = "torch",
     ) -> None:
         super().__init__()
         from dropkit.nn import DropConnectLinear
 
-        layers: list[nn.Module] = [Dropout(input_dropout, generator=generator)]
+        layers: list[nn.Module] = [Dropout(input_dropout, generator=generator, backend=backend)]
         width = input_size
         for _ in range(num_hidden):
             if dropconnect:  # Wan et al. 2013: drop the weights into each hidden layer instead
                 layers += [DropConnectLinear(width, hidden_size, p=dropout_rate,
-                                             generator=generator), nn.ReLU()]
+                                             generator=generator, backend=backend), nn.ReLU()]
             else:
                 layers += [
                     nn.Linear(width, hidden_size),
                     nn.ReLU(),
-                    Dropout(dropout_rate, generator=generator),  # after the activation
+                    Dropout(dropout_rate, generator=generator, backend=backend),  # after ReLU
                 ]
             width = hidden_size
         layers.append(nn.Linear(width, num_classes))  # no dropout on the output
@@ -89,6 +92,8 @@ class ConvNetWithDropout(nn.Module):
         dropout_before_bn: also drop after the first block, so that dropout feeds the
             second BatchNorm (the pitfall Li et al. 2019 measure). Default: False.
         generator: keyword-only source of randomness for every dropout.
+        backend: keyword-only backend of the elementwise dropouts ("torch" or "seeded";
+            see :class:`dropkit.nn.Dropout`). Default: "torch".
 
     Shape:
         ``(N, C, H, W)`` (or ``(N, C * H * W)`` with ``image_shape``) to ``(N, num_classes)``.
@@ -106,25 +111,32 @@ class ConvNetWithDropout(nn.Module):
         spatial: bool = True,
         dropout_before_bn: bool = False,
         generator: torch.Generator | None = None,
+        backend: str = "torch",
     ) -> None:
         super().__init__()
         from dropkit.nn import Dropout2d
 
         self.image_shape = image_shape
-        feature_drop = Dropout2d if spatial else Dropout  # whole maps, or single activations
+
+        def feature_drop(p: float) -> nn.Module:  # whole maps, or single activations
+            if spatial:
+                return Dropout2d(p, generator=generator)
+            return Dropout(p, generator=generator, backend=backend)
+
         first = [nn.Conv2d(in_channels, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(),
                  nn.MaxPool2d(2)]
         if dropout_before_bn:  # the pitfall, for Li et al. 2019's comparison
-            first.append(feature_drop(spatial_dropout, generator=generator))
+            first.append(feature_drop(spatial_dropout))
         self.features = nn.Sequential(
             *first,
             nn.Conv2d(width, 2 * width, 3, padding=1), nn.BatchNorm2d(2 * width), nn.ReLU(),
             nn.AdaptiveMaxPool2d(4),  # (N, 2w, 4, 4) whatever the image size
-            feature_drop(spatial_dropout, generator=generator),  # after the last BatchNorm
+            feature_drop(spatial_dropout),  # after the last BatchNorm
         )
         self.classifier = nn.Sequential(
             nn.Flatten(), nn.Linear(2 * width * 16, 128), nn.ReLU(),
-            Dropout(dropout_rate, generator=generator), nn.Linear(128, num_classes),
+            Dropout(dropout_rate, generator=generator, backend=backend),
+            nn.Linear(128, num_classes),
         )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -145,11 +157,14 @@ class RegressionMLP(nn.Module):
         input_dropout: float = 0.0,
         *,
         generator: torch.Generator | None = None,
+        backend: str = "torch",
     ) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            Dropout(input_dropout, generator=generator), nn.Linear(input_size, hidden_size),
-            nn.ReLU(), Dropout(dropout_rate, generator=generator), nn.Linear(hidden_size, 1),
+            Dropout(input_dropout, generator=generator, backend=backend),
+            nn.Linear(input_size, hidden_size), nn.ReLU(),
+            Dropout(dropout_rate, generator=generator, backend=backend),
+            nn.Linear(hidden_size, 1),
         )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -167,18 +182,21 @@ def build_model(
     dropout: float = 0.5,
     input_dropout: float = 0.2,
     generator: torch.Generator | None = None,
+    backend: str = "torch",
 ) -> nn.Module:
     """The model called ``name`` (one of :data:`MODELS`) for data of that shape.
 
     A regression task always gets :class:`RegressionMLP` (at most 50 hidden units, as in
-    Gal & Ghahramani 2016's UCI protocol); every dropout draws from ``generator``.
+    Gal & Ghahramani 2016's UCI protocol); every dropout draws from ``generator``, and
+    the elementwise ones (dropout, DropConnect) run on ``backend`` ("torch" or
+    "seeded", see :class:`dropkit.nn.Dropout`).
     """
     if name not in MODELS:
         raise UsageError(f"build_model: expected `model` to be one of {', '.join(MODELS)}, "
                          f"got {name!r}", "model")
     if regression:
         return RegressionMLP(n_features, min(hidden, 50), dropout, input_dropout,
-                             generator=generator)
+                             generator=generator, backend=backend)
     if name.startswith("cnn"):
         if image_shape is None:
             raise UsageError(f"build_model: `model` {name!r} needs images, and this data set "
@@ -186,6 +204,7 @@ def build_model(
         return ConvNetWithDropout(image_shape[0], n_outputs, dropout, input_dropout,
                                   image_shape=image_shape, spatial=name != "cnn-element",
                                   dropout_before_bn=name == "cnn-dropout-before-bn",
-                                  generator=generator)
+                                  generator=generator, backend=backend)
     return MLPWithDropout(n_features, hidden, n_outputs, dropout, input_dropout,
-                          dropconnect=name == "mlp-dropconnect", generator=generator)
+                          dropconnect=name == "mlp-dropconnect", generator=generator,
+                          backend=backend)

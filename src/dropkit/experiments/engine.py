@@ -36,12 +36,14 @@ from dropkit.experiments.io import atomic_torch_save, atomic_write_text, check_w
 from dropkit.mask import bernoulli_mask
 from dropkit.models import MODELS
 from dropkit.scheduler import DropoutScheduler
+from dropkit.seed_plan import SeedPlan
 from dropkit.sites import dropout_sites
 
 __all__ = ["TrainConfig", "train", "train_seeds", "prepare", "dataset_for", "build_model",
            "evaluate", "RunOptions", "predict", "load_final", "MODELS"]
 
 CHECKPOINT = "checkpoint.pt"
+BACKENDS = ("torch", "seeded")
 METRICS = "metrics.jsonl"
 
 
@@ -64,6 +66,9 @@ class TrainConfig:
     data_root: str | None = None  # folder of IDX files for mnist / fashion-mnist
     download: bool = False  # fetch missing IDX files (SHA-256 checked)
     eval_every: int = 1  # evaluate every k epochs (and after the last)
+    # "torch": masks from one generator per rank, its state saved in the checkpoint;
+    # "seeded": the seeded backend, masks from a SeedPlan (the checkpoint saves the step)
+    backend: str = "torch"
 
     def validate(self) -> None:
         """Raise a :class:`~dropkit.errors.UsageError` naming the first bad field."""
@@ -87,6 +92,8 @@ class TrainConfig:
             raise bad("train_size", "None or an int >= 1")
         if not self.lr > 0:
             raise bad("lr", "a learning rate > 0")
+        if self.backend not in BACKENDS:
+            raise bad("backend", f"one of {', '.join(BACKENDS)}")
         if self.schedule:
             schedules.parse_schedule(self.schedule)
 
@@ -97,7 +104,7 @@ def build_model(config: TrainConfig, data: Dataset, generator: torch.Generator) 
         config.model, n_features=data.n_features, n_outputs=data.n_classes,
         image_shape=data.image_shape, regression=data.task == "regression",
         hidden=config.hidden, dropout=config.dropout, input_dropout=config.input_dropout,
-        generator=generator)
+        generator=generator, backend=config.backend)
 
 
 @torch.no_grad()
@@ -144,12 +151,13 @@ def _init_distributed() -> _Dist:
     return _Dist(dist.get_rank(), dist.get_world_size())
 
 
-def _mask_agreement(generator: torch.Generator, ctx: _Dist) -> float:
+def _mask_agreement(generator: torch.Generator, ctx: _Dist, device: torch.device) -> float:
     """Share of equal bits between rank 0's and rank 1's next dropout masks (0.5 when
     independent, 1.0 when shared), drawn from copies so training is unaffected."""
     probe = torch.Generator(device=generator.device)
     probe.set_state(generator.get_state())
     mask = bernoulli_mask(torch.empty(4096, device=generator.device), 0.5, generator=probe)
+    mask = mask.to(device)  # NCCL gathers device tensors only
     gathered = [torch.empty_like(mask) for _ in range(ctx.world)]
     dist.all_gather(gathered, mask)
     return (gathered[0] == gathered[1]).double().mean().item()
@@ -182,9 +190,10 @@ class _Run:
     net: nn.Module  # the model, or its DistributedDataParallel wrapper
     opt: torch.optim.Optimizer
     sched: DropoutScheduler | None
-    g_drop: torch.Generator  # dropout masks, one stream per rank
+    g_drop: torch.Generator  # dropout masks, one stream per rank (backend "torch")
     g_data: torch.Generator  # data order, the same on every rank
     history: list[dict[str, Any]]
+    plan: SeedPlan | None = None  # dropout masks from (seed, step) (backend "seeded")
 
 
 def _open_run(config: TrainConfig, out: Path, resume: bool, data: Dataset | None,
@@ -213,6 +222,7 @@ def _open_run(config: TrainConfig, out: Path, resume: bool, data: Dataset | None
         DropoutScheduler(model, schedules.parse_schedule(config.schedule))
         if config.schedule else None,
         g_drop, torch.Generator().manual_seed(config.seed), [],
+        SeedPlan(model, config.seed) if config.backend == "seeded" else None,
     )
     if resume and (out / CHECKPOINT).exists():
         _restore(run, log)
@@ -222,7 +232,8 @@ def _open_run(config: TrainConfig, out: Path, resume: bool, data: Dataset | None
         atomic_write_text(out / "config.json", json.dumps(asdict(config), indent=2) + "\n")
     if ctx.world > 1:
         run.net = nn.parallel.DistributedDataParallel(model)
-        agreement = _mask_agreement(g_drop, ctx)
+        probe = next(iter(run.plan.generators.values())) if run.plan is not None else g_drop
+        agreement = _mask_agreement(probe, ctx, device)
         if ctx.main:
             atomic_write_text(out / "ddp.json", json.dumps(
                 {"world_size": ctx.world, "backend": dist.get_backend(),
@@ -241,6 +252,8 @@ def _restore(run: _Run, log: Callable[[str], None]) -> None:
     saved = state["rng"]["dropout"]  # one state per rank of the run that saved it
     if run.ctx.rank < len(saved):
         run.g_drop.set_state(saved[run.ctx.rank].cpu())
+    if run.plan is not None:  # every rank's masks follow from (seed, step)
+        run.plan.load_state_dict(state["seed_plan"])
     run.g_data.set_state(state["rng"]["data"].cpu())
     torch.set_rng_state(state["rng"]["torch"].cpu())
     run.history = list(state["history"])
@@ -263,6 +276,8 @@ def _epoch(run: _Run, epoch: int) -> dict[str, Any]:
         run.opt.zero_grad(set_to_none=True)
         loss.backward()
         run.opt.step()
+        if run.plan is not None:
+            run.plan.step()
         total += loss.item() * len(idx)
         count += len(idx)
     rates = {s.name: s.rate for s in dropout_sites(run.model)}  # the rates this epoch used
@@ -414,6 +429,7 @@ def _save(run: _Run) -> None:
         "scheduler": run.sched.state_dict() if run.sched is not None else None,
         "rng": {"dropout": drop_states, "data": run.g_data.get_state(),
                 "torch": torch.get_rng_state()},
+        "seed_plan": run.plan.state_dict() if run.plan is not None else None,
         "history": run.history,
     })
     atomic_write_text(run.out / METRICS, "".join(json.dumps(r) + "\n" for r in run.history))
