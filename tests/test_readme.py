@@ -34,7 +34,7 @@ def _head_model() -> torch.nn.Module:
         head=head))
 
 
-def _context(first_line: str) -> dict[str, object]:
+def _context(first_line: str, tmp: Path) -> dict[str, object]:
     torch.manual_seed(0)
     x = torch.randn(8, 784)
     if first_line.startswith("import torch"):  # the API tour: self-contained
@@ -45,6 +45,12 @@ def _context(first_line: str) -> dict[str, object]:
     if first_line.startswith("probs = dropkit.mc_predict"):
         model = torch.nn.Sequential(torch.nn.Linear(784, 10), dn.Dropout(0.5))
         return {"dropkit": dropkit, "model": model, "x": x, "y": torch.randint(0, 10, (8,))}
+    if first_line.startswith("from torch.utils.checkpoint import"):
+        model = torch.nn.Sequential(torch.nn.Linear(784, 32), torch.nn.ReLU(), dn.Dropout(0.5),
+                                    torch.nn.Linear(32, 10))
+        batches = [(x, torch.randint(0, 10, (8,))) for _ in range(2)]
+        return {"dropkit": dropkit, "torch": torch, "model": model, "batches": batches,
+                "opt": torch.optim.SGD(model.parameters(), lr=0.1), "path": tmp / "run.pt"}
     if first_line.startswith("from transformers import"):
         return {"dropkit": dropkit, "torch": torch}
     if first_line.startswith("dropkit.find_dropout"):
@@ -60,9 +66,9 @@ def _context(first_line: str) -> dict[str, object]:
 
 
 @pytest.mark.parametrize("first_line", list(_blocks()))
-def test_readme_example_runs(first_line: str) -> None:
+def test_readme_example_runs(first_line: str, tmp_path: Path) -> None:
     exec(compile(_blocks()[first_line], f"README.md: {first_line}", "exec"),  # noqa: S102
-         _context(first_line))
+         _context(first_line, tmp_path))
 
 
 def test_readme_has_exactly_the_two_setup_commands() -> None:
