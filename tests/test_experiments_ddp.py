@@ -10,12 +10,14 @@ import pytest
 pytestmark = pytest.mark.slow  # trains models or runs subprocesses: make test runs it
 
 
-def test_two_process_ddp_on_cpu(tmp_path) -> None:
+@pytest.mark.parametrize("backend", ["torch", "seeded"])
+def test_two_process_ddp_on_cpu(tmp_path, backend: str) -> None:
     out = tmp_path / "ddp"
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
         "--standalone", "-m", "dropkit", "train", "--epochs", "2", "--train-size", "400",
         "--hidden", "32", "--batch-size", "50", "--no-progress", "--out", str(out),
+        "--backend", backend,
     ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
