@@ -25,6 +25,15 @@ class TestDropoutScheduler:
         assert rates == {"0": pytest.approx(0.3), "2": pytest.approx(0.3)}
         assert m[2].p == pytest.approx(0.3)
 
+    def test_set_step_applies_that_step(self) -> None:
+        m = _model()
+        sched = dropkit.DropoutScheduler(m, S.linear(0.5, 0.0, 10))
+        assert sched.set_step(6) == {"0": pytest.approx(0.2), "2": pytest.approx(0.2)}
+        assert sched.last_step == 6 and m[0].p == pytest.approx(0.2)
+        with pytest.raises(ValueError, match="expected `step` to be an int >= 0, got step=-1"):
+            sched.set_step(-1)
+        assert sched.last_step == 6
+
     def test_mapping_schedules_named_modules_only(self) -> None:
         m = _model()
         sched = dropkit.DropoutScheduler(m, {"2": S.late(0.4, start=2)})

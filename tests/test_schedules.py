@@ -106,6 +106,14 @@ class TestParse:
         assert set(S.SCHEDULES) == {"constant", "linear", "cosine", "early", "early-linear",
                                     "late", "curriculum"}
 
+    @pytest.mark.parametrize("schedule", [
+        S.constant(0.3), S.linear(0.5, 0.0, 30), S.cosine(0.1, 0.4, 7), S.early(0.5, 20),
+        S.early(0.25, 3, ramp="linear"), S.late(0.1, 4), S.curriculum(0.5, 0.0123456789),
+        S.constant(0),
+    ])
+    def test_spec_round_trips(self, schedule) -> None:
+        assert S.parse_schedule(schedule.spec) == schedule
+
     @pytest.mark.parametrize("spec, message", [
         ("wobble:1", r"^parse_schedule: expected `schedule` as NAME:ARGS with NAME one of "
                      r"constant, linear"),

@@ -77,6 +77,10 @@ class DropoutScheduler:
         """Advance one step and apply its rates; return them by module name."""
         return self._apply(self.last_step + 1)
 
+    def set_step(self, step: int) -> dict[str, float]:
+        """Apply the rates of ``step`` (a training framework's own clock); return them."""
+        return self._apply(check_int("DropoutScheduler.set_step", step, "step"))
+
     def get_rates(self) -> dict[str, float]:
         """The rates applied at the current step."""
         return dict(self.last_rates)

@@ -46,6 +46,16 @@ class Schedule:
     def rate(self, step: int) -> float:
         raise NotImplementedError
 
+    @property
+    def spec(self) -> str:
+        """The schedule as :func:`parse_schedule` reads it: ``parse_schedule(s.spec) == s``
+        (a training framework stores it as text in its checkpoints)."""
+        raise NotImplementedError
+
+
+def _spec(name: str, *numbers: float) -> str:
+    return f"{name}:" + ",".join(repr(n) for n in numbers)
+
 
 @dataclass(frozen=True)
 class Constant(Schedule):
@@ -56,6 +66,10 @@ class Constant(Schedule):
 
     def rate(self, step: int) -> float:
         return self.p
+
+    @property
+    def spec(self) -> str:
+        return _spec("constant", self.p)
 
 
 @dataclass(frozen=True)
@@ -71,6 +85,10 @@ class Linear(Schedule):
         t = min(step, self.steps) / self.steps
         return self.start + (self.end - self.start) * t
 
+    @property
+    def spec(self) -> str:
+        return _spec("linear", self.start, self.end, self.steps)
+
 
 @dataclass(frozen=True)
 class Cosine(Schedule):
@@ -84,6 +102,10 @@ class Cosine(Schedule):
     def rate(self, step: int) -> float:
         t = min(step, self.steps) / self.steps
         return self.end + (self.start - self.end) * 0.5 * (1 + math.cos(math.pi * t))
+
+    @property
+    def spec(self) -> str:
+        return _spec("cosine", self.start, self.end, self.steps)
 
 
 def _check_ramp(fn: str, start: float, end: float, steps: int) -> None:
@@ -110,6 +132,10 @@ class Early(Schedule):
             return 0.0
         return self.p if self.ramp == "constant" else self.p * (1 - step / self.cutoff)
 
+    @property
+    def spec(self) -> str:
+        return _spec("early" if self.ramp == "constant" else "early-linear", self.p, self.cutoff)
+
 
 @dataclass(frozen=True)
 class Late(Schedule):
@@ -122,6 +148,10 @@ class Late(Schedule):
 
     def rate(self, step: int) -> float:
         return self.p if step >= self.start else 0.0
+
+    @property
+    def spec(self) -> str:
+        return _spec("late", self.p, self.start)
 
 
 @dataclass(frozen=True)
@@ -137,6 +167,10 @@ class Curriculum(Schedule):
 
     def rate(self, step: int) -> float:
         return self.p * (1 - math.exp(-self.gamma * step))
+
+    @property
+    def spec(self) -> str:
+        return _spec("curriculum", self.p, self.gamma)
 
 
 def constant(p: float) -> Schedule:

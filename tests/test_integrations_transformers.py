@@ -1,0 +1,112 @@
+"""The Hugging Face Trainer callback, on a tiny BERT built from a config (no hub)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("accelerate")
+transformers = pytest.importorskip("transformers")
+
+import dropkit  # noqa: E402
+from dropkit import schedules  # noqa: E402
+from dropkit.integrations.transformers import DropoutScheduleCallback  # noqa: E402
+from foreign import bert  # noqa: E402
+
+pytestmark = pytest.mark.slow  # trains a model: make test runs it
+
+EPOCHS, ROWS, BATCH = 4, 16, 8  # 2 steps per epoch
+
+
+class Rows(torch.utils.data.Dataset):
+    def __init__(self) -> None:
+        g = torch.Generator().manual_seed(0)
+        self.ids = torch.randint(0, 50, (ROWS, 12), generator=g)
+        self.labels = torch.randint(0, 3, (ROWS,), generator=g)
+
+    def __len__(self) -> int:
+        return ROWS
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {"input_ids": self.ids[i], "attention_mask": torch.ones(12, dtype=torch.long),
+                "labels": self.labels[i]}
+
+
+class Record(transformers.TrainerCallback):
+    """The rates each epoch trained with, read from the model at the epoch's end."""
+
+    def __init__(self) -> None:
+        self.epochs: dict[int, dict[str, float]] = {}
+
+    def on_epoch_end(self, args, state, control, model=None, **kwargs) -> None:
+        epoch = round(state.epoch) - 1
+        self.epochs[epoch] = {s.name: s.rate for s in dropkit.dropout_sites(model)
+                              if s.is_probability}
+
+
+class StopAfter(transformers.TrainerCallback):
+    def __init__(self, epochs: int) -> None:
+        self.epochs = epochs
+
+    def on_epoch_end(self, args, state, control, **kwargs) -> None:
+        if round(state.epoch) >= self.epochs:
+            control.should_training_stop = True  # a run killed after its checkpoint
+
+
+def _trainer(out: Path, callbacks: list) -> transformers.Trainer:
+    args = transformers.TrainingArguments(
+        output_dir=str(out), num_train_epochs=EPOCHS, per_device_train_batch_size=BATCH,
+        save_strategy="epoch", logging_strategy="epoch", report_to=[], use_cpu=True,
+        restore_callback_states_from_checkpoint=True, disable_tqdm=True, seed=0,
+        learning_rate=1e-3)
+    return transformers.Trainer(model=bert(attention=0.5, hidden=0.1), args=args,
+                                train_dataset=Rows(), callbacks=callbacks)
+
+
+def test_rates_follow_the_schedule_and_a_resumed_run_matches(tmp_path: Path) -> None:
+    schedule = schedules.linear(0.3, 0.0, 3)
+    straight = Record()
+    trainer = _trainer(tmp_path / "a", [DropoutScheduleCallback(schedule), straight])
+    trainer.train()
+    sites = straight.epochs[0].keys()
+    assert any("attention" in name for name in sites)  # float attributes and modules alike
+    assert straight.epochs == {e: dict.fromkeys(sites, pytest.approx(schedule(e)))
+                               for e in range(EPOCHS)}
+    logged = [row["dropout/bert.encoder.layer.0.attention.self.dropout"]
+              for row in trainer.state.log_history if "loss" in row]
+    assert logged == pytest.approx([schedule(e) for e in range(EPOCHS)])
+
+    _trainer(tmp_path / "b", [DropoutScheduleCallback(schedule), Record(), StopAfter(2)]).train()
+    checkpoint = max((tmp_path / "b").glob("checkpoint-*"), key=lambda p: p.stat().st_mtime)
+    saved = json.loads((checkpoint / "trainer_state.json").read_text())["stateful_callbacks"]
+    assert saved["DropoutScheduleCallback"] == {
+        "args": {"schedule": "linear:0.3,0.0,3", "interval": "epoch", "sites": None,
+                 "start": 0},
+        "attributes": {"last_step": 1}}
+    resumed = Record()
+    _trainer(tmp_path / "b", [DropoutScheduleCallback(schedule), resumed]).train(
+        resume_from_checkpoint=str(checkpoint))
+    assert resumed.epochs == {e: straight.epochs[e] for e in range(2, EPOCHS)}
+
+
+def test_a_plain_callable_is_refused_since_the_trainer_stores_text() -> None:
+    with pytest.raises(TypeError, match="expected `schedule` to be a spec such as"):
+        DropoutScheduleCallback(lambda step: 0.1)
+
+
+def test_step_interval_and_named_sites(tmp_path: Path) -> None:
+    name = "bert.encoder.layer.0.attention.self.dropout"
+    seen: dict[int, float] = {}
+
+    class Steps(transformers.TrainerCallback):
+        def on_step_end(self, args, state, control, model=None, **kwargs) -> None:
+            rates = {s.name: s.rate for s in dropkit.dropout_sites(model)}
+            seen[state.global_step - 1] = rates[name]
+            assert rates["bert.encoder.layer.1.attention.self.dropout"] == 0.5  # not scheduled
+
+    callback = DropoutScheduleCallback({name: "linear:0.4,0.0,4"}, interval="step")
+    _trainer(tmp_path, [callback, Steps()]).train()
+    assert [seen[s] for s in range(8)] == pytest.approx([0.4, 0.3, 0.2, 0.1, 0, 0, 0, 0])
