@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install -q -c constraints.txt
 
-.PHONY: demo test test-fast lint bench clean
+.PHONY: demo test test-fast lint bench docs clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -34,6 +34,12 @@ test-fast: $(VENV)/.installed-dev
 lint: $(VENV)/.installed-dev
 	$(PY) -m ruff check src tests benchmarks
 	$(PY) -m mypy
+
+# The documentation site, strictly (-W -n: a warning or a broken reference fails), offline.
+# tests/test_docs.py builds it the same way in `make test`.
+docs: $(VENV)/.installed-dev
+	$(PY) -m sphinx -q -W --keep-going -n -b html docs docs/_build/html
+	@echo "docs/_build/html/index.html"
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/bench_mlp_step.py

@@ -34,6 +34,49 @@ def _head_model() -> torch.nn.Module:
         head=head))
 
 
+def _lightning_context() -> dict[str, object]:
+    import lightning.pytorch as L
+
+    class Net(L.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = torch.nn.Sequential(torch.nn.Linear(784, 10), dn.Dropout(0.5))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.net(x)
+
+        def training_step(self, batch: list, idx: int) -> torch.Tensor:
+            return torch.nn.functional.cross_entropy(self(batch[0]), batch[1])
+
+        def configure_optimizers(self) -> torch.optim.Optimizer:
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    data = torch.utils.data.TensorDataset(torch.randn(16, 784), torch.randint(0, 10, (16,)))
+    loader = torch.utils.data.DataLoader(data, batch_size=8)
+
+    class Quiet:  # the README's Trainer calls, on a tiny run without logs
+        def Trainer(self, **kwargs: object) -> L.Trainer:  # noqa: N802 - as L.Trainer
+            kwargs["max_epochs"] = min(2, int(kwargs.get("max_epochs", 1)))  # type: ignore[call-overload]
+            return L.Trainer(logger=False, enable_checkpointing=False, accelerator="cpu",
+                             enable_progress_bar=False, enable_model_summary=False, **kwargs)
+
+    return {"L": Quiet(), "model": Net(), "train_loader": loader, "loader": loader}
+
+
+def _trainer_context(tmp: Path) -> dict[str, object]:
+    import transformers
+
+    from foreign import bert, text_batch
+
+    batch = text_batch()
+    data = [{"input_ids": batch["input_ids"][i], "attention_mask": batch["attention_mask"][i],
+             "labels": torch.tensor(i % 3)} for i in range(len(batch["input_ids"]))]
+    args = transformers.TrainingArguments(output_dir=str(tmp), num_train_epochs=3,
+                                          report_to=[], use_cpu=True, disable_tqdm=True,
+                                          save_strategy="no", per_device_train_batch_size=4)
+    return {"Trainer": transformers.Trainer, "model": bert(), "args": args, "data": data}
+
+
 def _context(first_line: str, tmp: Path) -> dict[str, object]:
     torch.manual_seed(0)
     x = torch.randn(8, 784)
@@ -51,6 +94,10 @@ def _context(first_line: str, tmp: Path) -> dict[str, object]:
         batches = [(x, torch.randint(0, 10, (8,))) for _ in range(2)]
         return {"dropkit": dropkit, "torch": torch, "model": model, "batches": batches,
                 "opt": torch.optim.SGD(model.parameters(), lr=0.1), "path": tmp / "run.pt"}
+    if first_line.startswith("from dropkit.integrations.lightning import"):
+        return _lightning_context()
+    if first_line.startswith("from dropkit.integrations.transformers import"):
+        return _trainer_context(tmp)
     if first_line.startswith("from transformers import"):
         return {"dropkit": dropkit, "torch": torch}
     if first_line.startswith("dropkit.find_dropout"):

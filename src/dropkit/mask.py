@@ -10,7 +10,7 @@ Noise is always drawn from a tensor derived from the input, never from a fresh
 factory tensor, so that it works inside ``torch.func.vmap(..., randomness="different")``:
 Monte Carlo dropout vectorizes its samples that way, and an in-place draw on an
 unbatched tensor fails there. Every draw takes its generator from
-:func:`dropkit._recompute.generator_for`, so that the recompute of
+``dropkit._recompute.generator_for``, so that the recompute of
 ``torch.utils.checkpoint`` draws the forward's masks again.
 """
 

@@ -10,8 +10,8 @@ from dropkit.nn import Dropout
 
 __all__ = ["MLPWithDropout", "ConvNetWithDropout", "RegressionMLP", "MODELS", "build_model"]
 
-#: The experiments' models by name: the MLP, with DropConnect instead of dropout, the
-#: CNN with spatial or element dropout, and the CNN with dropout before BatchNorm.
+#: The names of the experiments' models (the MLP, with DropConnect instead of dropout,
+#: the CNN with spatial or element dropout, and the CNN with dropout before BatchNorm).
 MODELS = ("mlp", "cnn", "mlp-dropconnect", "cnn-element", "cnn-dropout-before-bn")
 
 

@@ -4,6 +4,7 @@ Papers:
     Morerio et al. 2017, "Curriculum Dropout" (``curriculum``).
     Liu et al. 2023, "Dropout Reduces Underfitting" (``early``, ``late``).
     Huang et al. 2016, "Deep Networks with Stochastic Depth" (``stochastic_depth_rates``).
+
 A step is whatever the caller counts (iterations or epochs). Each schedule is a frozen
 dataclass: it has a readable ``repr``, pickles, and holds no state; the state (the step)
 lives in :class:`dropkit.DropoutScheduler`.

@@ -99,7 +99,7 @@ class Site:
 
     @property
     def rate(self) -> float:
-        """The rate in force: a drop probability (or GaussianNoise's ``std``)."""
+        """The rate now in force, a drop probability (or GaussianNoise's ``std``)."""
         if self.attr is None:
             return float(self.fixed_rate or 0.0)
         return float(getattr(self.module, self.attr))

@@ -106,7 +106,7 @@ class Calibration:
 def ece(probs: Tensor, targets: Tensor, n_bins: int = 15) -> Calibration:
     """Expected calibration error of the top-class confidence (Guo et al. 2017).
 
-    ECE = sum over bins of (bin size / n) * |accuracy - mean confidence|, with ``n_bins``
+    ECE = sum over bins of (bin size / n) * ``|accuracy - mean confidence|``, with ``n_bins``
     equal-width bins on [0, 1]; a confidence on an edge goes to the bin above it, 1.0 to
     the last bin.
     """

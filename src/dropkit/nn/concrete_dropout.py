@@ -99,6 +99,7 @@ class ConcreteDropout(RateMixin, nn.Module):
 
 
 def concrete_regularization(model: nn.Module) -> Tensor:
-    """The sum of :meth:`ConcreteDropout.regularization` over ``model``: add it to the loss."""
+    """The sum of :meth:`dropkit.nn.ConcreteDropout.regularization` over ``model``: add it
+    to the loss."""
     terms = [m.regularization() for m in model.modules() if isinstance(m, ConcreteDropout)]
     return torch.stack(terms).sum() if terms else torch.zeros(())

@@ -56,7 +56,7 @@ class DropPath(RateModule):
 
     @property
     def drop_prob(self) -> float:
-        """timm's name for :attr:`p`."""
+        """timm's name for ``p``."""
         return self.p
 
     @drop_prob.setter

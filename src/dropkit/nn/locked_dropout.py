@@ -12,7 +12,9 @@ __all__ = ["LockedDropout"]
 
 
 class LockedDropout(RateModule):
-    """One mask per sequence, shared over time (AWD-LSTM); see :func:`locked_dropout`.
+    """One mask per sequence, shared over time (AWD-LSTM).
+
+    See :func:`dropkit.functional.locked_dropout`.
 
     Args:
         p: probability of dropping a feature. Default: 0.5.
