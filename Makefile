@@ -22,7 +22,7 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/dropkit compare
 
 test: $(VENV)/.installed-dev
-	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m ruff check src tests benchmarks docs
 	$(PY) -m mypy
 	$(PY) -m pytest -q
 
@@ -32,7 +32,7 @@ test-fast: $(VENV)/.installed-dev
 	$(PY) -m pytest -q -m "not slow"
 
 lint: $(VENV)/.installed-dev
-	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m ruff check src tests benchmarks docs
 	$(PY) -m mypy
 
 # The documentation site, strictly (-W -n: a warning or a broken reference fails), offline.
