@@ -202,12 +202,16 @@ def diagnose(model: nn.Module, example_input: Any) -> list[Finding]:
                 "(dropkit.set_rate) or a schedule (dropkit.DropoutScheduler).",
             ))
     for name, m in model.named_modules():
-        if isinstance(m, nn.RNNBase) and m.dropout > 0 and m.num_layers == 1:
+        variational = hasattr(type(m), "rate_attributes")  # dropkit's: its dropout acts
+        if isinstance(m, nn.RNNBase) and not variational and m.dropout > 0 \
+                and m.num_layers == 1:
             findings.append(Finding(
                 "lstm-dropout-single-layer", name,
                 f"{type(m).__name__} {name!r} has dropout={m.dropout:g} but num_layers=1: torch "
                 "applies it only between stacked layers, so it does nothing. Use "
-                "dropkit.nn.LockedDropout on the inputs and outputs (Gal & Ghahramani 2016) "
+                f"dropkit.nn.Variational{'GRU' if isinstance(m, nn.GRU) else 'LSTM'} "
+                "(dropout on the inputs and the recurrent state, one mask per sequence: "
+                "Gal & Ghahramani 2016), dropkit.nn.LockedDropout on the inputs and outputs, "
                 "or dropkit.nn.DropConnect on 'weight_hh_l0' (AWD-LSTM).",
             ))
     for c in _always_on(model, example_input):

@@ -9,9 +9,11 @@ A *site* is anything that drops or injects noise at train time:
 
 - ``"module"``: a dropout module. torch's (``Dropout*``, ``AlphaDropout``, stacked RNNs'
   ``dropout``), dropkit's (each class declares its ``rate_attribute`` and whether it
-  shares one draw over the batch or takes time first), and foreign ones recognised by
-  behaviour: a parameter-free leaf module, not from torch, with a numeric
-  ``drop_prob`` or ``p`` in [0, 1] (timm's and transformers' ``DropPath``). Its own
+  shares one draw over the batch or takes time first; a module with several rates, as
+  ``VariationalLSTM``, lists them in ``rate_attributes``: one attribute site each), and
+  foreign ones recognised by behaviour: a parameter-free leaf module, not from torch,
+  with a numeric ``drop_prob`` or ``p`` in [0, 1] (timm's and transformers'
+  ``DropPath``). Its own
   ``training`` flag switches it.
 - ``"attribute"``: a numeric rate attribute of a module whose own code drops with it,
   gated on its own flag: transformers' ``attention_dropout``, ``activation_dropout``,
@@ -116,9 +118,10 @@ class Site:
     @property
     def shares_noise_across_batch(self) -> bool:
         """One draw serves every example of a batch (weights, vocabulary rows, layers)."""
+        shared = bool(getattr(self.module, "shares_noise_across_batch", False))
         if self.kind == "attribute":
-            return self.attr in SHARED_ATTRIBUTES
-        return bool(getattr(self.module, "shares_noise_across_batch", False))
+            return self.attr in SHARED_ATTRIBUTES or shared
+        return shared
 
     @property
     def time_first(self) -> bool:
@@ -170,6 +173,11 @@ def _module_rate_attribute(m: nn.Module) -> str | None:
 def _static_sites(model: nn.Module) -> list[Site]:
     sites = []
     for name, m in model.named_modules():
+        declared = getattr(type(m), "rate_attributes", None)  # a module with several rates
+        if isinstance(declared, tuple):
+            sites += [Site(f"{name}.{a}" if name else a, "attribute", name, m, a, ((name, m),))
+                      for a in declared]
+            continue
         attr = _module_rate_attribute(m)
         if attr is not None:
             sites.append(Site(name, "module", name, m, attr, ((name, m),)))

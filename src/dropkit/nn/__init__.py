@@ -9,6 +9,7 @@ from dropkit.nn.dropout import Dropout, Dropout1d, Dropout2d, Dropout3d
 from dropkit.nn.embedding_dropout import EmbeddingDropout
 from dropkit.nn.gaussian import GaussianDropout, GaussianNoise
 from dropkit.nn.locked_dropout import LockedDropout
+from dropkit.nn.variational_rnn import VariationalGRU, VariationalLSTM
 
 __all__ = [
     "AlphaDropout",
@@ -27,5 +28,7 @@ __all__ = [
     "GaussianDropout",
     "GaussianNoise",
     "LockedDropout",
+    "VariationalGRU",
+    "VariationalLSTM",
     "concrete_regularization",
 ]
