@@ -279,8 +279,8 @@ class VariationalLSTM(_Variational, nn.LSTM):
     load both ways; in eval, or with every rate 0, it computes exactly ``nn.LSTM``.
 
     Args:
-        input_size, hidden_size, num_layers, bias, batch_first, bidirectional, device,
-            dtype: as :class:`torch.nn.LSTM`.
+        input_size, hidden_size, num_layers, bias: as :class:`torch.nn.LSTM`.
+        batch_first, bidirectional, device, dtype: as :class:`torch.nn.LSTM`.
         dropout: drop probability of every layer's input (the paper's ``p_x`` for layer
             0, between layers after). Not torch's dropout between layers.
         recurrent_dropout: drop probability of ``h_{t-1}`` in every gate (``p_h``).
