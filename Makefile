@@ -45,6 +45,7 @@ bench: $(VENV)/.installed
 	$(PY) benchmarks/bench_mlp_step.py
 	$(PY) benchmarks/bench_mc_predict.py
 	$(PY) benchmarks/bench_checkpoint.py
+	$(PY) benchmarks/bench_variational_rnn.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

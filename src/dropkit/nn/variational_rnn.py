@@ -9,8 +9,8 @@ Two ways to share a mask:
 
 - ``mask_per="sequence"``, the paper's method: every sequence of the batch has its own
   masks, reused at all of its time steps. The recurrent mask multiplies ``h_{t-1}``
-  inside the recurrence, so the time steps run in a loop; the input projection of all
-  steps is one matrix product outside it.
+  inside the recurrence, so the time steps run in a loop (torch's fused LSTM cell for
+  tied masks; otherwise the input projections of all steps in one product outside it).
 - ``mask_per="batch"``: one mask for the whole mini-batch. Then
   ``(h * m) @ W_hh.T == h @ (W_hh * m).T``: dropping entries of ``h`` is dropping the
   matching *columns* of ``W_hh`` (and of ``W_ih`` for the input), so the weights are
@@ -173,18 +173,24 @@ class _Variational:
     def _cell(self, gates_x: Tensor, h: Tensor, c: Tensor | None, w_hh: Tensor,
               b_hh: Tensor | None, m_h: Tensor | None) -> tuple[Tensor, Tensor | None]:
         g, hidden = self._gates, h.shape[-1]
+        lstm = self._mode == "LSTM"
+        # the LSTM's b_hh is already in gates_x (added outside the loop); the GRU's
+        # enters its new gate inside r * (...), so it stays with the recurrent product
+        base = gates_x if lstm else b_hh
         if m_h is None or self.tied:
-            rec = (h if m_h is None else h * m_h) @ w_hh.T
+            hm = h if m_h is None else h * m_h
+            rec = hm @ w_hh.T if base is None else torch.addmm(base, hm, w_hh.T)
         else:  # one mask per gate: (gates, N, H) against (gates, H_out, H)
             rec = torch.einsum("gnh,gkh->ngk", h * m_h, w_hh.view(g, hidden, hidden))
             rec = rec.reshape(h.shape[0], g * hidden)
-        if b_hh is not None:
-            rec = rec + b_hh
-        if self._mode == "LSTM":
-            i, f, cand, o = (gates_x + rec).chunk(4, 1)
+            rec = rec if base is None else rec + base
+        if lstm:  # torch's gate order: input, forget, candidate, output
+            act = torch.sigmoid(rec)
+            i, f, o = act[:, :hidden], act[:, hidden:2 * hidden], act[:, 3 * hidden:]
+            cand = torch.tanh(rec[:, 2 * hidden:3 * hidden])
             assert c is not None
-            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(cand)
-            return torch.sigmoid(o) * torch.tanh(c), c
+            c = torch.addcmul(f * c, i, cand)
+            return o * torch.tanh(c), c
         xr, xz, xn = gates_x.chunk(3, 1)
         hr, hz, hn = rec.chunk(3, 1)
         r, z = torch.sigmoid(xr + hr), torch.sigmoid(xz + hz)
@@ -201,6 +207,19 @@ class _Variational:
         b_hh = module.get_parameter(f"bias_hh_l{layer}{sfx}") if self.bias else None
         m_x, m_h = self._mask(x[0], self.dropout), self._mask(h, self.recurrent_dropout)
         g, hidden = self._gates, self.hidden_size
+        steps = range(x.shape[0] - 1, -1, -1) if sfx else range(x.shape[0])
+        outs: list[Tensor] = [x.new_empty(0)] * x.shape[0]
+        if self._mode == "LSTM" and self.tied:
+            # torch's fused cell: h enters only the gates (c carries), so a masked h is
+            # the paper's recurrent dropout; about 2x faster here than the same step
+            # written in separate ops with the input products hoisted out of the loop
+            xm = x if m_x is None else x * m_x
+            assert c is not None
+            for t in steps:
+                h, c = torch.lstm_cell(xm[t], (h if m_h is None else h * m_h, c), w_ih, w_hh,
+                                       b_ih, b_hh)
+                outs[t] = h
+            return torch.stack(outs), h, c
         if m_x is None or self.tied:  # every step's input projection in one product
             gates_x = (x if m_x is None else x * m_x) @ w_ih.T
         else:
@@ -208,8 +227,8 @@ class _Variational:
                                    w_ih.view(g, hidden, -1)).reshape(*x.shape[:2], g * hidden)
         if b_ih is not None:
             gates_x = gates_x + b_ih
-        steps = range(x.shape[0] - 1, -1, -1) if sfx else range(x.shape[0])
-        outs: list[Tensor] = [x.new_empty(0)] * x.shape[0]
+        if self._mode == "LSTM" and b_hh is not None:
+            gates_x = gates_x + b_hh  # once for all steps, not once per step
         for t in steps:
             h, c = self._cell(gates_x[t], h, c, w_hh, b_hh, m_h)
             outs[t] = h
