@@ -41,6 +41,27 @@ __all__ = ["VariationalLSTM", "VariationalGRU", "MASK_PER"]
 MASK_PER = ("sequence", "batch")
 
 
+class _Rate:
+    """A drop probability in [0, 1), checked on every assignment, kept in ``__dict__``."""
+
+    def __init__(self, zero_in_torch_call: bool = False) -> None:
+        self.zero_in_torch_call = zero_in_torch_call
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, objtype: type | None = None) -> float:
+        if obj is None:
+            return self  # type: ignore[return-value]
+        if self.zero_in_torch_call and obj.__dict__.get("_torch_call"):
+            return 0.0
+        return obj.__dict__[f"_{self.name}"]
+
+    def __set__(self, obj: Any, value: float) -> None:
+        check_probability(type(obj).__name__, value, name=self.name, allow_one=False)
+        obj.__dict__[f"_{self.name}"] = value
+
+
 class _Variational:
     """What the LSTM and the GRU share: rates, masks, and the two ways to run."""
 
@@ -59,13 +80,11 @@ class _Variational:
 
     def _configure(self, dropout: float, recurrent_dropout: float, output_dropout: float,
                    tied: bool, mask_per: str, generator: torch.Generator | None) -> None:
-        name = type(self).__name__
         self.__dict__["_torch_call"] = False
         self.dropout = dropout
         self.recurrent_dropout = recurrent_dropout
         self.output_dropout = output_dropout
         self.tied, self.mask_per, self.generator = tied, mask_per, generator
-        del name
 
     @staticmethod
     def _check(name: str, dropout: float, recurrent_dropout: float, output_dropout: float,
@@ -82,36 +101,12 @@ class _Variational:
             raise ValueError(f"{name}: `proj_size` is not supported (got proj_size="
                              f"{proj_size}); use torch.nn.LSTM with DropConnect for it")
 
-    # Rates: validated on every assignment, as dropkit's other modules do. `dropout` is
+    # Rates, validated on every assignment as dropkit's other modules do. `dropout` is
     # the input dropout of every layer, never torch's dropout between layers, which the
     # fused kernel must not apply on top: it reads 0 while torch's forward runs.
-
-    @property
-    def dropout(self) -> float:
-        return 0.0 if self.__dict__.get("_torch_call") else self.__dict__["_dropout"]
-
-    @dropout.setter
-    def dropout(self, value: float) -> None:
-        check_probability(type(self).__name__, value, name="dropout", allow_one=False)
-        self.__dict__["_dropout"] = value
-
-    @property
-    def recurrent_dropout(self) -> float:
-        return self.__dict__["_recurrent_dropout"]
-
-    @recurrent_dropout.setter
-    def recurrent_dropout(self, value: float) -> None:
-        check_probability(type(self).__name__, value, name="recurrent_dropout", allow_one=False)
-        self.__dict__["_recurrent_dropout"] = value
-
-    @property
-    def output_dropout(self) -> float:
-        return self.__dict__["_output_dropout"]
-
-    @output_dropout.setter
-    def output_dropout(self, value: float) -> None:
-        check_probability(type(self).__name__, value, name="output_dropout", allow_one=False)
-        self.__dict__["_output_dropout"] = value
+    dropout = _Rate(zero_in_torch_call=True)
+    recurrent_dropout = _Rate()
+    output_dropout = _Rate()
 
     @property
     def shares_noise_across_batch(self) -> bool:
