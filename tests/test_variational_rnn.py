@@ -64,6 +64,16 @@ def test_sequence_masks_are_fixed_over_time_and_differ_between_sequences(ours, t
 
 
 @pytest.mark.parametrize(("ours", "theirs"), PAIRS, ids=IDS)
+@pytest.mark.parametrize("tied", [True, False])
+def test_step_masks_are_fresh_at_every_step(ours, theirs, tied) -> None:
+    """The naive method, for comparison: a new input mask at each step."""
+    m = ours(16, 8, dropout=0.5, recurrent_dropout=0.3, mask_per="step", tied=tied,
+             generator=torch.Generator().manual_seed(1)).train()
+    used = _input_mask(m, _x(t=7, n=6, f=16))
+    assert not all(torch.equal(used[t], used[0]) for t in range(7))
+
+
+@pytest.mark.parametrize(("ours", "theirs"), PAIRS, ids=IDS)
 def test_batch_masks_are_shared_by_every_sequence(ours, theirs) -> None:
     g = torch.Generator().manual_seed(1)
     m = ours(16, 8, dropout=0.5, mask_per="batch", generator=g).train()
@@ -193,8 +203,8 @@ def test_every_rate_is_a_site_and_mc_dropout_samples() -> None:
 @pytest.mark.parametrize(("kwargs", "error", "match"), [
     ({"dropout": 1.0}, ValueError, "VariationalLSTM: expected `dropout` to be a drop probability"),
     ({"recurrent_dropout": -0.1}, ValueError, "expected `recurrent_dropout`"),
-    ({"mask_per": "step"}, ValueError, r"expected `mask_per` to be one of \('sequence', "
-                                       r"'batch'\), got mask_per='step'"),
+    ({"mask_per": "time"}, ValueError, r"expected `mask_per` to be one of \('sequence', "
+                                       r"'batch', 'step'\), got mask_per='time'"),
     ({"tied": "yes"}, TypeError, "expected `tied` to be a bool, got str"),
     ({"proj_size": 2}, ValueError, "`proj_size` is not supported"),
 ])

@@ -8,11 +8,14 @@ from torch import Tensor, nn
 from dropkit.errors import UsageError
 from dropkit.nn import Dropout
 
-__all__ = ["MLPWithDropout", "ConvNetWithDropout", "RegressionMLP", "MODELS", "build_model"]
+__all__ = ["MLPWithDropout", "ConvNetWithDropout", "RegressionMLP", "RowLSTM", "MODELS",
+           "build_model"]
 
 #: The names of the experiments' models (the MLP, with DropConnect instead of dropout,
-#: the CNN with spatial or element dropout, and the CNN with dropout before BatchNorm).
-MODELS = ("mlp", "cnn", "mlp-dropconnect", "cnn-element", "cnn-dropout-before-bn")
+#: the CNN with spatial or element dropout, the CNN with dropout before BatchNorm, and an
+#: LSTM reading images row by row with variational or naive recurrent dropout).
+MODELS = ("mlp", "cnn", "mlp-dropconnect", "cnn-element", "cnn-dropout-before-bn", "lstm",
+          "lstm-naive")
 
 
 class MLPWithDropout(nn.Module):
@@ -171,6 +174,40 @@ class RegressionMLP(nn.Module):
         return self.net(x).squeeze(-1)
 
 
+class RowLSTM(nn.Module):
+    """An LSTM that reads an image row by row (sequential MNIST: 28 steps of 28 pixels)
+    and classifies from its last output, with the recurrent dropout of Gal & Ghahramani
+    2016 (:class:`dropkit.nn.VariationalLSTM`).
+
+    Args:
+        image_shape: ``(1, rows, cols)`` or ``(rows, cols)``: each row is one time step.
+        num_classes: outputs.
+        hidden_size: LSTM units. Default: 128.
+        recurrent_dropout: drop probability of the recurrent state.
+        input_dropout: drop probability of the input rows' pixels.
+        mask_per: ``"sequence"`` (variational: one mask per sequence over all steps) or
+            ``"step"`` (naive: a fresh mask at every step). Default: ``"sequence"``.
+        generator: keyword-only source of randomness.
+    """
+
+    def __init__(self, image_shape: tuple[int, ...], num_classes: int = 10,
+                 hidden_size: int = 128, recurrent_dropout: float = 0.25,
+                 input_dropout: float = 0.0, mask_per: str = "sequence", *,
+                 generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        from dropkit.nn import VariationalLSTM
+
+        self.rows, self.cols = image_shape[-2], image_shape[-1]
+        self.rnn = VariationalLSTM(self.cols, hidden_size, batch_first=True,
+                                   dropout=input_dropout, recurrent_dropout=recurrent_dropout,
+                                   mask_per=mask_per, generator=generator)
+        self.head = nn.Linear(hidden_size, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out, _ = self.rnn(x.reshape(-1, self.rows, self.cols))
+        return self.head(out[:, -1])
+
+
 def build_model(
     name: str,
     *,
@@ -189,7 +226,9 @@ def build_model(
     A regression task always gets :class:`RegressionMLP` (at most 50 hidden units, as in
     Gal & Ghahramani 2016's UCI protocol); every dropout draws from ``generator``, and
     the elementwise ones (dropout, DropConnect) run on ``backend`` ("torch" or
-    "seeded", see :class:`dropkit.nn.Dropout`).
+    "seeded", see :class:`dropkit.nn.Dropout`). The LSTMs (:class:`RowLSTM`, at most 128
+    units) read ``dropout`` as the recurrent state's rate and ``input_dropout`` as the
+    input pixels'.
     """
     if name not in MODELS:
         raise UsageError(f"build_model: expected `model` to be one of {', '.join(MODELS)}, "
@@ -197,6 +236,12 @@ def build_model(
     if regression:
         return RegressionMLP(n_features, min(hidden, 50), dropout, input_dropout,
                              generator=generator, backend=backend)
+    if name.startswith("lstm"):
+        if image_shape is None:
+            raise UsageError(f"build_model: `model` {name!r} reads images row by row, and "
+                             "this data set has none", "model")
+        return RowLSTM(image_shape, n_outputs, min(hidden, 128), dropout, input_dropout,
+                       "step" if name == "lstm-naive" else "sequence", generator=generator)
     if name.startswith("cnn"):
         if image_shape is None:
             raise UsageError(f"build_model: `model` {name!r} needs images, and this data set "

@@ -17,6 +17,10 @@ Two ways to share a mask:
   dropped once per batch and the sequence runs through torch's fused ``nn.LSTM`` /
   ``nn.GRU`` kernel. The same masks, only shared by more sequences.
 
+``mask_per="step"`` draws fresh masks at every time step: the naive recurrent dropout
+that the paper argues against (Zaremba et al. 2014 drop only the non-recurrent
+connections for that reason), here for comparison.
+
 ``tied=True`` uses one mask for all gates; ``tied=False`` one mask per gate (the
 paper's "untied" variant: 4 for the LSTM, 3 for the GRU). Inverted scaling: kept
 entries are multiplied by ``1 / (1 - p)``, so eval needs no rescaling and equals
@@ -38,7 +42,7 @@ from dropkit.mask import bernoulli_mask
 
 __all__ = ["VariationalLSTM", "VariationalGRU", "MASK_PER"]
 
-MASK_PER = ("sequence", "batch")
+MASK_PER = ("sequence", "batch", "step")
 
 
 class _Rate:
@@ -78,13 +82,26 @@ class _Variational:
     bidirectional: bool
     training: bool
 
-    def _configure(self, dropout: float, recurrent_dropout: float, output_dropout: float,
-                   tied: bool, mask_per: str, generator: torch.Generator | None) -> None:
+    def _build(self, rnn_init: Any, sizes: tuple[Any, ...], bidirectional: bool, device: Any,
+               dtype: torch.dtype | None, rates: tuple[float, float, float], tied: bool,
+               mask_per: str, generator: torch.Generator | None, proj_size: int) -> None:
+        """Check every argument, build torch's module (without its own dropout between
+        layers), then set the rates."""
+        self._check(type(self).__name__, *rates, tied, mask_per, proj_size)
         self.__dict__["_torch_call"] = False
-        self.dropout = dropout
-        self.recurrent_dropout = recurrent_dropout
-        self.output_dropout = output_dropout
+        self.__dict__["_dropout"] = 0.0
+        rnn_init(self, *sizes, 0.0, bidirectional, device=device, dtype=dtype)
+        self.dropout, self.recurrent_dropout, self.output_dropout = rates
         self.tied, self.mask_per, self.generator = tied, mask_per, generator
+
+    def forward(self, input: Any, hx: Any = None) -> Any:
+        if self.__dict__.get("_torch_call") or not self._active():
+            return super().forward(input, hx)  # type: ignore[misc]
+        if self.mask_per == "batch":
+            output, state = self._by_weights(input, hx)
+        else:
+            output, state = self._by_steps(input, hx)
+        return self._drop_output(output), state
 
     @staticmethod
     def _check(name: str, dropout: float, recurrent_dropout: float, output_dropout: float,
@@ -142,7 +159,8 @@ class _Variational:
         return _dropout(view, p, True, broadcast_dims=dims, generator=self.generator
                         ).view_as(weight)
 
-    def _by_weights(self, module: nn.Module, input: Any, hx: Any) -> Any:
+    def _by_weights(self, input: Any, hx: Any) -> Any:
+        module: Any = self
         weights = {}
         for layer in range(self.num_layers):
             for sfx in self._suffixes():
@@ -200,7 +218,11 @@ class _Variational:
         w_hh = module.get_parameter(f"weight_hh_l{layer}{sfx}")
         b_ih = module.get_parameter(f"bias_ih_l{layer}{sfx}") if self.bias else None
         b_hh = module.get_parameter(f"bias_hh_l{layer}{sfx}") if self.bias else None
-        m_x, m_h = self._mask(x[0], self.dropout), self._mask(h, self.recurrent_dropout)
+        fresh = self.mask_per == "step"  # a new mask at every step: the naive method
+        m_x = self._mask(x if fresh else x[0], self.dropout)
+        if fresh and m_x is not None and not self.tied:
+            m_x = m_x.transpose(0, 1)  # (T, gates, N, F), as x.unsqueeze(1) broadcasts
+        m_h = self._mask(h, self.recurrent_dropout)
         g, hidden = self._gates, self.hidden_size
         steps = range(x.shape[0] - 1, -1, -1) if sfx else range(x.shape[0])
         outs: list[Tensor] = [x.new_empty(0)] * x.shape[0]
@@ -211,6 +233,8 @@ class _Variational:
             xm = x if m_x is None else x * m_x
             assert c is not None
             for t in steps:
+                if fresh and t != steps[0]:
+                    m_h = self._mask(h, self.recurrent_dropout)
                 h, c = torch.lstm_cell(xm[t], (h if m_h is None else h * m_h, c), w_ih, w_hh,
                                        b_ih, b_hh)
                 outs[t] = h
@@ -225,6 +249,8 @@ class _Variational:
         if self._mode == "LSTM" and b_hh is not None:
             gates_x = gates_x + b_hh  # once for all steps, not once per step
         for t in steps:
+            if fresh and t != steps[0]:
+                m_h = self._mask(h, self.recurrent_dropout)
             h, c = self._cell(gates_x[t], h, c, w_hh, b_hh, m_h)
             outs[t] = h
         return torch.stack(outs), h, c
@@ -274,15 +300,11 @@ class _Variational:
             data = _dropout(output.data, p, True, broadcast_dims=(0,), generator=self.generator)
             return output._replace(data=data)
         time = 1 if self.batch_first and output.dim() == 3 else 0
-        dims = (0, 1) if self.mask_per == "batch" or output.dim() == 2 else (time,)
-        return _dropout(output, p, True, broadcast_dims=dims, generator=self.generator)
-
-    def _variational_forward(self, module: nn.Module, input: Any, hx: Any) -> Any:
-        if self.mask_per == "batch":
-            output, state = self._by_weights(module, input, hx)
+        if self.mask_per == "step":
+            dims: tuple[int, ...] = ()
         else:
-            output, state = self._by_steps(input, hx)
-        return self._drop_output(output), state
+            dims = (0, 1) if self.mask_per == "batch" or output.dim() == 2 else (time,)
+        return _dropout(output, p, True, broadcast_dims=dims, generator=self.generator)
 
 
 class VariationalLSTM(_Variational, nn.LSTM):
@@ -302,9 +324,10 @@ class VariationalLSTM(_Variational, nn.LSTM):
             per sequence (or batch) over all time steps.
         tied: one mask for all four gates (True) or one per gate (the paper's untied
             variant). Default: True.
-        mask_per: ``"sequence"`` (the paper: a mask per sequence, a step loop) or
+        mask_per: ``"sequence"`` (the paper: a mask per sequence, a step loop),
             ``"batch"`` (a mask per mini-batch: dropped weights and torch's fused
-            kernel; packed sequences). Default: ``"sequence"``.
+            kernel; packed sequences), or ``"step"`` (fresh masks at every step, the
+            naive method, for comparison). Default: ``"sequence"``.
         generator: keyword-only source of randomness.
     """
 
@@ -316,18 +339,9 @@ class VariationalLSTM(_Variational, nn.LSTM):
                  dtype: torch.dtype | None = None, *, recurrent_dropout: float = 0.0,
                  output_dropout: float = 0.0, tied: bool = True, mask_per: str = "sequence",
                  generator: torch.Generator | None = None) -> None:
-        self._check("VariationalLSTM", dropout, recurrent_dropout, output_dropout, tied,
-                    mask_per, proj_size)
-        self.__dict__["_torch_call"] = False
-        self.__dict__["_dropout"] = 0.0
-        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, 0.0,
-                         bidirectional, device=device, dtype=dtype)
-        self._configure(dropout, recurrent_dropout, output_dropout, tied, mask_per, generator)
-
-    def forward(self, input: Any, hx: Any = None) -> Any:  # type: ignore[override]
-        if self.__dict__.get("_torch_call") or not self._active():
-            return super().forward(input, hx)
-        return self._variational_forward(self, input, hx)
+        self._build(nn.LSTM.__init__, (input_size, hidden_size, num_layers, bias, batch_first),
+                    bidirectional, device, dtype, (dropout, recurrent_dropout, output_dropout),
+                    tied, mask_per, generator, proj_size=proj_size)
 
 
 class VariationalGRU(_Variational, nn.GRU):
@@ -347,15 +361,6 @@ class VariationalGRU(_Variational, nn.GRU):
                  dtype: torch.dtype | None = None, *, recurrent_dropout: float = 0.0,
                  output_dropout: float = 0.0, tied: bool = True, mask_per: str = "sequence",
                  generator: torch.Generator | None = None) -> None:
-        self._check("VariationalGRU", dropout, recurrent_dropout, output_dropout, tied,
-                    mask_per, 0)
-        self.__dict__["_torch_call"] = False
-        self.__dict__["_dropout"] = 0.0
-        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, 0.0,
-                         bidirectional, device=device, dtype=dtype)
-        self._configure(dropout, recurrent_dropout, output_dropout, tied, mask_per, generator)
-
-    def forward(self, input: Any, hx: Any = None) -> Any:  # type: ignore[override]
-        if self.__dict__.get("_torch_call") or not self._active():
-            return super().forward(input, hx)
-        return self._variational_forward(self, input, hx)
+        self._build(nn.GRU.__init__, (input_size, hidden_size, num_layers, bias, batch_first),
+                    bidirectional, device, dtype, (dropout, recurrent_dropout, output_dropout),
+                    tied, mask_per, generator, proj_size=0)
