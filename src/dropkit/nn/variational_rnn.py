@@ -228,14 +228,16 @@ class _Variational:
         outs: list[Tensor] = [x.new_empty(0)] * x.shape[0]
         if self._mode == "LSTM" and self.tied:
             # torch's fused cell: h enters only the gates (c carries), so a masked h is
-            # the paper's recurrent dropout; about 2x faster here than the same step
-            # written in separate ops with the input products hoisted out of the loop
-            xm = x if m_x is None else x * m_x
+            # the paper's recurrent dropout; faster than the step below in separate ops,
+            # even with its input products hoisted (benchmarks/bench_variational_rnn.py)
+            # unbind, not xm[t]: the backward of each index would add a zero tensor of
+            # the whole sequence's size, T times over
+            xs = (x if m_x is None else x * m_x).unbind(0)
             assert c is not None
             for t in steps:
                 if fresh and t != steps[0]:
                     m_h = self._mask(h, self.recurrent_dropout)
-                h, c = torch.lstm_cell(xm[t], (h if m_h is None else h * m_h, c), w_ih, w_hh,
+                h, c = torch.lstm_cell(xs[t], (h if m_h is None else h * m_h, c), w_ih, w_hh,
                                        b_ih, b_hh)
                 outs[t] = h
             return torch.stack(outs), h, c
@@ -248,10 +250,11 @@ class _Variational:
             gates_x = gates_x + b_ih
         if self._mode == "LSTM" and b_hh is not None:
             gates_x = gates_x + b_hh  # once for all steps, not once per step
+        gates = gates_x.unbind(0)  # as above: one backward for all steps
         for t in steps:
             if fresh and t != steps[0]:
                 m_h = self._mask(h, self.recurrent_dropout)
-            h, c = self._cell(gates_x[t], h, c, w_hh, b_hh, m_h)
+            h, c = self._cell(gates[t], h, c, w_hh, b_hh, m_h)
             outs[t] = h
         return torch.stack(outs), h, c
 

@@ -40,6 +40,7 @@ from dropkit.experiments.reproduce import variance_shift  # noqa: F401
 from dropkit.experiments.reproduce import dropconnect  # noqa: F401
 from dropkit.experiments.reproduce import spatial  # noqa: F401
 from dropkit.experiments.reproduce import early_dropout  # noqa: F401
+from dropkit.experiments.reproduce import variational_rnn  # noqa: F401
 # isort: on
 from dropkit.experiments.reproduce.docs import write_docs
 from dropkit.experiments.reproduce.registry import (
