@@ -21,7 +21,8 @@ def test_list_has_one_line_per_claim(capsys) -> None:
     # registration order is the page's order, whatever an import sorter does
     assert [c.name for c in CLAIMS] == [
         "mask-statistics", "mnist5k-gap", "rate-sweep", "data-size", "mc-vs-weight-scaling",
-        "uci-boston", "variance-shift", "dropconnect", "spatial", "early-dropout"]
+        "uci-boston", "variance-shift", "dropconnect", "spatial", "early-dropout",
+        "variational-rnn"]
 
 
 def test_quick_run_of_the_fast_claims(tmp_path) -> None:

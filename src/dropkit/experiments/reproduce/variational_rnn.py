@@ -17,7 +17,7 @@ RATE = 0.25  # inputs and recurrent state alike
 
 @claim("variational-rnn",
        "variational recurrent dropout regularizes an LSTM, naive dropout does not "
-       "(Gal & Ghahramani 2016, direction)")
+       "(Gal & Ghahramani 2016, direction)", fast=True)
 def variational_rnn(quick: bool, out: Path) -> ClaimResult:
     epochs, seeds = (3, 2) if quick else (20, 3)
     base: dict[str, Any] = dict(dataset="mnist5k", hidden=128, lr=0.5, epochs=epochs,
