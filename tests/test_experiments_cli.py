@@ -66,6 +66,19 @@ def test_train_writes_its_folder(tmp_path) -> None:
                                                "curves.png"}
 
 
+def test_train_with_validation_early_stopping_and_augmentation(tmp_path) -> None:
+    out = tmp_path / "v"
+    proc = _run("train", "--epochs", "3", "--val-fraction", "0.2", "--early-stopping", "2",
+                "--min-delta", "0.001", "--augment", "shift:2", "--out", str(out), *TINY)
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert all({"val_loss", "val_error", "best_epoch", "stopped"} <= set(r) for r in rows)
+    assert (out / "best.pt").exists() and (out / "curves.png").exists()
+    config = json.loads((out / "config.json").read_text())
+    assert (config["val_fraction"], config["early_stopping"], config["augment"]) == (
+        0.2, 2, "shift:2")
+
+
 def test_train_on_the_seeded_backend_resumes(tmp_path) -> None:
     out = tmp_path / "s"
     for epochs in ("1", "2"):
@@ -89,6 +102,12 @@ def test_train_on_the_seeded_backend_resumes(tmp_path) -> None:
          "--dataset must be a classification set"),
         (["train", "--dataset", "mnist", "--data-root", "/nonexistent"], "is missing"),
         (["train", "--backend", "triton"], "invalid choice: 'triton'"),
+        (["train", "--val-fraction", "0.9"], "expected a validation fraction in [0, 0.5]"),
+        (["train", "--early-stopping", "0"], "expected patience >= 1, got 0"),
+        (["train", "--early-stopping", "3", "--epochs", "1"],
+         "--early-stopping to be None unless --val-fraction > 0"),
+        (["train", "--min-delta", "-1"], "expected a number >= 0, got -1.0"),
+        (["train", "--augment", "flip:1", "--epochs", "1"], "expected --augment as shift:K"),
     ],
 )
 def test_bad_input_is_one_line(argv, message, capsys, tmp_path) -> None:

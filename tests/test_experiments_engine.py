@@ -17,6 +17,7 @@ from dropkit.experiments.engine import (
     load_final,
     predict,
     train,
+    validation_split,
 )
 
 pytestmark = pytest.mark.slow  # trains models or runs subprocesses: make test runs it
@@ -53,6 +54,51 @@ class TestTrain:
         train(TrainConfig(epochs=1, backend="seeded", **TINY), tmp_path / "seeded",
               progress=False)
         assert _metrics(tmp_path / "torch") != _metrics(tmp_path / "seeded")
+
+    def test_the_validation_split_is_fixed_and_disjoint(self) -> None:
+        train_idx, val_idx = validation_split(300, 0.2)
+        assert len(val_idx) == 60 and len(train_idx) == 240
+        assert set(train_idx.tolist()).isdisjoint(val_idx.tolist())
+        assert set(train_idx.tolist()) | set(val_idx.tolist()) == set(range(300))
+        again = validation_split(300, 0.2)
+        assert torch.equal(again[0], train_idx) and torch.equal(again[1], val_idx)
+
+    def test_early_stopping_keeps_the_best_epoch_and_resumes_exactly(self, tmp_path) -> None:
+        cfg = dict(TINY, val_fraction=0.2, early_stopping=2, augment="shift:2", dropout=0.0,
+                   input_dropout=0.0, lr=0.5)
+        straight = train(TrainConfig(epochs=30, **cfg), tmp_path / "a", progress=False)
+        last = straight[-1]
+        assert last["stopped"] and last["epoch"] < 30  # it stopped before the budget
+        assert last["epoch"] - last["best_epoch"] == 2  # patience 2
+        assert all("val_loss" in r and "val_error" in r for r in straight)
+        best = straight[last["best_epoch"] - 1]
+        assert best["val_loss"] == min(r["val_loss"] for r in straight)
+        # the kept model is the best epoch's: its validation loss is that epoch's
+        config = TrainConfig(epochs=30, **cfg)
+        data = dataset_for(config)
+        model = load_final(config, data, tmp_path / "a")
+        _, val_idx = validation_split(300, 0.2)
+        loss, _ = evaluate(model, data.x_train[val_idx], data.y_train[val_idx], data)
+        assert loss == pytest.approx(best["val_loss"], rel=1e-6)
+        # killed after 3 epochs, resumed: the same epochs, patience and augmentation draws
+        train(TrainConfig(epochs=3, **cfg), tmp_path / "b", progress=False)
+        split = train(TrainConfig(epochs=30, **cfg), tmp_path / "b", resume=True,
+                      progress=False)
+        assert _metrics(tmp_path / "a") == _metrics(tmp_path / "b")
+        assert len(split) == len(straight)
+
+    def test_augmenting_a_data_set_without_images_is_refused(self, tmp_path) -> None:
+        with pytest.raises(UsageError, match="`augment` moves images, and data set 'boston'"):
+            train(TrainConfig(dataset="boston", augment="shift:1", epochs=1), tmp_path,
+                  progress=False)
+        assert not (tmp_path / "checkpoint.pt").exists()
+
+    def test_augmentation_is_reproducible_and_changes_training(self, tmp_path) -> None:
+        for name, augment in (("a", "shift:2"), ("b", "shift:2"), ("none", None)):
+            train(TrainConfig(epochs=2, augment=augment, **TINY), tmp_path / name,
+                  progress=False)
+        assert _metrics(tmp_path / "a") == _metrics(tmp_path / "b")
+        assert _metrics(tmp_path / "a") != _metrics(tmp_path / "none")
 
     def test_same_seed_same_numbers(self, tmp_path) -> None:
         train(TrainConfig(epochs=2, **TINY), tmp_path / "a", progress=False)
@@ -102,6 +148,13 @@ class TestTrain:
          ("dataset", "x", r"^TrainConfig: expected `dataset` to be one of mnist5k"),
          ("backend", "auto", r"^TrainConfig: expected `backend` to be one of torch, seeded, "
                              r"got backend='auto'"),
+         ("val_fraction", 0.7, r"^TrainConfig: expected `val_fraction` to be a fraction"),
+         ("early_stopping", 3, r"^TrainConfig: expected `early_stopping` to be None unless "
+                               r"`val_fraction` > 0"),
+         ("early_stopping", 0, r"^TrainConfig: expected `early_stopping` to be None or a "
+                               r"patience"),
+         ("min_delta", -0.1, r"^TrainConfig: expected `min_delta` to be a number >= 0"),
+         ("augment", "flip:1", r"^parse_augment: expected `augment` as shift:K"),
          ("schedule", "wobble:1", r"^parse_schedule: expected `schedule` as NAME:ARGS"),
          ("schedule", "early:2,3", r"^parse_schedule: `schedule` 'early:2,3': early: expected")],
     )

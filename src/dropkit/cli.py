@@ -64,6 +64,8 @@ def _float_where(what: str, bound: str, ok: Callable[[float], bool]) -> Callable
 
 _rate = _float_where("a drop probability", "in [0, 1)", lambda v: 0 <= v < 1)
 _positive_float = _float_where("a number", "> 0", lambda v: v > 0)
+_nonnegative_float = _float_where("a number", ">= 0", lambda v: v >= 0)
+_fraction = _float_where("a validation fraction", "in [0, 0.5]", lambda v: 0 <= v <= 0.5)
 
 
 _seed = _int_at_least(0, "seed")
@@ -132,6 +134,17 @@ def build_parser() -> argparse.ArgumentParser:
                        f"({', '.join(SCHEDULES)})")
     train.add_argument("--resume", action="store_true",
                        help="continue the run in --out from its last checkpoint")
+    train.add_argument("--val-fraction", type=_fraction, default=None, metavar="F",
+                       help="hold out this fraction of the training split for validation "
+                       "(a fixed split; default: 0)")
+    train.add_argument("--early-stopping", type=_int_at_least(1, "patience"), default=None,
+                       metavar="PATIENCE", help="stop after PATIENCE epochs without a lower "
+                       "validation loss, keep the best epoch's weights (needs --val-fraction)")
+    train.add_argument("--min-delta", type=_nonnegative_float, default=None,
+                       help="the least decrease of validation loss that counts (0)")
+    train.add_argument("--augment", default=None, metavar="SPEC",
+                       help="augment the training images: shift:K, rotate:DEG or both "
+                       "joined by + (e.g. shift:2)")
     train.add_argument("--backend", choices=("torch", "seeded"), default="torch",
                        help="dropout backend; seeded: masks from a SeedPlan of (seed, step), "
                        "exact across resume and activation checkpointing (default: torch)")

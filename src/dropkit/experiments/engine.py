@@ -31,7 +31,9 @@ from torch import Tensor, nn
 from dropkit import models, schedules
 from dropkit._trace import only_training
 from dropkit.errors import UsageError
+from dropkit.experiments.augment import Augment, augment, parse_augment
 from dropkit.experiments.data import DATASETS, Dataset, load_dataset
+from dropkit.experiments.early_stopping import EarlyStopping
 from dropkit.experiments.io import atomic_torch_save, atomic_write_text, check_writable_dir
 from dropkit.mask import bernoulli_mask
 from dropkit.models import MODELS
@@ -40,9 +42,11 @@ from dropkit.seed_plan import SeedPlan
 from dropkit.sites import dropout_sites
 
 __all__ = ["TrainConfig", "train", "train_seeds", "prepare", "dataset_for", "build_model",
-           "evaluate", "RunOptions", "predict", "load_final", "MODELS"]
+           "evaluate", "RunOptions", "predict", "load_final", "MODELS", "validation_split"]
 
 CHECKPOINT = "checkpoint.pt"
+BEST = "best.pt"  # the best epoch's weights under early stopping
+VAL_SPLIT_SEED = 20141  # one validation split for every run and seed of a data set
 BACKENDS = ("torch", "seeded")
 METRICS = "metrics.jsonl"
 
@@ -69,6 +73,10 @@ class TrainConfig:
     # "torch": masks from one generator per rank, its state saved in the checkpoint;
     # "seeded": the seeded backend, masks from a SeedPlan (the checkpoint saves the step)
     backend: str = "torch"
+    val_fraction: float = 0.0  # carved from the training split (a fixed split), never test
+    early_stopping: int | None = None  # patience in epochs on validation loss
+    min_delta: float = 0.0  # the least decrease of validation loss that counts
+    augment: str | None = None  # e.g. "shift:2" (dropkit.experiments.augment)
 
     def validate(self) -> None:
         """Raise a :class:`~dropkit.errors.UsageError` naming the first bad field."""
@@ -94,6 +102,19 @@ class TrainConfig:
             raise bad("lr", "a learning rate > 0")
         if self.backend not in BACKENDS:
             raise bad("backend", f"one of {', '.join(BACKENDS)}")
+        if isinstance(self.val_fraction, bool) or not 0.0 <= self.val_fraction <= 0.5:
+            raise bad("val_fraction", "a fraction of the training split in [0, 0.5]")
+        if self.early_stopping is not None:
+            value = self.early_stopping
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise bad("early_stopping", "None or a patience, an int >= 1")
+            if self.val_fraction <= 0:
+                raise bad("early_stopping", "None unless `val_fraction` > 0 gives a validation "
+                          "split to watch")
+        if isinstance(self.min_delta, bool) or not self.min_delta >= 0:
+            raise bad("min_delta", "a number >= 0")
+        if self.augment:
+            parse_augment(self.augment)
         if self.schedule:
             schedules.parse_schedule(self.schedule)
 
@@ -194,6 +215,11 @@ class _Run:
     g_data: torch.Generator  # data order, the same on every rank
     history: list[dict[str, Any]]
     plan: SeedPlan | None = None  # dropout masks from (seed, step) (backend "seeded")
+    x_val: Tensor | None = None  # the validation split, carved from the training split
+    y_val: Tensor | None = None
+    early: EarlyStopping | None = None
+    aug: Augment | None = None
+    g_aug: torch.Generator | None = None  # augmentation draws, the same on every rank
 
 
 def _open_run(config: TrainConfig, out: Path, resume: bool, data: Dataset | None,
@@ -210,19 +236,29 @@ def _open_run(config: TrainConfig, out: Path, resume: bool, data: Dataset | None
     data = data if data is not None else dataset_for(config)
     device = torch.device(f"cuda:{ctx.rank % torch.cuda.device_count()}"
                           if torch.cuda.is_available() else "cpu")
+    if config.augment and data.image_shape is None:
+        raise UsageError(f"train: `augment` moves images, and data set {config.dataset!r} has "
+                         "none", "augment")
     size = config.train_size if config.train_size is not None else len(data.x_train)
+    train_idx, val_idx = validation_split(size, config.val_fraction)
     torch.manual_seed(config.seed)  # initial weights
     g_drop = torch.Generator(device=device).manual_seed(config.seed * 1_000_003 + 7 + ctx.rank)
     model = build_model(config, data, g_drop).to(device)
     run = _Run(
         config, out, ctx, data, device,
-        data.x_train[:size].to(device), data.y_train[:size].to(device),
+        data.x_train[train_idx].to(device), data.y_train[train_idx].to(device),
         data.x_test.to(device), data.y_test.to(device),
         model, model, torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum),
         DropoutScheduler(model, schedules.parse_schedule(config.schedule))
         if config.schedule else None,
         g_drop, torch.Generator().manual_seed(config.seed), [],
         SeedPlan(model, config.seed) if config.backend == "seeded" else None,
+        data.x_train[val_idx].to(device) if len(val_idx) else None,
+        data.y_train[val_idx].to(device) if len(val_idx) else None,
+        EarlyStopping(config.early_stopping, config.min_delta)
+        if config.early_stopping is not None else None,
+        parse_augment(config.augment) if config.augment else None,
+        torch.Generator().manual_seed(config.seed * 7_919 + 3) if config.augment else None,
     )
     if resume and (out / CHECKPOINT).exists():
         _restore(run, log)
@@ -241,6 +277,15 @@ def _open_run(config: TrainConfig, out: Path, resume: bool, data: Dataset | None
     return run
 
 
+def validation_split(size: int, fraction: float) -> tuple[Tensor, Tensor]:
+    """Indices of the first ``size`` training examples for training and for validation:
+    ``round(fraction * size)`` of them, drawn with a fixed seed, so every run and seed of
+    a data set validates on the same examples (and the test split is never touched)."""
+    order = torch.randperm(size, generator=torch.Generator().manual_seed(VAL_SPLIT_SEED))
+    n_val = round(fraction * size)
+    return order[n_val:].sort().values, order[:n_val].sort().values
+
+
 def _restore(run: _Run, log: Callable[[str], None]) -> None:
     """Continue from the checkpoint: weights, optimiser, schedule, every random stream."""
     state = torch.load(run.out / CHECKPOINT, map_location=run.device, weights_only=True)
@@ -255,6 +300,10 @@ def _restore(run: _Run, log: Callable[[str], None]) -> None:
     if run.plan is not None:  # every rank's masks follow from (seed, step)
         run.plan.load_state_dict(state["seed_plan"])
     run.g_data.set_state(state["rng"]["data"].cpu())
+    if run.g_aug is not None:
+        run.g_aug.set_state(state["rng"]["augment"].cpu())
+    if run.early is not None:
+        run.early = EarlyStopping.from_state(state["early_stopping"])
     torch.set_rng_state(state["rng"]["torch"].cpu())
     run.history = list(state["history"])
     if run.ctx.main:
@@ -272,7 +321,11 @@ def _epoch(run: _Run, epoch: int) -> dict[str, Any]:
     total, count = 0.0, 0
     for i in range(0, len(order), per_rank):
         idx = order[i : i + per_rank]
-        loss = _loss(run.net(run.x_train[idx]), run.y_train[idx], run.data)
+        x = run.x_train[idx]
+        if run.aug is not None and run.g_aug is not None:
+            assert run.data.image_shape is not None
+            x = augment(x, run.data.image_shape, run.aug, run.g_aug)
+        loss = _loss(run.net(x), run.y_train[idx], run.data)
         run.opt.zero_grad(set_to_none=True)
         loss.backward()
         run.opt.step()
@@ -284,6 +337,10 @@ def _epoch(run: _Run, epoch: int) -> dict[str, Any]:
     if run.sched is not None:
         run.sched.step()
     record: dict[str, Any] = {"epoch": epoch, "train_loss": total / max(count, 1)}
+    if run.x_val is not None and run.y_val is not None:
+        # every rank computes it (the weights are the same), so all stop together
+        record["val_loss"], record["val_error"] = evaluate(run.model, run.x_val, run.y_val,
+                                                           run.data)
     if ctx.main and (epoch % config.eval_every == 0 or epoch == config.epochs):
         record["eval_train_loss"], record["train_error"] = evaluate(
             run.model, run.x_train, run.y_train, run.data)
@@ -317,7 +374,14 @@ def train(
         bar = tqdm(total=config.epochs, initial=len(run.history),
                    desc=run.out.name or "train", unit="epoch", leave=False)
     for epoch in range(len(run.history) + 1, config.epochs + 1):
+        if run.early is not None and run.early.stopped:
+            break  # a resumed run that had already stopped
         record = _epoch(run, epoch)
+        if run.early is not None:
+            record["stopped"] = run.early.update(epoch, record["val_loss"])
+            record["best_epoch"] = run.early.best_epoch
+            if run.early.improved_at(epoch) and run.ctx.main:
+                atomic_torch_save(run.out / BEST, run.model.state_dict())
         run.history.append(record)
         _save(run)
         if bar is not None:
@@ -325,24 +389,35 @@ def train(
             if "test_error" in record:
                 bar.set_postfix(train_err=f"{record['train_error']:.4f}",
                                 test_err=f"{record['test_error']:.4f}")
+        if record.get("stopped"):
+            break
     if bar is not None:
         bar.close()
     if run.ctx.world > 1:
         dist.barrier()
+    if run.early is not None and (run.out / BEST).exists():
+        # the best epoch's weights, as load_final gives them
+        run.model.load_state_dict(torch.load(run.out / BEST, map_location=run.device,
+                                             weights_only=True))
     return run.history
 
 
 def load_final(config: TrainConfig, data: Dataset, out: str | os.PathLike[str],
                generator: torch.Generator | None = None) -> nn.Module:
-    """The trained network of the run in ``out``, from its checkpoint; its dropout layers
-    draw from ``generator`` (default: one seeded with ``config.seed``)."""
+    """The trained network of the run in ``out``, from its checkpoint (with early stopping:
+    the best epoch's weights); its dropout layers draw from ``generator`` (default: one
+    seeded with ``config.seed``)."""
     path = Path(out) / CHECKPOINT
     if not path.exists():
         raise FileNotFoundError(f"load_final: expected a checkpoint at {path}, found none")
     if generator is None:
         generator = torch.Generator().manual_seed(config.seed)
     model = build_model(config, data, generator)
-    model.load_state_dict(torch.load(path, weights_only=True)["model"])
+    best = Path(out) / BEST
+    if config.early_stopping is not None and best.exists():
+        model.load_state_dict(torch.load(best, weights_only=True))
+    else:
+        model.load_state_dict(torch.load(path, weights_only=True)["model"])
     return model
 
 
@@ -428,7 +503,9 @@ def _save(run: _Run) -> None:
         "optimizer": run.opt.state_dict(),
         "scheduler": run.sched.state_dict() if run.sched is not None else None,
         "rng": {"dropout": drop_states, "data": run.g_data.get_state(),
-                "torch": torch.get_rng_state()},
+                "torch": torch.get_rng_state(),
+                **({"augment": run.g_aug.get_state()} if run.g_aug is not None else {})},
+        "early_stopping": run.early.state_dict() if run.early is not None else None,
         "seed_plan": run.plan.state_dict() if run.plan is not None else None,
         "history": run.history,
     })

@@ -15,9 +15,17 @@ __all__ = ["run_train", "plot_history"]
 
 def plot_history(history: list[dict], path: Path, title: str) -> Path:
     fig, ax = plt().subplots(figsize=(6.5, 4))
-    epochs = [r["epoch"] for r in history]
-    ax.plot(epochs, [r["test_error"] for r in history], label="test error")
-    ax.plot(epochs, [r["train_error"] for r in history], ls="--", label="train error")
+    scored = [r for r in history if "test_error" in r]
+    epochs = [r["epoch"] for r in scored]
+    ax.plot(epochs, [r["test_error"] for r in scored], label="test error")
+    ax.plot(epochs, [r["train_error"] for r in scored], ls="--", label="train error")
+    if all("val_error" in r for r in history):
+        ax.plot([r["epoch"] for r in history], [r["val_error"] for r in history], ls=":",
+                label="validation error")
+    if "best_epoch" in history[-1]:  # early stopping: the epoch whose weights are kept
+        best = history[-1]["best_epoch"]
+        stop = " (stopped)" if history[-1].get("stopped") else ""
+        ax.axvline(best, color="0.4", lw=1, label=f"best epoch {best}{stop}")
     ax.set_xlabel("epoch")
     ax.set_ylabel("error")
     ax.set_title(title)
