@@ -7,6 +7,7 @@ Run::
     dropkit train --dropout 0.5 --epochs 60 --out runs/a [--resume]
     dropkit sweep --rates 0 0.2 0.5 0.8    # test error against p
     dropkit uncertainty                    # MC dropout: calibration, OOD, error vs samples
+    dropkit ensemble --members 5           # a deep ensemble beside one dropout network
     torchrun --nproc_per_node=2 -m dropkit train --out runs/ddp
 
 Bad arguments exit with status 2 and one line on stderr, never a traceback: the parser's
@@ -173,6 +174,17 @@ def build_parser() -> argparse.ArgumentParser:
     unc.add_argument("--samples", type=_int_at_least(2, "number of samples"), default=100,
                      help="Monte Carlo samples T (default: 100)")
     unc.add_argument("--seed", type=_seed, default=0, help="random seed (default: 0)")
+    ens = commands.add_parser(
+        "ensemble", help="a deep ensemble beside one dropout network (Lakshminarayanan 2017)",
+        description="Train M networks without dropout (seeds 0..M-1) and one with dropout; "
+        "compare the ensemble's averaged probabilities with the dropout network's weight "
+        "scaling and MC averaging of M passes: error, NLL, Brier, ECE and cost.",
+    )
+    _common(ens, epochs=20, out="runs/ensemble")
+    ens.add_argument("--members", type=_int_at_least(2, "number of members"), default=5,
+                     help="ensemble members M (default: 5)")
+    ens.add_argument("--dropout", type=_rate, default=0.5, help="hidden drop rate (0.5)")
+    ens.add_argument("--input-dropout", type=_rate, default=0.2, help="input drop rate (0.2)")
     rep = commands.add_parser(
         "reproduce", help="measure classic claims about dropout against their papers",
         description="Run classic claims about dropout and set dropkit's numbers "
@@ -213,7 +225,7 @@ def _run(args: argparse.Namespace) -> None:
         run_reproduce(args.claims, quick=args.quick, out=args.out, docs=docs)
         return
     progress = not args.no_progress
-    if args.command in ("compare", "sweep", "uncertainty"):
+    if args.command in ("compare", "sweep", "uncertainty", "ensemble"):
         from dropkit.experiments.engine import RunOptions
 
         options = RunOptions(dataset=args.dataset, model=args.model, epochs=args.epochs,
@@ -231,6 +243,11 @@ def _run(args: argparse.Namespace) -> None:
 
         run_uncertainty(options, samples=args.samples, seed=args.seed, dropout=args.dropout,
                         input_dropout=args.input_dropout)
+    elif args.command == "ensemble":
+        from dropkit.experiments.ensemble import run_ensemble
+
+        run_ensemble(options, members=args.members, dropout=args.dropout,
+                     input_dropout=args.input_dropout)
     elif args.command == "train":
         from dropkit.experiments.train import run_train
 

@@ -93,5 +93,24 @@ def print_table(header: Sequence[str], rows: Sequence[Sequence[Any]],
         log("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
 
 
+def reliability_diagram(calibrations: dict[str, Any], path: Path) -> Path:
+    """Accuracy against confidence per bin for each predictor (a
+    :class:`dropkit.uncertainty.Calibration` each), beside the diagonal."""
+    fig, ax = plt().subplots(figsize=(5.5, 5))
+    first = next(iter(calibrations.values()))
+    edges = first.bin_edges.numpy()
+    centers = (edges[:-1] + edges[1:]) / 2
+    width = float(edges[1] - edges[0]) / (len(calibrations) + 1)
+    offset = (len(calibrations) - 1) / 2
+    for i, (name, cal) in enumerate(calibrations.items()):
+        ax.bar(centers + (i - offset) * width, cal.accuracy.nan_to_num(0).numpy(), width,
+               label=f"{name} (ECE {cal.ece:.3f})", alpha=0.75)
+    ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
+    ax.set_xlabel("confidence")
+    ax.set_ylabel("accuracy")
+    ax.legend(fontsize=8)
+    return save_figure(fig, path)
+
+
 def pct(x: float) -> str:
     return "n/a" if math.isnan(x) else f"{100 * x:.2f}%"

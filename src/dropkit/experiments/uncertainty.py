@@ -24,7 +24,14 @@ from dropkit.errors import UsageError
 from dropkit.experiments.data import Dataset
 from dropkit.experiments.engine import RunOptions, build_model, train
 from dropkit.experiments.io import atomic_write_json
-from dropkit.experiments.report import mean_spread, plt, print_table, save_figure, write_report
+from dropkit.experiments.report import (
+    mean_spread,
+    plt,
+    print_table,
+    reliability_diagram,
+    save_figure,
+    write_report,
+)
 from dropkit.mc import mc_predict
 
 __all__ = ["run_uncertainty", "error_vs_samples", "KS"]
@@ -114,7 +121,8 @@ def run_uncertainty(
     curve = error_vs_samples(mc, y)
     det_error = (det.argmax(-1) != y).double().mean().item()
     figures = [
-        (_reliability(cal_det, cal_mc, out), "Reliability diagram"),
+        (reliability_diagram({"weight scaling": cal_det, "MC dropout": cal_mc},
+                             out / "reliability.png"), "Reliability diagram"),
         (_histograms(scores, out), "Uncertainty of test digits vs out-of-distribution inputs"),
         (_error_curve(curve, det_error, out), "Test error against the number of MC samples k"),
     ]
@@ -163,21 +171,6 @@ def run_uncertainty(
         log(line)
     log(f"report: {report}")
     return payload
-
-
-def _reliability(det: U.Calibration, mc: U.Calibration, out: Path) -> Path:
-    fig, ax = plt().subplots(figsize=(5, 5))
-    centers = (det.bin_edges[:-1] + det.bin_edges[1:]) / 2
-    width = float(det.bin_edges[1] - det.bin_edges[0])
-    ax.bar(centers - width / 4, det.accuracy.nan_to_num(0), width / 2,
-           label=f"weight scaling (ECE {det.ece:.3f})", alpha=0.7)
-    ax.bar(centers + width / 4, mc.accuracy.nan_to_num(0), width / 2,
-           label=f"MC dropout (ECE {mc.ece:.3f})", alpha=0.7)
-    ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
-    ax.set_xlabel("confidence")
-    ax.set_ylabel("accuracy")
-    ax.legend(fontsize=8)
-    return save_figure(fig, out / "reliability.png")
 
 
 def _histograms(scores: dict[str, tuple[torch.Tensor, torch.Tensor]], out: Path) -> Path:
