@@ -41,6 +41,8 @@ from dropkit.experiments.reproduce import dropconnect  # noqa: F401
 from dropkit.experiments.reproduce import spatial  # noqa: F401
 from dropkit.experiments.reproduce import early_dropout  # noqa: F401
 from dropkit.experiments.reproduce import variational_rnn  # noqa: F401
+from dropkit.experiments.reproduce import early_stopping  # noqa: F401
+from dropkit.experiments.reproduce import augmentation  # noqa: F401
 # isort: on
 from dropkit.experiments.reproduce.docs import write_docs
 from dropkit.experiments.reproduce.registry import (
