@@ -32,6 +32,15 @@ def test_compare_returns_what_it_writes(tmp_path) -> None:
     assert payload["settings"]["train examples"] == 200
 
 
+def test_compare_with_a_validation_split_plots_its_curves(tmp_path) -> None:
+    options = RunOptions(dataset="digits", epochs=3, out=tmp_path, progress=False,
+                         log=lambda *_: None, overrides={**TINY, "val_fraction": 0.25})
+    payload = run_compare(options, seeds=1, rates=("0", "0.2/0.5"))
+    for r in payload["results"]:
+        assert len(r["curves"]["val_loss"]) == len(r["curves"]["val_error"]) == 3
+    assert payload["settings"]["train examples"] == 150  # 200 less the validation quarter
+
+
 def test_sweep_one_network_per_rate(tmp_path) -> None:
     payload = run_sweep(_options(tmp_path), rates=(0.0, 0.5), seeds=1)
     assert payload["rates"] == [0.0, 0.5] and len(payload["results"]) == 2

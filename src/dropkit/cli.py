@@ -89,6 +89,9 @@ def _common(p: argparse.ArgumentParser, *, epochs: int, out: str) -> None:
                    help="units per hidden layer (1024)")
     p.add_argument("--train-size", type=_int_at_least(1, "number of examples"), default=None,
                    help="use only the first N training examples")
+    p.add_argument("--val-fraction", type=_fraction, default=None, metavar="F",
+                   help="hold out this fraction of the training split for validation, "
+                   "curves and early stopping (a fixed split; default: 0)")
     p.add_argument("--data-root", default=None, help="folder of IDX files (mnist, fashion-mnist)")
     p.add_argument("--download", action="store_true",
                    help="download missing IDX files (checked against SHA-256)")
@@ -135,9 +138,6 @@ def build_parser() -> argparse.ArgumentParser:
                        f"({', '.join(SCHEDULES)})")
     train.add_argument("--resume", action="store_true",
                        help="continue the run in --out from its last checkpoint")
-    train.add_argument("--val-fraction", type=_fraction, default=None, metavar="F",
-                       help="hold out this fraction of the training split for validation "
-                       "(a fixed split; default: 0)")
     train.add_argument("--early-stopping", type=_int_at_least(1, "patience"), default=None,
                        metavar="PATIENCE", help="stop after PATIENCE epochs without a lower "
                        "validation loss, keep the best epoch's weights (needs --val-fraction)")
@@ -203,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    keys = ("lr", "batch_size", "hidden", "train_size", "data_root")
+    keys = ("lr", "batch_size", "hidden", "train_size", "data_root", "val_fraction")
     out = {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
     if getattr(args, "download", False):
         out["download"] = True

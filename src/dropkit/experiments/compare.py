@@ -19,7 +19,7 @@ from typing import Any
 from dropkit._checks import check_int
 from dropkit.errors import UsageError
 from dropkit.experiments.data import Dataset
-from dropkit.experiments.engine import RunOptions, TrainConfig, train_seeds
+from dropkit.experiments.engine import RunOptions, TrainConfig, train_seeds, validation_split
 from dropkit.experiments.io import atomic_write_json
 from dropkit.experiments.report import mean_spread, pct, plt, print_table, save_figure, write_report
 
@@ -90,9 +90,12 @@ def run_grid(
 
 def summarize(spec: RateSpec, histories: list[list[dict[str, Any]]]) -> dict[str, Any]:
     final = [h[-1] for h in histories]
+    keys = ["train_error", "test_error", "eval_train_loss", "test_loss"]
+    if all("val_loss" in r for h in histories for r in h):  # a validation split was held out
+        keys += ["val_error", "val_loss"]
     curves = {
         key: [sum(h[e][key] for h in histories) / len(histories) for e in range(len(histories[0]))]
-        for key in ("train_error", "test_error", "eval_train_loss", "test_loss")
+        for key in keys
     }
     return {
         "label": spec.label, "input_dropout": spec.input, "dropout": spec.hidden,
@@ -112,13 +115,23 @@ def _curves(results: list[dict[str, Any]], out: Path, key: str, ylabel: str) -> 
         epochs = range(1, len(r["curves"][test_key]) + 1)
         ax.plot(epochs, r["curves"][test_key], color=color, label=f"{r['label']}: test")
         ax.plot(epochs, r["curves"][train_key], color=color, ls="--", label=f"{r['label']}: train")
+        val = r["curves"].get(f"val_{key}")
+        if val is not None:
+            ax.plot(epochs, val, color=color, ls=":", label=f"{r['label']}: validation")
+            # where early stopping on the mean validation loss would keep the weights
+            losses = r["curves"]["val_loss"]
+            best = 1 + min(range(len(losses)), key=losses.__getitem__)
+            ax.axvline(best, color=color, lw=0.8, alpha=0.6)
     ax.set_xlabel("epoch")
     ax.set_ylabel(ylabel)
     if key == "error":
         ax.set_yscale("symlog", linthresh=0.01)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    ax.set_title(f"Train (dashed) and test (solid) {key}: the gap is overfitting")
+    title = f"Train (dashed) and test (solid) {key}: the gap is overfitting"
+    if any("val_loss" in r["curves"] for r in results):
+        title += "\nvalidation dotted; vertical line: least validation loss"
+    ax.set_title(title, fontsize=10)
     return save_figure(fig, out / f"{key}_curves.png")
 
 
@@ -162,7 +175,8 @@ def run_compare(
         (_curves(results, out, "error", "error rate"), "Learning curves: error per epoch"),
         (_curves(results, out, "loss", "cross-entropy"), "Learning curves: loss per epoch"),
     ]
-    n_train = min(base.train_size or len(data.x_train), len(data.x_train))
+    size = min(base.train_size or len(data.x_train), len(data.x_train))
+    n_train = len(validation_split(size, base.val_fraction)[0])  # less the validation split
     reading = _reading(results, n_train, len(data.x_test))
     settings = {k: v for k, v in asdict(base).items() if k not in ("dropout", "input_dropout")}
     settings = {**settings, "seeds": seeds, "rates": list(rates),
