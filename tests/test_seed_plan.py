@@ -161,3 +161,14 @@ def test_two_gloo_ranks_share_the_masks_of_shared_sites_only(tmp_path: Path) -> 
             for ours in (a, b):
                 for site in ("1", "3"):
                     assert torch.equal(ours["world"][site][step], ours["rerun"][site][step])
+
+
+def test_a_transformers_model_is_refused_with_its_sites_named() -> None:
+    """Its dropout draws inside transformers' code, from torch's global generator."""
+    pytest.importorskip("transformers")
+    from foreign import bert
+
+    model = bert(attention=0.1, hidden=0.1)
+    with pytest.raises(ValueError, match=r"cannot seed 'bert.embeddings.dropout' \(Dropout, "
+                                         r"module\), .*no plan can give them a stream"):
+        SeedPlan(model, seed=0)
