@@ -94,6 +94,11 @@ def _context(first_line: str, tmp: Path) -> dict[str, object]:
         batches = [(x, torch.randint(0, 10, (8,))) for _ in range(2)]
         return {"dropkit": dropkit, "torch": torch, "model": model, "batches": batches,
                 "opt": torch.optim.SGD(model.parameters(), lr=0.1), "path": tmp / "run.pt"}
+    if first_line.startswith("from dropkit import acquisition"):
+        model = torch.nn.Sequential(torch.nn.Linear(784, 10), dn.Dropout(0.5))
+        pool = torch.randn(40, 784)
+        loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(pool), batch_size=16)
+        return {"dropkit": dropkit, "model": model, "pool": pool, "pool_loader": loader}
     if first_line.startswith("from dropkit.integrations.lightning import"):
         return _lightning_context()
     if first_line.startswith("from dropkit.integrations.transformers import"):

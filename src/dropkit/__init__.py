@@ -7,12 +7,13 @@ reference with forward and backward in :mod:`dropkit.reference`, one registry of
 control (:func:`find_dropout`, :func:`set_rate`, :mod:`dropkit.schedules`,
 :class:`DropoutScheduler`), diagnostics of the classic pitfalls (:func:`diagnose`,
 :func:`variance_shift`, :func:`inference_guard`), and Monte Carlo dropout
-(:func:`mc_mode`, :func:`mc_predict`, :func:`patch`, :mod:`dropkit.uncertainty`).
+(:func:`mc_mode`, :func:`mc_predict`, :func:`patch`, :mod:`dropkit.uncertainty`,
+:mod:`dropkit.acquisition` for active learning).
 Masks survive recomputation: ``torch.utils.checkpoint`` replays the forward's masks, and
 :class:`SeedPlan` makes every step's masks a function of (seed, step) alone.
 """
 
-from dropkit import functional, mask, nn, schedules, uncertainty
+from dropkit import acquisition, functional, mask, nn, schedules, uncertainty
 from dropkit.diagnostics import Finding, diagnose, inference_guard, variance_shift
 from dropkit.mc import mc_mode, mc_predict
 from dropkit.nn.concrete_dropout import concrete_regularization
@@ -30,6 +31,7 @@ __all__ = [
     "SeedPlan",
     "Site",
     "__version__",
+    "acquisition",
     "concrete_regularization",
     "diagnose",
     "dropout_sites",
