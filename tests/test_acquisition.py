@@ -144,6 +144,13 @@ def test_score_pool_streams_batches_through_mc_predict() -> None:
     assert not model.training  # modes untouched
 
 
+def test_consistent_pool_scores_do_not_depend_on_the_batching() -> None:
+    model, pool = _model(), torch.randn(30, 6, generator=torch.Generator().manual_seed(2))
+    a = A.score_pool(model, pool, "bald", samples=6, batch_size=7, consistent=11)
+    b = A.score_pool(model, pool, "bald", samples=6, batch_size=30, consistent=11)
+    assert torch.allclose(a, b, atol=1e-6)  # the same six networks for every point
+
+
 def test_score_pool_takes_a_dataloader_of_pairs() -> None:
     model = _model()
     data = torch.utils.data.TensorDataset(torch.randn(20, 6), torch.zeros(20))
@@ -153,7 +160,7 @@ def test_score_pool_takes_a_dataloader_of_pairs() -> None:
 
 
 def test_score_pool_refuses_batchbald_and_bad_names() -> None:
-    with pytest.raises(ValueError, match="BatchBALD needs consistent samples"):
+    with pytest.raises(ValueError, match="BatchBALD is not a per-point score"):
         A.score_pool(_model(), torch.randn(4, 6), "batchbald")
     with pytest.raises(ValueError, match="expected `acquisition` to be one of"):
         A.score_pool(_model(), torch.randn(4, 6), "entropy")

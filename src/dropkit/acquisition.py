@@ -187,28 +187,33 @@ def _inputs(pool: Tensor | Iterable[Any], batch_size: int) -> Iterable[Any]:
 
 def score_pool(model: nn.Module, pool: Tensor | Iterable[Any], acquisition: str = "bald",
                samples: int = 20, *, batch_size: int = 256, strategy: str = "auto",
-               output: Any = None) -> Tensor:
+               output: Any = None, consistent: bool | int = False) -> Tensor:
     """The acquisition score of every pool point, ``(N,)``, streamed batch by batch.
 
     Each batch goes through :func:`dropkit.mc_predict` (``samples`` passes, the model's
     modes and buffers untouched) and only its scores are kept, never the whole pool's
     samples. ``pool`` is a tensor (split into ``batch_size`` rows) or an iterable such as
     a ``DataLoader`` of inputs or of ``(input, target)`` pairs. ``acquisition`` is a name
-    in :data:`SCORES`. BatchBALD is not a per-point score: it needs the candidates'
-    probabilities drawn as one network per sample for every point, which this does not
-    draw; it is refused rather than approximated.
+    in :data:`SCORES`. With ``consistent`` (True or a seed) every batch is scored by the
+    same T networks (:mod:`dropkit.consistent`). BatchBALD is not a per-point score: draw
+    its candidates' probabilities with ``mc_predict(model, candidates, T,
+    consistent=seed)`` and call :func:`batchbald`.
     """
     from dropkit.mc import mc_predict  # the acquisition functions need no model code
 
     if acquisition not in SCORES:
-        extra = (" (BatchBALD needs consistent samples over the candidates; call "
-                 "batchbald on their probabilities)" if acquisition == "batchbald" else "")
+        extra = (" (BatchBALD is not a per-point score: call batchbald on the candidates' "
+                 "mc_predict(..., consistent=seed) probabilities)"
+                 if acquisition == "batchbald" else "")
         raise ValueError(f"score_pool: expected `acquisition` to be one of {list(SCORES)}, "
                          f"got acquisition={acquisition!r}{extra}")
     samples = check_int("score_pool", samples, "samples", 2)
     batch_size = check_int("score_pool", batch_size, "batch_size", 1)
     score = SCORES[acquisition]
-    parts = [score(mc_predict(model, x, samples, strategy=strategy, output=output).softmax(-1))
+    if consistent is True:  # one seed for the whole pool: the same networks in every batch
+        consistent = int(torch.randint(0, 2**31, ()))
+    parts = [score(mc_predict(model, x, samples, strategy=strategy, output=output,
+                              consistent=consistent).softmax(-1))
              for x in _inputs(pool, batch_size)]
     if not parts:
         raise ValueError("score_pool: the pool is empty")

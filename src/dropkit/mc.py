@@ -304,6 +304,7 @@ def mc_predict(
     strategy: str = "auto",
     chunk_size: int | None = None,
     output: Output = None,
+    consistent: bool | int = False,
 ) -> Tensor:
     """Draw ``samples`` stochastic forward passes of ``model`` on ``x``.
 
@@ -329,6 +330,12 @@ def mc_predict(
         output: which tensor of a structured output to sample: a key or attribute name
             (``"logits"``) or a callable ``output -> Tensor``. Default None: a tensor
             output as is, the ``logits`` of a ``ModelOutput`` or mapping.
+        consistent: make sample t one network for every input (one mask per site for
+            the whole batch, :mod:`dropkit.consistent`), as BatchBALD needs. An int is
+            the seed: the same seed gives the same T networks in every call, so a pool
+            scored in batches sees one set of networks; True draws a seed from torch's
+            global generator. Runs T passes; refuses, by name, a site that cannot share
+            its draw. Default: False.
 
     Returns:
         ``(samples, *selected_output.shape)``.
@@ -347,6 +354,13 @@ def mc_predict(
     if output is not None and not (isinstance(output, str) or callable(output)):
         raise TypeError(f"mc_predict: expected `output` to be None, a str or a callable, "
                         f"got {type(output).__name__}")
+    if isinstance(consistent, bool):
+        seed = int(torch.randint(0, 2**31, ())) if consistent else None
+    else:
+        seed = check_int("mc_predict", consistent, "consistent", 0, 2**31)
+    if seed is not None and strategy not in ("auto", "loop"):
+        raise ValueError(f"mc_predict: consistent sampling runs one network per pass "
+                         f"(strategy 'loop'), got strategy={strategy!r}")
     split_inputs("mc_predict", x)  # a bad input fails here, before any pass
     sites, prefix = discover(model, x)
     active = [s for s in sites if s.rate > 0]
@@ -355,6 +369,17 @@ def mc_predict(
             "mc_predict: the model has no dropout to sample (none present, or every rate "
             "is 0): Monte Carlo samples would all be equal"
         )
+    if seed is not None:
+        from dropkit.consistent import check_sites, consistent_passes
+
+        hooked, own = check_sites(active)
+        first = next(model.parameters(), None)
+        device = first.device if first is not None else torch.device("cpu")
+        with torch.no_grad(), only_training(model, own):
+            out = consistent_passes(lambda: _forward(model, x, output), hooked, own, samples,
+                                    seed, device)
+        _check_differ(out, active)
+        return out
     if strategy == "batch":
         for s in active:
             problem = _batch_problem(s)
