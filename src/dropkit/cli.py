@@ -8,6 +8,7 @@ Run::
     dropkit sweep --rates 0 0.2 0.5 0.8    # test error against p
     dropkit uncertainty                    # MC dropout: calibration, OOD, error vs samples
     dropkit ensemble --members 5           # a deep ensemble beside one dropout network
+    dropkit active --acquisition bald random   # active learning: test error against labels
     torchrun --nproc_per_node=2 -m dropkit train --out runs/ddp
 
 Bad arguments exit with status 2 and one line on stderr, never a traceback: the parser's
@@ -185,6 +186,28 @@ def build_parser() -> argparse.ArgumentParser:
                      help="ensemble members M (default: 5)")
     ens.add_argument("--dropout", type=_rate, default=0.5, help="hidden drop rate (0.5)")
     ens.add_argument("--input-dropout", type=_rate, default=0.2, help="input drop rate (0.2)")
+    act = commands.add_parser(
+        "active", help="active learning with MC dropout: test error against labels",
+        description="Start from a few labelled digits, train, score the unlabelled pool "
+        "by an acquisition (T MC samples), label the best, repeat (Gal et al. 2017).",
+    )
+    _common(act, epochs=50, out="runs/active")
+    from dropkit.experiments.active import ACQUISITIONS  # the names, nothing heavy
+
+    act.add_argument("--acquisition", nargs="+", choices=ACQUISITIONS,
+                     default=["bald", "random"], help="acquisitions to compare")
+    act.add_argument("--initial", type=_int_at_least(1, "number of labels"), default=20,
+                     help="labelled digits to start from, balanced over classes (20)")
+    act.add_argument("--step", type=_int_at_least(1, "number of labels"), default=10,
+                     help="labels acquired per round (10)")
+    act.add_argument("--budget", type=_int_at_least(1, "number of labels"), default=100,
+                     help="stop at this many labels (100)")
+    act.add_argument("--samples", type=_int_at_least(2, "number of samples"), default=20,
+                     help="Monte Carlo samples T (20)")
+    act.add_argument("--seeds", type=_int_at_least(1, "number of seeds"), default=1,
+                     help="seeds per acquisition (1)")
+    act.add_argument("--dropout", type=_rate, default=0.5, help="hidden drop rate (0.5)")
+    act.add_argument("--resume", action="store_true", help="continue the run in --out")
     rep = commands.add_parser(
         "reproduce", help="measure classic claims about dropout against their papers",
         description="Run classic claims about dropout and set dropkit's numbers "
@@ -225,7 +248,7 @@ def _run(args: argparse.Namespace) -> None:
         run_reproduce(args.claims, quick=args.quick, out=args.out, docs=docs)
         return
     progress = not args.no_progress
-    if args.command in ("compare", "sweep", "uncertainty", "ensemble"):
+    if args.command in ("compare", "sweep", "uncertainty", "ensemble", "active"):
         from dropkit.experiments.engine import RunOptions
 
         options = RunOptions(dataset=args.dataset, model=args.model, epochs=args.epochs,
@@ -243,6 +266,12 @@ def _run(args: argparse.Namespace) -> None:
 
         run_uncertainty(options, samples=args.samples, seed=args.seed, dropout=args.dropout,
                         input_dropout=args.input_dropout)
+    elif args.command == "active":
+        from dropkit.experiments.active import run_active
+
+        run_active(options, acquisitions=tuple(args.acquisition), initial=args.initial,
+                   step=args.step, budget=args.budget, samples=args.samples, seeds=args.seeds,
+                   dropout=args.dropout, resume=args.resume)
     elif args.command == "ensemble":
         from dropkit.experiments.ensemble import run_ensemble
 

@@ -1,0 +1,168 @@
+"""``dropkit active``: active learning with MC dropout, test error against labels.
+
+Run::
+
+    dropkit active --acquisition bald random --initial 20 --step 10 --budget 200
+
+The protocol of Gal, Islam & Ghahramani 2017: start from ``initial`` labelled training
+digits (the same number per class, drawn with the seed), train a network from scratch on
+the labelled set, score every unlabelled training digit by the acquisition (T Monte
+Carlo samples), label the ``step`` best, and repeat until ``budget`` labels; the test
+error after each round is the curve. Acquisitions: the scores of
+:mod:`dropkit.acquisition` (top k), ``batchbald`` (on consistent samples of the
+``4 * step`` highest-BALD candidates), ``power-bald`` (stochastic, power mode) and
+``random``. Every round's network trains in its own resumable folder and the labelled
+set is saved after each round (atomically), so ``--resume`` continues exactly.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dropkit import acquisition as A
+from dropkit.errors import UsageError
+from dropkit.experiments.data import Dataset
+from dropkit.experiments.engine import RunOptions, TrainConfig, load_final, train
+from dropkit.experiments.io import atomic_write_json
+from dropkit.experiments.report import plt, print_table, save_figure, write_report
+from dropkit.mc import mc_predict
+
+__all__ = ["run_active", "ACQUISITIONS", "acquire", "initial_labels"]
+
+ACQUISITIONS = ("random", *A.SCORES, "batchbald", "power-bald")
+
+
+def initial_labels(y: torch.Tensor, n: int, n_classes: int, seed: int) -> list[int]:
+    """``n`` training indices, as many per class as ``n`` allows, drawn with ``seed``."""
+    g = torch.Generator().manual_seed(seed)
+    per_class = max(1, n // n_classes)
+    picked: list[int] = []
+    for c in range(n_classes):
+        members = (y == c).nonzero().squeeze(1)
+        picked += members[torch.randperm(len(members), generator=g)[:per_class]].tolist()
+    rest = [i for i in torch.randperm(len(y), generator=g).tolist() if i not in set(picked)]
+    return (picked + rest)[:n]
+
+
+def acquire(name: str, model: torch.nn.Module, pool_x: torch.Tensor, step: int, samples: int,
+            seed: int) -> list[int]:
+    """Positions in ``pool_x`` of the ``step`` points acquisition ``name`` labels next."""
+    g = torch.Generator().manual_seed(seed)
+    if name == "random":
+        return A.top_k(A.random(len(pool_x), generator=g), step).tolist()
+    if name in A.SCORES:
+        torch.manual_seed(seed)
+        return A.top_k(A.score_pool(model, pool_x, name, samples), step).tolist()
+    bald = A.score_pool(model, pool_x, "bald", samples, consistent=seed)
+    if name == "power-bald":
+        return A.stochastic(bald.clamp_min(0), step, "power", generator=g).tolist()
+    candidates = A.top_k(bald, min(len(pool_x), 4 * step))
+    probs = mc_predict(model, pool_x[candidates], samples, consistent=seed).softmax(-1)
+    return candidates[A.batchbald(probs, step, generator=g)].tolist()
+
+
+def _subset(data: Dataset, idx: list[int]) -> Dataset:
+    index = torch.tensor(idx)
+    return replace(data, x_train=data.x_train[index], y_train=data.y_train[index])
+
+
+def _curve(config: TrainConfig, data: Dataset, out: Path, name: str, seed: int, initial: int,
+           step: int, budget: int, samples: int) -> list[dict[str, Any]]:
+    folder = out / "runs" / f"{name}-seed{seed}"
+    state_path = folder / "state.json"
+    if state_path.exists():  # resume: the labelled set and the rounds done
+        state = json.loads(state_path.read_text())
+    else:
+        state = {"labelled": initial_labels(data.y_train, initial, data.n_classes, seed),
+                 "rounds": []}
+    while True:
+        r = len(state["rounds"])
+        target = initial + r * step  # labels of round r
+        if target > budget:
+            atomic_write_json(state_path, state)
+            return state["rounds"]
+        if len(state["labelled"]) < target:  # label round r's points with round r-1's net
+            done = replace(config, seed=seed * 1000 + r - 1, train_size=None)
+            model = load_final(done, data, folder / f"round{r - 1}").eval()
+            chosen = set(state["labelled"])
+            pool = [i for i in range(len(data.y_train)) if i not in chosen]
+            picks = acquire(name, model, data.x_train[torch.tensor(pool)], step, samples,
+                            seed * 1000 + r - 1)
+            state["labelled"] = state["labelled"] + [pool[p] for p in picks]
+            atomic_write_json(state_path, state)
+        labelled = state["labelled"][:target]
+        run_config = replace(config, seed=seed * 1000 + r, train_size=None)
+        history = train(run_config, folder / f"round{r}", resume=True, progress=False,
+                        data=_subset(data, labelled), log=lambda *_: None)
+        state["rounds"].append({"labels": len(labelled),
+                                "test_error": history[-1]["test_error"]})
+        atomic_write_json(state_path, state)
+
+
+def run_active(options: RunOptions | None = None, *, acquisitions: tuple[str, ...] = (
+        "bald", "random"), initial: int = 20, step: int = 10, budget: int = 100,
+        samples: int = 20, seeds: int = 1, dropout: float = 0.5, input_dropout: float = 0.0,
+        resume: bool = False) -> dict[str, Any]:
+    """Test error against labels for each acquisition and seed; a plot, results.json and
+    report.html in the output folder (default runs/active; epochs default 50). A folder
+    that holds a run continues it with ``resume``, and is refused without."""
+    options = options if options is not None else RunOptions()
+    unknown = [a for a in acquisitions if a not in ACQUISITIONS]
+    if unknown or not acquisitions:
+        raise UsageError(f"active: expected `acquisitions` among {', '.join(ACQUISITIONS)}, "
+                         f"got {list(acquisitions)}", "acquisitions")
+    for name, value, least in (("initial", initial, 1), ("step", step, 1),
+                               ("samples", samples, 2), ("seeds", seeds, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise UsageError(f"active: expected `{name}` to be an int >= {least}, got "
+                             f"{name}={value!r}", name)
+    if budget < initial:
+        raise UsageError(f"active: expected `budget` >= `initial` ({initial}), got "
+                         f"budget={budget!r}", "budget")
+    config, out, data = options.prepare(50, "runs/active", dropout=dropout,
+                                        input_dropout=input_dropout)
+    if (out / "runs").exists() and not resume:
+        raise UsageError(f"active: `out` {str(out)!r} already holds a run; set `resume` to "
+                         "continue it or choose another folder", "out")
+    if data.task != "classification":
+        raise UsageError(f"active: `dataset` must be a classification set, {config.dataset!r} "
+                         "is regression", "dataset")
+    options.log(f"dropkit active: {config.dataset}, {config.model}, {', '.join(acquisitions)}, "
+                f"{initial} + {step} per round up to {budget} labels, T = {samples} -> {out}")
+    curves = {name: [_curve(config, data, out, name, seed, initial, step, budget, samples)
+                     for seed in range(seeds)]
+              for name in acquisitions}
+    labels = [r["labels"] for r in next(iter(curves.values()))[0]]
+    mean = {name: [sum(c[i]["test_error"] for c in runs) / len(runs) for i in range(len(labels))]
+            for name, runs in curves.items()}
+    header = ["labels", *acquisitions]
+    rows = [[str(n), *(f"{100 * mean[a][i]:.2f}" for a in acquisitions)]
+            for i, n in enumerate(labels)]
+    print_table(header, rows, options.log)
+    figure = _plot(labels, mean, out)
+    settings = {**asdict(config), "acquisitions": list(acquisitions), "initial": initial,
+                "step": step, "budget": budget, "samples": samples, "seeds": seeds}
+    payload = {"settings": settings, "labels": labels, "curves": curves,
+               "mean_test_error": mean}
+    atomic_write_json(out / "results.json", payload)
+    reading = [f"Test error (%, mean over {seeds} seed(s)) after each round of labelling."]
+    report = write_report(out / "report.html", f"dropkit active on {config.dataset}", reading,
+                          [(header, rows)], [(figure, "Test error against labels")], settings)
+    options.log(f"report: {report}")
+    return payload
+
+
+def _plot(labels: list[int], mean: dict[str, list[float]], out: Path) -> Path:
+    fig, ax = plt().subplots(figsize=(6.5, 4))
+    for name, errors in mean.items():
+        ax.plot(labels, [100 * e for e in errors], marker="o", ms=3, label=name)
+    ax.set_xlabel("labelled training examples")
+    ax.set_ylabel("test error %")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return save_figure(fig, out / "active.png")

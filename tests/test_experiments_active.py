@@ -1,0 +1,65 @@
+"""dropkit active: the protocol's pieces, a resumable run, bad arguments."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from dropkit.errors import UsageError
+from dropkit.experiments.active import acquire, initial_labels, run_active
+from dropkit.experiments.engine import RunOptions
+
+TINY = {"hidden": 32, "batch_size": 10}
+
+
+def _options(out, epochs: int = 2) -> RunOptions:
+    return RunOptions(epochs=epochs, out=out, progress=False, log=lambda *_: None,
+                      overrides=TINY)
+
+
+def test_initial_labels_are_balanced_and_seeded() -> None:
+    y = torch.arange(100) % 10
+    a = initial_labels(y, 20, 10, seed=3)
+    assert len(a) == len(set(a)) == 20
+    assert torch.bincount(y[torch.tensor(a)], minlength=10).tolist() == [2] * 10
+    assert a == initial_labels(y, 20, 10, seed=3) != initial_labels(y, 20, 10, seed=4)
+
+
+def test_acquisitions_pick_distinct_points_reproducibly() -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.ReLU(),
+                                torch.nn.Dropout(0.5), torch.nn.Linear(16, 3)).eval()
+    pool = torch.randn(40, 6, generator=torch.Generator().manual_seed(1))
+    for name in ("random", "bald", "max-entropy", "variation-ratio", "mean-std",
+                 "batchbald", "power-bald"):
+        picks = acquire(name, model, pool, 5, 6, seed=2)
+        assert len(set(picks)) == 5 and all(0 <= p < 40 for p in picks)
+        assert picks == acquire(name, model, pool, 5, 6, seed=2)
+
+
+@pytest.mark.slow
+def test_a_resumed_run_equals_a_straight_one(tmp_path) -> None:
+    kwargs = dict(acquisitions=("bald", "random"), initial=20, step=10, samples=4)
+    straight = run_active(_options(tmp_path / "a"), budget=40, **kwargs)
+    run_active(_options(tmp_path / "b"), budget=30, **kwargs)
+    with pytest.raises(UsageError, match="already holds a run; set `resume`"):
+        run_active(_options(tmp_path / "b"), budget=40, **kwargs)
+    resumed = run_active(_options(tmp_path / "b"), budget=40, resume=True, **kwargs)
+    assert straight["labels"] == resumed["labels"] == [20, 30, 40]
+    assert straight["curves"] == resumed["curves"]
+    saved = json.loads((tmp_path / "b" / "runs" / "bald-seed0" / "state.json").read_text())
+    assert len(saved["labelled"]) == 40 and len(set(saved["labelled"])) == 40
+    assert (tmp_path / "a" / "active.png").exists() and (tmp_path / "a" / "report.html").exists()
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"acquisitions": ("bald", "guess")}, "expected `acquisitions` among random, bald"),
+    ({"budget": 5}, r"expected `budget` >= `initial` \(20\), got budget=5"),
+    ({"step": 0}, "expected `step` to be an int >= 1"),
+])
+def test_bad_arguments_before_any_training(tmp_path, kwargs: dict, match: str) -> None:
+    with pytest.raises(UsageError, match=match):
+        run_active(_options(tmp_path), **kwargs)
+    assert not (tmp_path / "runs").exists()
