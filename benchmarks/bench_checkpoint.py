@@ -25,12 +25,10 @@ each reports its median. Ratio: configuration / peer; below 1 is faster.
 from __future__ import annotations
 
 import argparse
-import datetime
-import platform
 from collections.abc import Callable
 
 import torch
-from bench_mlp_step import interleaved
+from bench_mlp_step import interleaved, machine
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
@@ -109,9 +107,7 @@ def main() -> None:
     times = interleaved(steps, rounds, reps)
 
     peer = times[next(iter(configs))]
-    print(f"dropkit {dropkit.__version__}, torch {torch.__version__}, "
-          f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
-          f"{datetime.date.today().isoformat()}")
+    print(machine())
     print()
     print("| configuration | step (ms) | / peer |")
     print("|---|---:|---:|")

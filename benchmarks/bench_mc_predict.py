@@ -24,12 +24,11 @@ the others; the table gives medians and loop / variant.
 from __future__ import annotations
 
 import argparse
-import datetime
-import platform
 import statistics
 import time
 
 import torch
+from bench_mlp_step import machine
 from torch import nn
 
 import dropkit
@@ -82,9 +81,7 @@ def main() -> None:
     torch.manual_seed(0)
     x = torch.randn(256, 784)
     samples = 50
-    print(f"dropkit {dropkit.__version__}, torch {torch.__version__}, "
-          f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
-          f"{datetime.date.today().isoformat()}; T = {samples}, batch 256")
+    print(machine() + f"; T = {samples}, batch 256")
     print()
     print("| model | strategy | median (ms) | loop / strategy |")
     print("|---|---|---:|---:|")

@@ -69,6 +69,13 @@ def interleaved(fns: dict[str, Callable[[], object]], rounds: int, reps: int) ->
     return {name: statistics.median(t) for name, t in times.items()}
 
 
+def machine() -> str:
+    """The line every benchmark prints first: versions, processor, threads, date."""
+    return (f"dropkit {dropkit.__version__}, torch {torch.__version__}, "
+            f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+            f"{datetime.date.today().isoformat()}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="few rounds: a smoke run")
@@ -114,9 +121,7 @@ def main() -> None:
         rounds, reps,
     )
 
-    print(f"dropkit {dropkit.__version__}, torch {torch.__version__}, "
-          f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
-          f"{datetime.date.today().isoformat()}")
+    print(machine())
     print()
     print("| measurement | torch (ms) | dropkit (ms) | dropkit / torch |")
     print("|---|---:|---:|---:|")

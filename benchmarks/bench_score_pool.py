@@ -18,15 +18,12 @@ dropout removed. Interleaved rounds (``bench_mlp_step.interleaved``), medians.
 from __future__ import annotations
 
 import argparse
-import datetime
-import platform
 from collections.abc import Callable
 
 import torch
-from bench_mlp_step import interleaved
+from bench_mlp_step import interleaved, machine
 from torch import nn
 
-import dropkit
 from dropkit import acquisition as A
 from dropkit.experiments.data import load_dataset
 from dropkit.models import MLPWithDropout
@@ -51,9 +48,7 @@ def main() -> None:
     args = parser.parse_args()
     rounds, reps = (2, 1) if args.quick else (5, 2)
     pool = load_dataset("mnist5k").x_train[:4000]
-    print(f"dropkit {dropkit.__version__}, torch {torch.__version__}, "
-          f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
-          f"{datetime.date.today().isoformat()}")
+    print(machine())
     print()
     print("| model | baal-style loop (ms) | score_pool auto (ms) | loop / auto | "
           "score_pool vmap (ms) | loop / vmap |")

