@@ -2,10 +2,11 @@
 
 Run::
 
-    .venv/bin/python benchmarks/bench_mc_predict.py            # full
-    .venv/bin/python benchmarks/bench_mc_predict.py --quick    # a smoke run
+    .venv/bin/python benchmarks/bench_mc_predict.py                  # full, on the CPU
+    .venv/bin/python benchmarks/bench_mc_predict.py --quick          # a smoke run
+    python benchmarks/bench_mc_predict.py --device cuda              # the GPU models below
 
-T = 50 samples of a batch of 256 through two models:
+On the CPU, T = 50 samples of a batch of 256 through these models:
 
 * ``trunk``: a BatchNorm trunk (784-512-512, BatchNorm + ReLU), a residual block with
   dropout, and dropout before the classifier.
@@ -13,6 +14,11 @@ T = 50 samples of a batch of 256 through two models:
   where the shared prefix is nearly the whole network.
 * ``bert`` (when transformers is installed): a BERT built from a config (2 layers,
   hidden 128, SDPA attention with dropout 0.1), a batch of 32 sequences of 64 tokens.
+
+With ``--device cuda``, T = 50 samples of a batch of 512 through a 784-2048-2048-2048-10
+MLP (``mlp-head``: dropout 0.5 before the classifier only, where the prefix shared by
+every sample is nearly the whole network; ``mlp-every``: dropout 0.1 after each hidden
+layer), each with the torch and the seeded dropout backend, and the BERT.
 
 ``loop`` is the common ``mc_dropout_predict`` recipe: T forward passes (run here under
 ``mc_mode``, so that it does not corrupt BatchNorm as ``model.train()`` would). Every
@@ -24,6 +30,7 @@ the others; the table gives medians and loop / variant.
 from __future__ import annotations
 
 import argparse
+import datetime
 import statistics
 import time
 
@@ -60,6 +67,16 @@ def head_model() -> nn.Module:
     ).eval()
 
 
+def gpu_mlp(every: bool, backend: str, width: int = 2048) -> nn.Module:
+    """The issue's 3 x 2048 MLP: dropout in every hidden layer, or only before the head."""
+    layers: list[nn.Module] = []
+    for i, fan_in in enumerate((784, width, width)):
+        layers += [nn.Linear(fan_in, width), nn.ReLU()]
+        if every or i == 2:
+            layers.append(dn.Dropout(0.1 if every else 0.5, backend=backend))
+    return nn.Sequential(*layers, nn.Linear(width, 10)).eval()
+
+
 def bert_model() -> tuple[nn.Module, dict[str, torch.Tensor]] | None:
     try:
         from transformers import BertConfig, BertForSequenceClassification
@@ -73,24 +90,51 @@ def bert_model() -> tuple[nn.Module, dict[str, torch.Tensor]] | None:
     return BertForSequenceClassification(cfg).eval(), batch
 
 
+def cases_for(device: torch.device) -> tuple[int, list[tuple[str, nn.Module, object]]]:
+    """(batch, [(label, model, inputs)]) for the device: the CPU's models or the GPU's."""
+    batch = 512 if device.type == "cuda" else 256
+    x = torch.randn(batch, 784)
+    cases: list[tuple[str, nn.Module, object]]
+    if device.type == "cuda":
+        cases = [(f"mlp-{where}, {backend}", gpu_mlp(where == "every", backend), x)
+                 for where in ("head", "every") for backend in ("torch", "seeded")]
+    else:
+        cases = [("trunk", trunk_model(), x), ("head", head_model(), x)]
+    bert = bert_model()
+    if bert is not None:
+        cases.append(("bert", *bert))
+    return batch, [(label, model.to(device), _to(inputs, device))
+                   for label, model, inputs in cases]
+
+
+def _to(inputs: object, device: torch.device) -> object:
+    if isinstance(inputs, dict):
+        return {k: v.to(device) for k, v in inputs.items()}
+    assert isinstance(inputs, torch.Tensor)
+    return inputs.to(device)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="few rounds: a smoke run")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     args = parser.parse_args()
+    device = torch.device(args.device)
     rounds = 2 if args.quick else 7
     torch.manual_seed(0)
-    x = torch.randn(256, 784)
     samples = 50
-    print(machine() + f"; T = {samples}, batch 256")
+    batch, cases = cases_for(device)
+    where = (f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}, "
+             f"{datetime.date.today().isoformat()}" if device.type == "cuda" else machine())
+    print(f"{where}; T = {samples}, batch {batch}")
     print()
     print("| model | strategy | median (ms) | loop / strategy |")
     print("|---|---|---:|---:|")
     strategies = ["loop", "batch", "vmap", "auto", "discovery"]
-    cases: list[tuple[str, nn.Module, object]] = [
-        ("trunk", trunk_model(), x), ("head", head_model(), x)]
-    bert = bert_model()
-    if bert is not None:
-        cases.append(("bert", *bert))
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
 
     def run(model: nn.Module, inputs: object, s: str) -> None:
         if s == "discovery":
@@ -104,8 +148,10 @@ def main() -> None:
             run(model, inputs, s)
         for r in range(rounds):
             for s in strategies if r % 2 == 0 else strategies[::-1]:
+                sync()
                 start = time.perf_counter()
                 run(model, inputs, s)
+                sync()
                 times[s].append(time.perf_counter() - start)
         med = {s: statistics.median(t) for s, t in times.items()}
         for s in strategies:

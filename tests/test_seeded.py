@@ -161,6 +161,40 @@ class TestKernelsAgainstTorch:
         monkeypatch.setattr(ops, "KERNELS_ON_CPU", False)
         assert torch.equal(kernel, seeded.bias_dropout_add(x, b, r, 0.2, seed=9, offset=offset))
 
+    @pytest.mark.parametrize("shared", [True, False])
+    @pytest.mark.parametrize("alpha", [False, True])
+    def test_vmap_over_seeds_is_one_launch_with_the_bits_of_a_loop(self, monkeypatch, shared,
+                                                                   alpha) -> None:
+        # MC dropout's seeded samples: vmap over per-sample seeds takes the seeds kernel
+        # (the per-call kernel is never launched) and gives the torch path's bits
+        from dropkit.seeded import kernels
+
+        fn = seeded.alpha_dropout if alpha else seeded.dropout
+        seeds = torch.tensor([1, 2, -3, 2**62, 7])
+        x = torch.randn(4096 + 11, generator=gen(2))
+        xs = x.expand(5, -1) if shared else torch.randn(5, 4096 + 11, generator=gen(3))
+        monkeypatch.setattr(kernels, "mask_affine_kernel", None)  # used: TypeError
+        out = torch.func.vmap(lambda t, s: fn(t, 0.3, seed=s, offset=3),
+                              in_dims=(None if shared else 0, 0))(x if shared else xs, seeds)
+        monkeypatch.setattr(ops, "KERNELS_ON_CPU", False)
+        reference = torch.stack([fn(xs[b], 0.3, seed=seeds[b], offset=3) for b in range(5)])
+        assert torch.equal(_bits(out), _bits(reference))
+
+    def test_vmap_over_seeds_gradients_and_nested_vmap(self, monkeypatch) -> None:
+        xs, seeds = torch.randn(3, 600, generator=gen(5)), torch.tensor([11, 12, 13])
+
+        def loss(t: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+            return (seeded.dropout(t, 0.5, seed=s) * t).sum()
+
+        batched = torch.func.vmap(torch.func.grad(loss))(xs, seeds)
+        nested = torch.func.vmap(torch.func.vmap(lambda t, s: seeded.dropout(t, 0.5, seed=s)))(
+            xs.expand(2, 3, 600), seeds.expand(2, 3))
+        monkeypatch.setattr(ops, "KERNELS_ON_CPU", False)
+        assert torch.equal(batched, torch.stack([torch.func.grad(loss)(xs[b], seeds[b])
+                                                 for b in range(3)]))
+        assert torch.equal(nested[1], torch.stack([seeded.dropout(xs[b], 0.5, seed=seeds[b])
+                                                   for b in range(3)]))
+
     def test_kernel_backward_is_the_same_mask(self) -> None:
         x = torch.randn(3000, requires_grad=True)
         y = seeded.dropout(x, 0.4, seed=4)

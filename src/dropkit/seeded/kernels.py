@@ -12,7 +12,10 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-__all__ = ["mask_affine_kernel", "bias_dropout_add_kernel", "tile_crosses_rows", "grid", "LAUNCH"]
+__all__ = [
+    "mask_affine_kernel", "mask_affine_seeds_kernel", "bias_dropout_add_kernel",
+    "tile_crosses_rows", "grid", "LAUNCH",
+]
 
 # No fused multiply-add: the CPU path rounds the product and the sum separately, and
 # the kernels must give its bits (an FMA rounds once).
@@ -32,14 +35,9 @@ def _keep_tile(seed, offset, pid, p, BLOCK: tl.constexpr):
 
 
 @triton.jit
-def mask_affine_kernel(x_ptr, out_ptr, n, p, scale, shift, fill, seed, offset,
-                       BLOCK: tl.constexpr, AFFINE: tl.constexpr):
-    """out = x * scale (+ shift if AFFINE) where kept, else fill.
-
-    Dropout is (1 / (1 - p), 0, 0); alpha dropout (a, b, a * alpha' + b); either's
-    backward is (scale, 0, 0) with x := grad.
-    """
-    idx, keep = _keep_tile(seed, offset, tl.program_id(0), p, BLOCK)
+def _mask_affine_tile(x_ptr, out_ptr, n, p, scale, shift, fill, seed, offset, pid,
+                      BLOCK: tl.constexpr, AFFINE: tl.constexpr):
+    idx, keep = _keep_tile(seed, offset, pid, p, BLOCK)
     inside = (idx >= 0) & (idx < n)
     x = tl.load(x_ptr + idx, mask=inside, other=0.0)
     y = x.to(tl.float32) * scale
@@ -47,6 +45,32 @@ def mask_affine_kernel(x_ptr, out_ptr, n, p, scale, shift, fill, seed, offset,
         y = y + shift
     y = tl.where(keep, y, fill)
     tl.store(out_ptr + idx, y.to(x.dtype, fp_downcast_rounding="rtne"), mask=inside)
+
+
+@triton.jit
+def mask_affine_kernel(x_ptr, out_ptr, n, p, scale, shift, fill, seed, offset,
+                       BLOCK: tl.constexpr, AFFINE: tl.constexpr):
+    """out = x * scale (+ shift if AFFINE) where kept, else fill.
+
+    Dropout is (1 / (1 - p), 0, 0); alpha dropout (a, b, a * alpha' + b); either's
+    backward is (scale, 0, 0) with x := grad.
+    """
+    _mask_affine_tile(x_ptr, out_ptr, n, p, scale, shift, fill, seed, offset,
+                      tl.program_id(0), BLOCK, AFFINE)
+
+
+@triton.jit
+def mask_affine_seeds_kernel(x_ptr, out_ptr, seeds_ptr, n, x_stride, p, scale, shift, fill,
+                             offset, BLOCK: tl.constexpr, AFFINE: tl.constexpr):
+    """:func:`mask_affine_kernel` for S samples in one launch, sample s (grid axis 1) with
+    its own seed ``seeds[s]``: out[s] = op(x[s]) where x[s] starts at ``s * x_stride``
+    (0: one input shared by every sample) and out[s] at ``s * n``. The bits are those of S
+    separate launches; vmap over per-sample seeds (MC dropout's seeded samples) takes it.
+    """
+    sample = tl.program_id(1).to(tl.int64)
+    seed = tl.load(seeds_ptr + sample)
+    _mask_affine_tile(x_ptr + sample * x_stride, out_ptr + sample * n, n, p, scale, shift,
+                      fill, seed, offset, tl.program_id(0), BLOCK, AFFINE)
 
 
 @triton.jit

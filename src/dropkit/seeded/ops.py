@@ -70,6 +70,35 @@ def _mask_affine_impl(x: Tensor, p: float, seed: int, offset: int, scale: float,
     return torch.where(keep, y, torch.full((), fill, dtype=y.dtype)).to(x.dtype)
 
 
+MAX_SAMPLES_PER_LAUNCH = 65535  # CUDA's limit on grid axis 1
+
+
+def _mask_affine_seeds_impl(xs: Tensor, p: float, seeds: Tensor, offset: int, scale: float,
+                            shift: float, fill: float) -> Tensor:
+    """Sample s of ``xs`` (S, ...) through the op with ``seeds[s]``: the bits of S calls.
+
+    A shared input (``xs`` expanded from one tensor, stride 0 along samples) is read in
+    place; on the kernel path all S samples take one launch.
+    """
+    size = xs.shape[0]
+    if not (_use_kernel(xs) and 0 < size <= MAX_SAMPLES_PER_LAUNCH):
+        return torch.stack([_mask_affine_impl(xs[s], p, int(seeds[s]), offset, scale, shift,
+                                              fill) for s in range(size)])
+    from dropkit.seeded import kernels
+
+    shared = xs.stride(0) == 0 and xs[0].is_contiguous()
+    xc = xs[0] if shared else xs.contiguous()
+    n = xs[0].numel()
+    out = torch.empty(xs.shape, dtype=xs.dtype, device=xs.device)
+    if n:
+        (programs,) = kernels.grid(n, offset, BLOCK)
+        kernels.mask_affine_seeds_kernel[(programs, size)](
+            xc, out, seeds.to(device=xs.device, dtype=torch.int64).contiguous(), n,
+            0 if shared else n, p, scale, shift, fill, offset, BLOCK=BLOCK,
+            AFFINE=shift != 0.0, **kernels.LAUNCH)
+    return out
+
+
 def _bias_dropout_add_impl(x: Tensor, bias: Tensor, residual: Tensor, p: float, seed: int,
                            offset: int) -> Tensor:
     xc, rc, bc = x.contiguous(), residual.contiguous(), bias.contiguous()
@@ -106,6 +135,18 @@ def _mask_affine_fwd(x: Tensor, p: float, seed: Tensor, offset: int, scale: floa
 def _(x: Tensor, p: float, seed: Tensor, offset: int, scale: float, shift: float, fill: float
       ) -> Tensor:
     return torch.empty_like(x, memory_format=torch.contiguous_format)
+
+
+@torch.library.custom_op("dropkit::seeded_mask_affine_seeds", mutates_args=())
+def _mask_affine_seeds_fwd(xs: Tensor, p: float, seeds: Tensor, offset: int, scale: float,
+                           shift: float, fill: float) -> Tensor:
+    return _mask_affine_seeds_impl(xs, p, seeds, offset, scale, shift, fill)
+
+
+@_mask_affine_seeds_fwd.register_fake
+def _(xs: Tensor, p: float, seeds: Tensor, offset: int, scale: float, shift: float,
+      fill: float) -> Tensor:
+    return torch.empty(xs.shape, dtype=xs.dtype, device=xs.device)
 
 
 @torch.library.custom_op("dropkit::seeded_bias_dropout_add", mutates_args=())
@@ -155,14 +196,41 @@ class MaskAffine(torch.autograd.Function):
         def op(t: Tensor, s: Tensor) -> Tensor:
             return mask_affine_op(t, p, s, offset, *affine)
 
-        if seed_dim is not None:  # a seed per sample
-            seeds = seed.movedim(seed_dim, 0)
-            return torch.stack([op(xs[b], seeds[b]) for b in range(size)]), 0
+        if seed_dim is not None:  # a seed per sample: one launch for all of them
+            return mask_affine_seeds_op(xs, p, seed.movedim(seed_dim, 0), offset, *affine), 0
         if info.randomness == "different":
             # one call over the batch: sample b reads indices offset + b * numel + i
             return op(xs.contiguous(), seed), 0
         # "same"/"error": the op is a function of (seed, offset): every sample gets one mask
         return torch.stack([op(xs[b], seed) for b in range(size)]), 0
+
+
+class MaskAffineSeeds(torch.autograd.Function):
+    """:class:`MaskAffine` over samples ``xs`` (S, ...) with seeds ``seeds`` (S,): what vmap
+    over per-sample seeds computes, in one kernel launch on CUDA."""
+
+    @staticmethod
+    def forward(xs: Tensor, p: float, seeds: Tensor, offset: int, scale: float, shift: float,
+                fill: float) -> Tensor:
+        return _mask_affine_seeds_fwd(xs, p, seeds, offset, scale, shift, fill)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
+        ctx.p, ctx.seeds, ctx.offset, ctx.scale = inputs[1:5]  # S seeds, no mask
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        return mask_affine_seeds_op(grad, ctx.p, ctx.seeds, ctx.offset, ctx.scale, 0.0,
+                                    0.0), *[None] * 6
+
+    @staticmethod
+    def vmap(info: Any, in_dims: tuple[Any, ...], xs: Tensor, p: float, seeds: Tensor,
+             offset: int, *affine: float) -> tuple[Tensor, int]:
+        # an outer vmap (rare: vmap of vmap over seeds): one call per outer sample
+        size = info.batch_size
+        xo, so = _to_front(xs, in_dims[0], size), _to_front(seeds, in_dims[2], size)
+        return torch.stack([mask_affine_seeds_op(xo[b], p, so[b], offset, *affine)
+                            for b in range(size)]), 0
 
 
 class BiasDropoutAdd(torch.autograd.Function):
@@ -200,6 +268,12 @@ def mask_affine_op(x: Tensor, p: float, seed: Tensor, offset: int, scale: float,
                    fill: float) -> Tensor:
     """See :class:`MaskAffine`."""
     return MaskAffine.apply(x, p, seed, offset, scale, shift, fill)
+
+
+def mask_affine_seeds_op(xs: Tensor, p: float, seeds: Tensor, offset: int, scale: float,
+                         shift: float, fill: float) -> Tensor:
+    """See :class:`MaskAffineSeeds`."""
+    return MaskAffineSeeds.apply(xs, p, seeds, offset, scale, shift, fill)
 
 
 def dropout_op(x: Tensor, p: float, seed: Tensor, offset: int) -> Tensor:
