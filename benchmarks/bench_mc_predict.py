@@ -114,10 +114,58 @@ def _to(inputs: object, device: torch.device) -> object:
     return inputs.to(device)
 
 
+def host_costs(device: torch.device) -> None:
+    """Host time per call of each dropout path on a tiny tensor (the GPU idle: launch
+    and dispatch work alone), and a profile of the seeded loop: where the time of a
+    T-pass loop over a seeded model goes."""
+    import cProfile
+    import pstats
+
+    from dropkit import seeded
+
+    x = torch.randn(8, 8, device=device)
+    seed = torch.tensor(3)
+    paths = {
+        "torch.nn.functional.dropout": lambda: torch.nn.functional.dropout(x, 0.1),
+        "dropkit.nn.Dropout (torch backend)": dn.Dropout(0.1).train(),
+        "seeded.dropout, a seed given": lambda: seeded.dropout(x, 0.1, seed=seed),
+        "seeded.new_seed": lambda: seeded.new_seed(),
+        "dropkit.nn.Dropout (seeded backend)": dn.Dropout(0.1, backend="seeded").train(),
+    }
+    print("| path | host time per call (us) |")
+    print("|---|---:|")
+    for label, fn in paths.items():
+        with torch.no_grad():
+            for _ in range(20):
+                fn(x) if isinstance(fn, nn.Module) else fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            start = time.perf_counter()
+            for _ in range(500):
+                fn(x) if isinstance(fn, nn.Module) else fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+        print(f"| {label} | {(time.perf_counter() - start) / 500 * 1e6:.1f} |")
+    model = gpu_mlp(True, "seeded").to(device)
+    inputs = torch.randn(512, 784, device=device)
+    dropkit.mc_predict(model, inputs, 10, strategy="loop")
+    profile = cProfile.Profile()
+    profile.enable()
+    dropkit.mc_predict(model, inputs, 10, strategy="loop")
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    profile.disable()
+    print()
+    pstats.Stats(profile).sort_stats("tottime").print_stats(20)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="few rounds: a smoke run")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    parser.add_argument("--profile", action="store_true",
+                        help="then the host's cost per dropout call and a profile of the "
+                             "seeded loop")
     args = parser.parse_args()
     device = torch.device(args.device)
     rounds = 2 if args.quick else 7
@@ -156,6 +204,9 @@ def main() -> None:
         med = {s: statistics.median(t) for s, t in times.items()}
         for s in strategies:
             print(f"| {label} | {s} | {med[s] * 1e3:.1f} | {med['loop'] / med[s]:.2f} |")
+    if args.profile:
+        print()
+        host_costs(device)
 
 
 if __name__ == "__main__":

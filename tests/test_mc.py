@@ -210,6 +210,23 @@ class TestPrefixRunsOnce:
         assert len(calls) == 1 + 5  # the discovery pass, then one per sample
 
 
+class TestAutoChoice:
+    @pytest.mark.parametrize("gpu", [False, True])
+    def test_early_dropout_loops_on_the_cpu_and_vectorizes_on_a_gpu(self, monkeypatch,
+                                                                     gpu) -> None:
+        from dropkit import mc
+
+        m = nn.Sequential(dn.Dropout(0.5), nn.Linear(10, 10), nn.ReLU(), nn.Linear(10, 2))
+        assert not mc._on_gpu(m, torch.randn(2, 10))
+        monkeypatch.setattr(mc, "_on_gpu", lambda model, x: gpu)
+        seen = []
+        m[1].register_forward_pre_hook(
+            lambda mod, a: seen.append(torch._C._functorch.is_batchedtensor(a[0])))
+        dropkit.mc_predict(m, torch.randn(8, 10), 6)
+        # the discovery pass, then vmap's one batched pass or the loop's six plain ones
+        assert seen == ([False, True] if gpu else [False] * 7)
+
+
 class TestFallbackAndErrors:
     def test_auto_falls_back_and_names_the_module(self) -> None:
         class InPlace(nn.Module):

@@ -235,3 +235,84 @@ class TestLayerDropInTheDiscoveryPass:
         ran = [o for o in out if not torch.equal(o, x)]
         assert 0 < len(ran) < 40  # P(all 40 run) = (7/8)^40 < 0.005; P(none) = 8^-40
         assert len({tuple(o.flatten().tolist()) for o in ran}) == len(ran)
+
+
+class TestDiscoveryCache:
+    """mc_predict's discovery pass runs once per model and input signature: a pool scored
+    in batches pays it once; any change it could depend on runs it again."""
+
+    @pytest.fixture
+    def passes(self, monkeypatch) -> list[int]:
+        from dropkit import sites
+
+        count: list[int] = []
+        real = sites.discover
+
+        def counting(model, x):
+            count.append(1)
+            return real(model, x)
+
+        monkeypatch.setattr(sites, "discover", counting)
+        return count
+
+    def test_the_same_model_and_input_signature_run_one_pass(self, passes) -> None:
+        model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), dn.Dropout(0.5), nn.Linear(8, 2))
+        for seed in range(3):  # other values, same shape: the same answer
+            dropkit.mc_predict(model, torch.randn(5, 4, generator=torch.Generator()
+                                                  .manual_seed(seed)), 4)
+        assert len(passes) == 1
+
+    @pytest.mark.parametrize("change", ["shape", "dtype", "rate", "training", "module",
+                                        "hook", "mapping"])
+    def test_a_change_runs_the_pass_again(self, passes, change) -> None:
+        model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), dn.Dropout(0.5), nn.Linear(8, 2))
+        x = torch.randn(5, 4)
+        dropkit.mc_predict(model, x, 4)
+        if change == "shape":
+            x = torch.randn(6, 4)
+        elif change == "dtype":
+            model, x = model.double(), x.double()
+        elif change == "rate":
+            model[2].p = 0.3
+        elif change == "training":
+            model[1].train(not model[1].training)
+        elif change == "module":
+            model.append(nn.Identity())
+        elif change == "hook":
+            model[3].register_forward_hook(lambda m, a, out: out)
+        else:
+            x = {"input": x}
+            model = _KeywordModel(model)
+            dropkit.mc_predict(model, x, 4)  # a new model: one pass; the same again: none
+            dropkit.mc_predict(model, {"input": x["input"] + 1}, 4)
+            assert len(passes) == 2
+            return
+        dropkit.mc_predict(model, x, 4)
+        assert len(passes) == 2
+
+    def test_an_input_it_cannot_key_is_never_cached(self, passes) -> None:
+        class Box:
+            def __init__(self, t: torch.Tensor) -> None:
+                self.t = t
+
+        class Unbox(nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.drop = dn.Dropout(0.5)
+
+            def forward(self, box: Box) -> torch.Tensor:
+                return self.drop(box.t)
+
+        model = Unbox()
+        for _ in range(2):
+            dropkit.mc_predict(model, (Box(torch.randn(3, 4)),), 4, strategy="loop")
+        assert len(passes) == 2
+
+
+class _KeywordModel(nn.Module):
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return self.inner(input)

@@ -16,6 +16,7 @@ al. 2014, section 7.5 (Monte Carlo model averaging). Learned from: baal's
 
 from __future__ import annotations
 
+import itertools
 import math
 import traceback
 import warnings
@@ -31,7 +32,7 @@ from torch.overrides import TorchFunctionMode
 import dropkit.functional as F
 from dropkit._checks import check_int
 from dropkit._trace import DROPOUT_CALLS, call_model, only_training, split_inputs
-from dropkit.sites import Site, discover, dropout_sites, gates_of, on_first_call
+from dropkit.sites import Site, discover_cached, dropout_sites, gates_of, on_first_call
 
 __all__ = ["mc_mode", "mc_predict", "STRATEGIES"]
 
@@ -43,7 +44,21 @@ STRATEGIES = ("auto", "vmap", "batch", "loop")
 # Measured on a 2-core CPU (benchmarks/bench_mc_predict.py): c = 2.1 for a BatchNorm
 # trunk (vmap 2.2x faster than the loop), 3.4 for an MLP with dropout in its head (2.8x
 # faster), 1.8 for BERT, whose dropout starts at the embeddings (vmap 1.6x slower).
+# On a GPU a pass of a model this size is bound by kernel launches, not arithmetic: one
+# vectorized pass beats T of them whatever the prefix (an H100, same benchmark with
+# --device cuda: vmap 1.4x the loop with dropout after every layer of an MLP, 5.0x for
+# BERT), so "auto" vectorizes there always.
 VMAP_MIN_PREFIX = 0.5
+
+
+def _on_gpu(model: nn.Module, x: Any) -> bool:
+    """Whether the work runs on an accelerator: the model's first parameter or buffer,
+    else the input's first tensor, is off the CPU."""
+    first = next(itertools.chain(model.parameters(), model.buffers()), None)
+    if first is None:
+        args, kwargs = split_inputs("mc_predict", x)
+        first = next((t for t in [*args, *kwargs.values()] if isinstance(t, Tensor)), None)
+    return first is not None and first.device.type not in ("cpu", "meta")
 
 
 @contextmanager
@@ -324,8 +339,10 @@ def mc_predict(
             the network before the first dropout runs once), ``"batch"`` (replicate the
             input along the batch dim: one pass), ``"loop"`` (T passes), or ``"auto"``
             (vmap, falling back to batch, then loop, with a warning that names the module
-            that failed; the loop alone where less than half of the forward comes before
-            the first dropout, so that vmap has little to share). Default: ``"auto"``.
+            that failed; on the CPU, the loop alone where less than half of the forward
+            comes before the first dropout, so that vmap has little to share; on a GPU,
+            where T passes are bound by kernel launches, always vectorized: bound its
+            memory with ``chunk_size``). Default: ``"auto"``.
         chunk_size: draw at most this many samples at once, to bound memory.
         output: which tensor of a structured output to sample: a key or attribute name
             (``"logits"``) or a callable ``output -> Tensor``. Default None: a tensor
@@ -362,7 +379,7 @@ def mc_predict(
         raise ValueError(f"mc_predict: consistent sampling runs one network per pass "
                          f"(strategy 'loop'), got strategy={strategy!r}")
     split_inputs("mc_predict", x)  # a bad input fails here, before any pass
-    sites, prefix = discover(model, x)
+    sites, prefix = discover_cached(model, x)
     active = [s for s in sites if s.rate > 0]
     if not active:
         raise ValueError(
@@ -388,7 +405,8 @@ def mc_predict(
                                  f"{problem}; use 'vmap' or 'loop'")
     order = [strategy]
     if strategy == "auto":
-        order = ["vmap", "batch", "loop"] if prefix >= VMAP_MIN_PREFIX else ["loop"]
+        vectorize = prefix >= VMAP_MIN_PREFIX or _on_gpu(model, x)
+        order = ["vmap", "batch", "loop"] if vectorize else ["loop"]
         if any(_batch_problem(s) for s in active) and "batch" in order:
             order.remove("batch")
     with torch.no_grad(), only_training(model, gates_of(sites)):

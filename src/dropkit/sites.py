@@ -36,20 +36,21 @@ rate change can then reach.
 from __future__ import annotations
 
 import numbers
-from collections.abc import Callable, Iterable, Iterator
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from torch import nn
+from torch import Tensor, nn
 from torch.nn.modules.dropout import _DropoutNd
 from torch.utils.hooks import RemovableHandle
 
 from dropkit._checks import check_nonnegative, check_probability
 from dropkit._trace import Call, CallArgs, no_grad_pass, untouched
 
-__all__ = ["Site", "dropout_sites", "discover", "RATE_ATTRIBUTES", "SHARED_ATTRIBUTES",
-           "gates_of", "on_first_call"]
+__all__ = ["Site", "dropout_sites", "discover", "discover_cached", "RATE_ATTRIBUTES",
+           "SHARED_ATTRIBUTES", "gates_of", "on_first_call"]
 
 #: Instance attributes that hold a drop rate used by the module's own code
 #: (transformers, fairseq, torch's MultiheadAttention).
@@ -321,6 +322,55 @@ def discover(model: nn.Module, example_input: Any) -> tuple[list[Site], float]:
     first = next((c.at for c in calls if c.samples), start)
     prefix = (first - start) / (end - start) if end > start else 0.0
     return evidence.result(ran, [s for s, _ in skips]), prefix
+
+
+_PLAIN = (bool, int, float, str, type(None))
+_DISCOVERED: weakref.WeakKeyDictionary[nn.Module, tuple[object, tuple[list[Site], float]]] = (
+    weakref.WeakKeyDictionary())
+
+
+def _input_key(x: Any) -> object:
+    """What a discovery pass's outcome can depend on in an input: the structure, and each
+    tensor's shape, dtype and device (not its values). None: not a plain structure."""
+    if isinstance(x, Tensor):
+        return ("tensor", tuple(x.shape), x.dtype, x.device)
+    if isinstance(x, _PLAIN):
+        return (type(x), x)
+    if isinstance(x, (tuple, list)):
+        keys = [_input_key(v) for v in x]
+        return None if None in keys else (type(x), tuple(keys))
+    if isinstance(x, Mapping):
+        pairs = [(k, _input_key(v)) for k, v in x.items()]
+        ok = all(isinstance(k, _PLAIN) and v is not None for k, v in pairs)
+        return (type(x), tuple(pairs)) if ok else None
+    return None
+
+
+def _model_key(model: nn.Module) -> object:
+    """Everything of ``model`` a discovery pass's outcome can depend on, short of its
+    code's data-dependent branches: every module, its class, its own plain attributes
+    (``training``, rates, flags, switches), a forward bound on the instance, its hooks."""
+    return tuple(
+        (name, type(m), tuple((k, v) for k, v in vars(m).items() if isinstance(v, _PLAIN)),
+         id(vars(m).get("forward")), tuple(m._forward_pre_hooks), tuple(m._forward_hooks))
+        for name, m in model.named_modules())
+
+
+def discover_cached(model: nn.Module, example_input: Any) -> tuple[list[Site], float]:
+    """:func:`discover`, reusing the last answer for ``model`` while nothing it depends on
+    has changed (:func:`_model_key`, :func:`_input_key`): Monte Carlo prediction over a
+    pool's batches runs one discovery pass, not one per batch. Anything else (another
+    shape, a rate set, a module added or switched) runs the pass again."""
+    input_key = _input_key(example_input)
+    if input_key is None:
+        return discover(model, example_input)
+    key = (_model_key(model), input_key)
+    hit = _DISCOVERED.get(model)
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    found = discover(model, example_input)
+    _DISCOVERED[model] = (key, found)
+    return found
 
 
 def dropout_sites(model: nn.Module, example_input: Any = None) -> list[Site]:

@@ -22,7 +22,10 @@ from dropkit.seeded.philox import uniform
 __all__ = ["mask_affine_op", "dropout_op", "bias_dropout_add_op", "keep_mask", "HAS_TRITON"]
 
 _KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
-BLOCK = 1024  # counters per program: 4096 elements
+# Counters per program (4 elements each), with Triton's default 4 warps: the fastest of
+# benchmarks/gpu_check.py --sweep's launch configurations on an H100 (BENCHMARKS.md).
+# The bits do not depend on it.
+BLOCK = 256
 
 
 # With TRITON_INTERPRET=1 set before Triton is imported, CPU tensors can run the kernels in
