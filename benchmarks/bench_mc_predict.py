@@ -146,17 +146,18 @@ def host_costs(device: torch.device) -> None:
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
         print(f"| {label} | {(time.perf_counter() - start) / 500 * 1e6:.1f} |")
-    model = gpu_mlp(True, "seeded").to(device)
-    inputs = torch.randn(512, 784, device=device)
-    dropkit.mc_predict(model, inputs, 10, strategy="loop")
-    profile = cProfile.Profile()
-    profile.enable()
-    dropkit.mc_predict(model, inputs, 10, strategy="loop")
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    profile.disable()
-    print()
-    pstats.Stats(profile).sort_stats("tottime").print_stats(20)
+    for every, backend, strategy in ((True, "seeded", "loop"), (False, "torch", "vmap")):
+        model = gpu_mlp(every, backend).to(device)
+        inputs = torch.randn(512, 784, device=device)
+        dropkit.mc_predict(model, inputs, 50, strategy=strategy)
+        profile = cProfile.Profile()
+        profile.enable()
+        dropkit.mc_predict(model, inputs, 50, strategy=strategy)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        profile.disable()
+        print(f"\nprofile: mlp-{'every' if every else 'head'}, {backend}, {strategy}")
+        pstats.Stats(profile).sort_stats("tottime").print_stats(14)
 
 
 def main() -> None:

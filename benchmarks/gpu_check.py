@@ -296,6 +296,59 @@ def per_sample_seed_rows(device: torch.device, samples: int, shape: tuple[int, .
     return speedup
 
 
+def backend_table(device: torch.device, sizes: tuple[int, ...], calls: int
+                  ) -> dict[tuple[str, str, int], float]:
+    """The data ``backend="auto"`` is decided on: per call of a dropout module, host work
+    included (``calls`` calls back to back, then one synchronize: at small sizes the
+    host's dispatch, at large ones the kernels), inference forward and training forward
+    + backward, for torch.nn.Dropout and dropkit.nn.Dropout with each backend. Returns
+    dropkit torch backend's time / seeded's per (mode, dtype, size)."""
+    import dropkit.nn as dn
+
+    def per_call(fn: Callable[[], object]) -> float:
+        for _ in range(3):
+            fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return (time.perf_counter() - start) / calls * 1e3
+
+    modules = {"torch.nn.Dropout": torch.nn.Dropout(0.1),
+               "dropkit, backend torch": dn.Dropout(0.1),
+               "dropkit, backend seeded": dn.Dropout(0.1, backend="seeded")}
+    print("| elements | dtype | mode | torch.nn.Dropout (ms) | dropkit, backend torch (ms) | "
+          "dropkit, backend seeded (ms) | torch backend / seeded |")
+    print("|---:|---|---|---:|---:|---:|---:|")
+    ratios = {}
+    for n in sizes:
+        for dtype in (torch.float32, torch.bfloat16, torch.float16):
+            x = torch.randn(n, device=device, dtype=dtype)
+            xr = x.detach().requires_grad_(True)
+            g = torch.ones_like(x)
+            name = str(dtype).split(".")[-1]
+            for mode in ("inference", "training"):
+                times = {}
+                for label, m in modules.items():
+                    if mode == "inference":
+                        def step(m: torch.nn.Module = m, x: torch.Tensor = x) -> None:
+                            with torch.no_grad():
+                                m(x)
+                    else:
+                        def step(m: torch.nn.Module = m, x: torch.Tensor = xr,
+                                 g: torch.Tensor = g) -> None:
+                            m(x).backward(g)
+                    times[label] = per_call(step)
+                ratio = times["dropkit, backend torch"] / times["dropkit, backend seeded"]
+                ratios[mode, name, n] = ratio
+                print(f"| {n} | {name} | {mode} | " + " | ".join(
+                    f"{t:.4f}" for t in times.values()) + f" | {ratio:.2f} |")
+    return ratios
+
+
 def kernel_configs(device: torch.device, n: int, rows: int, cols: int,
                    time_ms: Callable[[Callable[[], object]], float], blocks: tuple[int, ...]
                    ) -> None:
@@ -378,13 +431,15 @@ def main() -> int:
 
         device = torch.device("cpu")
         ops.KERNELS_ON_CPU = True  # with TRITON_INTERPRET=1: the kernels in the interpreter
-        sizes, blocks = (1 << 14, 64, 128, (4, 64)), (256,)
+        sizes, blocks = (1 << 14, 64, 128, (4, 64), (1 << 8, 1 << 12)), (256,)
     elif not torch.cuda.is_available():
         print("gpu_check: no CUDA GPU is reachable here; nothing to check or time.")
         return 0
     else:
         device = torch.device("cuda")
-        sizes, blocks = (1 << 28, 16384, 8192, (512, 2048)), (128, 256, 512, 1024, 2048)
+        sizes = (1 << 28, 16384, 8192, (512, 2048), (1 << 12, 1 << 16, 1 << 18, 1 << 20,
+                                                       1 << 22, 1 << 24, 1 << 26, 1 << 28))
+        blocks = (128, 256, 512, 1024, 2048)
     name = torch.cuda.get_device_name() if device.type == "cuda" else (
         "CPU (smoke run: both sides use the interpreted kernels; timings mean nothing)")
     print(f"dropkit seeded dropout on {name}, torch {torch.__version__}, "
@@ -395,6 +450,12 @@ def main() -> int:
     got = table(device, *sizes[:3])
     print()
     per_sample = per_sample_seed_rows(device, 50, sizes[3], timer(device))
+    print()
+    ratios = backend_table(device, sizes[4], 20 if device.type == "cuda" else 2)
+    faster = sorted({n for (_, _, n) in ratios
+                     if all(r >= 1.0 for (_, _, m), r in ratios.items() if m >= n)})
+    print(f"\nthe seeded backend is at least as fast as the torch backend, in every dtype and "
+          f"mode, from {faster[0] if faster else 'no tested size'} elements up")
     print()
     # the issue's targets (H100 reference figures)
     print(f"targets: seeded forward at {got['share_fp32']:.0%} (fp32) and "

@@ -344,6 +344,33 @@ class TestTransforms:
         g = torch.func.grad(lambda t: (seeded.bias_dropout_add(t, b, r, 0.5, seed=2) * r).sum())
         assert torch.equal(g(torch.randn(5, 10)), seeded.dropout(r, 0.5, seed=2))
 
+    def test_eager_calls_skip_the_custom_op_and_match_the_transform_path(self,
+                                                                        monkeypatch) -> None:
+        # plain eager calls (with or without autograd) go straight to the computation;
+        # transforms and the compiler take the custom op: the same values and gradients
+        x, b, r = (torch.randn(6, 10, generator=gen(i)) for i in range(3))
+        b = b[0]
+        w = torch.randn(6, 10, generator=gen(9))
+
+        def loss(t: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+            h = seeded.alpha_dropout(seeded.dropout(t, 0.3, seed=5), 0.2, seed=6)
+            return (seeded.bias_dropout_add(h, bias, r, 0.4, seed=7) * w).sum()
+
+        want = torch.func.grad(loss, argnums=(0, 1))(x, b)  # the custom ops
+        with torch.no_grad():
+            value = loss(x, b)
+        leaves = x.clone().requires_grad_(True), b.clone().requires_grad_(True)
+        monkeypatch.setattr(ops, "_mask_affine_fwd", None)  # used: TypeError
+        monkeypatch.setattr(ops, "_bias_dropout_add_fwd", None)
+        with torch.no_grad():
+            assert torch.equal(loss(x, b), value)
+        out = loss(*leaves)
+        out.backward()
+        assert torch.equal(out.detach(), value)
+        assert torch.equal(leaves[0].grad, want[0]) and torch.equal(leaves[1].grad, want[1])
+        with pytest.raises(TypeError):
+            torch.func.grad(loss)(x, b)
+
     def test_per_sample_gradients_with_vmap_of_grad(self) -> None:
         # per-sample gradients (as DP-SGD computes them) through seeded dropout: vmap over
         # samples and their seeds of grad equals a loop of per-sample grads

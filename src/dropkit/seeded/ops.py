@@ -267,9 +267,55 @@ class BiasDropoutAdd(torch.autograd.Function):
         return bias_dropout_add_op(xs.contiguous(), bias, rs.contiguous(), p, seed, offset), 0
 
 
+def _eager(*tensors: Tensor) -> bool:
+    """Plain eager tensors, no functorch transform, no compiler: the ops may skip the
+    custom-op and transform-ready autograd.Function layers, whose host cost per call
+    (about 0.1 ms on an H100 machine, bench_mc_predict --profile) is many kernels' time
+    at the sizes of an MC sample."""
+    return (all(type(t) is Tensor or type(t) is torch.nn.Parameter for t in tensors)
+            and torch._C._functorch.peek_interpreter_stack() is None
+            and not torch.compiler.is_compiling())
+
+
+def _needs_grad(*tensors: Tensor) -> bool:
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
+class _MaskAffineEager(torch.autograd.Function):
+    """:class:`MaskAffine` for plain eager autograd: the old-style ``forward(ctx, ...)``
+    skips the signature binding that ``setup_context`` functions pay on every call."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, p: float, seed: Tensor, offset: int, scale: float,
+                shift: float, fill: float) -> Tensor:
+        ctx.p, ctx.seed, ctx.offset, ctx.scale = p, seed, offset, scale
+        return _mask_affine_impl(x, p, int(seed), offset, scale, shift, fill)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        return mask_affine_op(grad, ctx.p, ctx.seed, ctx.offset, ctx.scale, 0.0, 0.0), \
+            *[None] * 6
+
+
+class _BiasDropoutAddEager(torch.autograd.Function):
+    """:class:`BiasDropoutAdd` for plain eager autograd (see :class:`_MaskAffineEager`)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, bias: Tensor, residual: Tensor, p: float, seed: Tensor,
+                offset: int) -> Tensor:
+        ctx.p, ctx.seed, ctx.offset = p, seed, offset
+        return _bias_dropout_add_impl(x, bias, residual, p, int(seed), offset)
+
+    backward = staticmethod(BiasDropoutAdd.backward)
+
+
 def mask_affine_op(x: Tensor, p: float, seed: Tensor, offset: int, scale: float, shift: float,
                    fill: float) -> Tensor:
     """See :class:`MaskAffine`."""
+    if _eager(x):
+        if _needs_grad(x):
+            return _MaskAffineEager.apply(x, p, seed, offset, scale, shift, fill)
+        return _mask_affine_impl(x, p, int(seed), offset, scale, shift, fill)
     return MaskAffine.apply(x, p, seed, offset, scale, shift, fill)
 
 
@@ -287,4 +333,8 @@ def dropout_op(x: Tensor, p: float, seed: Tensor, offset: int) -> Tensor:
 def bias_dropout_add_op(x: Tensor, bias: Tensor, residual: Tensor, p: float, seed: Tensor,
                         offset: int) -> Tensor:
     """See :class:`BiasDropoutAdd`."""
+    if _eager(x, bias, residual):
+        if _needs_grad(x, bias, residual):
+            return _BiasDropoutAddEager.apply(x, bias, residual, p, seed, offset)
+        return _bias_dropout_add_impl(x, bias, residual, p, int(seed), offset)
     return BiasDropoutAdd.apply(x, bias, residual, p, seed, offset)
