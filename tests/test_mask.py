@@ -86,3 +86,64 @@ class TestBernoulliDropout:
         assert ((out == 0) | torch.isclose(out, kept)).all()
         rows = (out == 0).all(1) | (out != 0).all(1)  # one draw per row: (N, 1)
         assert rows.all()
+
+
+class TestTorchFusedKernel:
+    """On FUSED_DEVICES (CUDA), element-wise dropout from the default generator takes
+    torch's fused kernel; here the CPU stands in for CUDA."""
+
+    @pytest.fixture(autouse=True)
+    def cpu_is_fused(self, monkeypatch) -> list[int]:
+        import torch.nn.functional as TF
+
+        from dropkit import mask
+
+        calls: list[int] = []
+        real = TF.dropout
+
+        def counting(*args, **kwargs):
+            calls.append(1)
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(mask, "FUSED_DEVICES", frozenset({"cpu"}))
+        monkeypatch.setattr(TF, "dropout", counting)
+        return calls
+
+    def test_taken_only_for_element_wise_draws_from_the_default_generator(
+            self, cpu_is_fused) -> None:
+        import dropkit.nn as dn
+
+        x = torch.ones(1000, 50)
+        out = dn.Dropout(0.3)(x)
+        assert cpu_is_fused == [1]
+        assert_binomial(int((out == 0).sum()), x.numel(), 0.3)
+        assert torch.equal(out.unique(), torch.tensor([0.0, 1 / 0.7]))
+        dn.Dropout(0.3, generator=gen(1))(x)  # an explicit generator: the primitive
+        dn.Dropout2d(0.3)(torch.ones(4, 8, 5, 5))  # a shared draw: the primitive
+        dn.DropPath(0.3)(x)
+        assert cpu_is_fused == [1]
+
+    def test_a_checkpointed_recompute_still_replays_the_mask(self, cpu_is_fused) -> None:
+        import torch.utils.checkpoint as cp
+
+        import dropkit.nn as dn
+
+        m = dn.Dropout(0.5)
+        for reentrant in (True, False):
+            x = torch.ones(200, 30, requires_grad=True)
+            y = cp.checkpoint(m, x, use_reentrant=reentrant, preserve_rng_state=False)
+            y.sum().backward()
+            assert torch.equal(x.grad, (y != 0).float() / 0.5)  # the forward's own mask
+        assert cpu_is_fused == []  # inside a region: the replayable primitive
+
+    def test_mc_predict_vectorizes_it_and_finds_the_same_sites(self, cpu_is_fused) -> None:
+        import dropkit
+        import dropkit.nn as dn
+
+        model = torch.nn.Sequential(torch.nn.Linear(6, 16), dn.Dropout(0.5),
+                                    torch.nn.Linear(16, 3))
+        x = torch.randn(4, 6)
+        out = dropkit.mc_predict(model, x, 8, strategy="vmap")
+        assert cpu_is_fused and out.shape == (8, 4, 3)
+        assert len({tuple(o.flatten().tolist()) for o in out}) == 8
+        assert [(s.name, s.kind) for s in dropkit.dropout_sites(model, x)] == [("1", "module")]

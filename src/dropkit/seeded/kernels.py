@@ -47,7 +47,10 @@ def _mask_affine_tile(x_ptr, out_ptr, n, p, scale, shift, fill, seed, offset, pi
     tl.store(out_ptr + idx, y.to(x.dtype, fp_downcast_rounding="rtne"), mask=inside)
 
 
-@triton.jit
+# Seeds are not specialized on: Triton would compile a variant for a seed divisible by
+# 16 or equal to 1, and a fresh seed per call would hit one now and then (one compile,
+# tens of milliseconds, in the middle of training: seen on an H100 in gpu_check).
+@triton.jit(do_not_specialize=["seed"])
 def mask_affine_kernel(x_ptr, out_ptr, n, p, scale, shift, fill, seed, offset,
                        BLOCK: tl.constexpr, AFFINE: tl.constexpr):
     """out = x * scale (+ shift if AFFINE) where kept, else fill.
@@ -73,7 +76,7 @@ def mask_affine_seeds_kernel(x_ptr, out_ptr, seeds_ptr, n, x_stride, p, scale, s
                       fill, seed, offset, tl.program_id(0), BLOCK, AFFINE)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["seed"])
 def bias_dropout_add_kernel(x_ptr, bias_ptr, res_ptr, out_ptr, n, h, p, scale, seed, offset,
                             BLOCK: tl.constexpr, WRAP: tl.constexpr):
     """out = residual + dropout(x + bias), bias broadcast along the last dim (size h).
