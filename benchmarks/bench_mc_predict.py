@@ -33,6 +33,7 @@ import argparse
 import datetime
 import statistics
 import time
+from collections.abc import Callable
 
 import torch
 from bench_mlp_step import machine
@@ -114,7 +115,12 @@ def _to(inputs: object, device: torch.device) -> object:
     return inputs.to(device)
 
 
-def host_costs(device: torch.device) -> None:
+def _no_grad(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return m(x)
+
+
+def host_costs(device: torch.device, host_only: bool = False) -> None:
     """Host time per call of each dropout path on a tiny tensor (the GPU idle: launch
     and dispatch work alone), and a profile of the seeded loop: where the time of a
     T-pass loop over a seeded model goes."""
@@ -124,28 +130,46 @@ def host_costs(device: torch.device) -> None:
     from dropkit import seeded
 
     x = torch.randn(8, 8, device=device)
+    xr = x.clone().requires_grad_(True)
     seed = torch.tensor(3)
-    paths = {
+    modules = {backend: dn.Dropout(0.1, backend=backend).train()
+               for backend in ("torch", "seeded")}
+    graphs = {backend: m(xr) for backend, m in modules.items()}
+    paths: dict[str, Callable[[], object]] = {
         "torch.nn.functional.dropout": lambda: torch.nn.functional.dropout(x, 0.1),
-        "dropkit.nn.Dropout (torch backend)": dn.Dropout(0.1).train(),
         "seeded.dropout, a seed given": lambda: seeded.dropout(x, 0.1, seed=seed),
         "seeded.new_seed": lambda: seeded.new_seed(),
-        "dropkit.nn.Dropout (seeded backend)": dn.Dropout(0.1, backend="seeded").train(),
     }
+    for backend, m in modules.items():
+        paths[f"dropkit.nn.Dropout ({backend} backend), no grad"] = (
+            lambda m=m: _no_grad(m, x))
+        paths[f"dropkit.nn.Dropout ({backend} backend), forward with grad"] = (
+            lambda m=m: m(xr))
+        paths[f"dropkit.nn.Dropout ({backend} backend), its backward"] = (
+            lambda y=graphs[backend]: y.backward(torch.ones_like(y), retain_graph=True))
+    if device.type == "cuda":
+        from dropkit.seeded import kernels, ops
+
+        out = torch.empty_like(x)
+        paths["the seeded Triton kernel's launch alone"] = (
+            lambda: kernels.mask_affine_kernel[kernels.grid(x.numel(), 0, ops.BLOCK)](
+                x, out, x.numel(), 0.1, 1 / 0.9, 0.0, 0.0, 3, 0, BLOCK=ops.BLOCK,
+                AFFINE=False, **kernels.LAUNCH))
     print("| path | host time per call (us) |")
     print("|---|---:|")
     for label, fn in paths.items():
-        with torch.no_grad():
-            for _ in range(20):
-                fn(x) if isinstance(fn, nn.Module) else fn()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            start = time.perf_counter()
-            for _ in range(500):
-                fn(x) if isinstance(fn, nn.Module) else fn()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
+        for _ in range(20):
+            fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        for _ in range(500):
+            fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
         print(f"| {label} | {(time.perf_counter() - start) / 500 * 1e6:.1f} |")
+    if host_only:
+        return
     for every, backend, strategy in ((True, "seeded", "loop"), (False, "torch", "vmap")):
         model = gpu_mlp(every, backend).to(device)
         inputs = torch.randn(512, 784, device=device)
@@ -164,6 +188,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="few rounds: a smoke run")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    parser.add_argument("--host-only", action="store_true",
+                        help="only the host's cost per dropout call")
     parser.add_argument("--profile", action="store_true",
                         help="then the host's cost per dropout call and a profile of the "
                              "seeded loop")
@@ -172,6 +198,9 @@ def main() -> None:
     rounds = 2 if args.quick else 7
     torch.manual_seed(0)
     samples = 50
+    if args.host_only:
+        host_costs(device, host_only=True)
+        return
     batch, cases = cases_for(device)
     where = (f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}, "
              f"{datetime.date.today().isoformat()}" if device.type == "cuda" else machine())

@@ -422,6 +422,8 @@ def table(device: torch.device, n: int, rows: int, cols: int) -> dict[str, float
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="run on the CPU with tiny sizes")
+    parser.add_argument("--backends", metavar="N,N,...",
+                        help="only the backend table, at these sizes, 100 calls per cell")
     parser.add_argument("--sweep", action="store_true",
                         help="also time the kernel per launch configuration (BLOCK x warps)")
     args = parser.parse_args()
@@ -440,6 +442,10 @@ def main() -> int:
         sizes = (1 << 28, 16384, 8192, (512, 2048), (1 << 12, 1 << 16, 1 << 18, 1 << 20,
                                                        1 << 22, 1 << 24, 1 << 26, 1 << 28))
         blocks = (128, 256, 512, 1024, 2048)
+    if args.backends:
+        backend_table(device, tuple(int(n) for n in args.backends.split(",")),
+                      100 if device.type == "cuda" else 2)
+        return 0
     name = torch.cuda.get_device_name() if device.type == "cuda" else (
         "CPU (smoke run: both sides use the interpreted kernels; timings mean nothing)")
     print(f"dropkit seeded dropout on {name}, torch {torch.__version__}, "
