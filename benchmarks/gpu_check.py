@@ -121,10 +121,15 @@ def check(device: torch.device, big: bool) -> list[str]:
         xc = torch.randn(4096, device=device)
         return torch.equal(fn(xc, torch.tensor(9)), seeded.dropout(xc, 0.2, seed=9))
 
-    def auto_is_seeded() -> bool:
+    def auto_follows_the_measurements() -> bool:
+        # seeded from AUTO_SEEDED_MIN_NUMEL elements in the verified dtypes, torch below
         import dropkit.nn as dn
+        from dropkit.nn._base import AUTO_SEEDED_MIN_NUMEL
 
-        return dn.Dropout(0.1, backend="auto")._seeded(torch.ones(1, device=device))
+        m = dn.Dropout(0.1)  # the default backend, "auto"
+        big = torch.empty(AUTO_SEEDED_MIN_NUMEL, device=device, dtype=torch.bfloat16)
+        return (m.backend == "auto" and m._seeded(big) and not m._seeded(big[1:])
+                and not m._seeded(big[:8].double()))
 
     def cuda_generator() -> bool:
         import dropkit.nn as dn
@@ -183,7 +188,8 @@ def check(device: torch.device, big: bool) -> list[str]:
                    f"{' shared input' if shared else ''}"] = (
                 lambda dtype=dtype, shared=shared: vmap_over_seeds(dtype, shared))
     if device.type == "cuda":
-        checks['Dropout(backend="auto") is seeded on CUDA'] = auto_is_seeded
+        checks['the default backend ("auto") follows the measurements'] = (
+            auto_follows_the_measurements)
         checks["a module with a CUDA generator"] = cuda_generator
     if big:
         checks["past 2**31 elements"] = past_2_31

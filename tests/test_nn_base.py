@@ -40,9 +40,32 @@ class TestRate:
 
 
 class TestBackend:
-    def test_default_is_torch_until_a_gpu_run(self) -> None:
-        assert DEFAULT_BACKEND == "torch" and dn.Dropout(0.5).backend == "torch"
+    def test_default_is_auto_seeded_only_where_measured_faster(self, monkeypatch) -> None:
+        # the decision of the H100 run (BENCHMARKS.md): seeded on CUDA tensors of
+        # AUTO_SEEDED_MIN_NUMEL elements or more, in the verified dtypes; torch elsewhere
+        from dropkit.nn import _base
+
+        assert DEFAULT_BACKEND == "auto" and dn.Dropout(0.5).backend == "auto"
         assert BACKENDS == ("auto", "torch", "seeded")
+        m = dn.Dropout(0.5)
+
+        class Cuda:  # what _seeded reads of an input, as a CUDA tensor reports it
+            is_cuda = True
+
+            def __init__(self, numel: int, dtype: torch.dtype) -> None:
+                self._numel, self.dtype = numel, dtype
+
+            def numel(self) -> int:
+                return self._numel
+
+        monkeypatch.setattr(_base, "HAS_TRITON", True)
+        big = _base.AUTO_SEEDED_MIN_NUMEL
+        assert m._seeded(Cuda(big, torch.bfloat16)) and m._seeded(Cuda(big, torch.float32))
+        assert not m._seeded(Cuda(big - 1, torch.float32))
+        assert not m._seeded(Cuda(big, torch.float64))
+        assert not m._seeded(torch.ones(2))
+        monkeypatch.setattr(_base, "HAS_TRITON", False)
+        assert not m._seeded(Cuda(big, torch.float32))
 
     @pytest.mark.parametrize("backend, expected", [("torch", False), ("seeded", True),
                                                    ("auto", False)])  # auto: CPU -> torch
