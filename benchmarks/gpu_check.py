@@ -324,11 +324,13 @@ def backend_table(device: torch.device, sizes: tuple[int, ...], calls: int
         return (time.perf_counter() - start) / calls * 1e3
 
     modules = {"torch.nn.Dropout": torch.nn.Dropout(0.1),
-               "dropkit, backend torch": dn.Dropout(0.1),
-               "dropkit, backend seeded": dn.Dropout(0.1, backend="seeded")}
+               "dropkit, backend torch": dn.Dropout(0.1, backend="torch"),
+               "dropkit, backend seeded": dn.Dropout(0.1, backend="seeded"),
+               "dropkit, default (auto)": dn.Dropout(0.1)}
     print("| elements | dtype | mode | torch.nn.Dropout (ms) | dropkit, backend torch (ms) | "
-          "dropkit, backend seeded (ms) | torch backend / seeded |")
-    print("|---:|---|---|---:|---:|---:|---:|")
+          "dropkit, backend seeded (ms) | dropkit, default (auto) (ms) | "
+          "torch backend / seeded |")
+    print("|---:|---|---|---:|---:|---:|---:|---:|")
     ratios = {}
     for n in sizes:
         for dtype in (torch.float32, torch.bfloat16, torch.float16):
