@@ -86,7 +86,7 @@ class SeededBackendMixin:
     generator, torch's fused kernel); ``"seeded"`` draws one seed per call and recomputes
     the mask from it in backward (no mask memory, Triton kernels on CUDA); ``"auto"`` (the
     default) is seeded where that was measured faster, on CUDA tensors of
-    :data:`AUTO_SEEDED_MIN_NUMEL` elements or more with Triton installed, torch
+    ``AUTO_SEEDED_MIN_NUMEL`` (2**27) elements or more with Triton installed, torch
     otherwise (on the CPU, always). With
     ``seed_per_rank`` the rank enters the seed under ``torch.distributed``, so
     data-parallel ranks draw different masks; False gives every rank of the group the
