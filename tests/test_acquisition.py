@@ -164,3 +164,89 @@ def test_score_pool_refuses_batchbald_and_bad_names() -> None:
         A.score_pool(_model(), torch.randn(4, 6), "batchbald")
     with pytest.raises(ValueError, match="expected `acquisition` to be one of"):
         A.score_pool(_model(), torch.randn(4, 6), "entropy")
+
+
+class TestAcquire:
+    def _pool(self, n: int = 40) -> torch.Tensor:
+        return torch.randn(n, 6, generator=torch.Generator().manual_seed(4))
+
+    def test_each_acquisition_equals_its_pipeline_by_hand(self) -> None:
+        import dropkit
+
+        model, pool = _model(), self._pool()
+        g = torch.Generator().manual_seed(3)
+        assert torch.equal(A.acquire(model, pool, 5, "random", seed=3),
+                           A.top_k(A.random(40, generator=g), 5))
+        torch.manual_seed(8)
+        got = A.acquire(model, pool, 5, "max-entropy", 6, batch_size=16)
+        torch.manual_seed(8)
+        assert torch.equal(got, A.top_k(A.score_pool(model, pool, "max-entropy", 6,
+                                                     batch_size=16), 5))
+        bald = A.score_pool(model, pool, "bald", 6, consistent=3)
+        g = torch.Generator().manual_seed(3)
+        assert torch.equal(A.acquire(model, pool, 5, "power-bald", 6, seed=3),
+                           A.stochastic(bald.clamp_min(0), 5, "power", generator=g))
+        best = A.top_k(bald, 10)  # candidates = 2 * k
+        probs = dropkit.mc_predict(model, pool[best], 6, consistent=3).softmax(-1)
+        g = torch.Generator().manual_seed(3)
+        want = best[A.batchbald(probs, 5, generator=g)]
+        got = A.acquire(model, pool, 5, "batchbald", 6, seed=3, candidates=2)
+        assert torch.equal(got, want) and len(set(got.tolist())) == 5
+
+    def test_a_dataloader_pool_gives_the_tensor_pool_s_choice(self) -> None:
+        model, pool = _model(), self._pool()
+        loader = torch.utils.data.DataLoader(
+            torch.utils.data.TensorDataset(pool, torch.zeros(40)), batch_size=9)
+        for name in ("batchbald", "power-bald", "random"):
+            assert torch.equal(A.acquire(model, loader, 4, name, 5, seed=1),
+                               A.acquire(model, pool, 4, name, 5, seed=1)), name
+
+    @pytest.mark.parametrize("call, match", [
+        (lambda m, p: A.acquire(m, p, 3, "entropy"), r"^acquire: expected `acquisition` to "
+                                                     r"be one of \['random', 'bald'"),
+        (lambda m, p: A.acquire(m, p, 41, "bald"), r"^acquire: expected `k`"),
+        (lambda m, p: A.acquire(m, iter([p]), 3, "bald"),
+         r"^acquire: expected a tensor pool or a DataLoader over a sized dataset, got"),
+        (lambda m, p: A.acquire(m, p, 3, "bald", seed=-1), r"^acquire: expected `seed`"),
+    ])
+    def test_bad_arguments_are_one_clear_error(self, call, match) -> None:
+        with pytest.raises((ValueError, TypeError), match=match):
+            call(_model(), self._pool())
+
+
+@pytest.mark.slow
+def test_two_gloo_ranks_select_what_one_process_selects(tmp_path) -> None:
+    """torchrun with 2 gloo ranks: the pool sharded, the same indices on both ranks, and,
+    for the consistent acquisitions, the indices of one process."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    worker = Path(__file__).with_name("acquisition_worker.py")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
+           str(worker), str(tmp_path)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        _, stderr = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
+    assert proc.returncode == 0, stderr[-2000:]
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    sys.path.insert(0, str(worker.parent))
+    from acquisition_worker import run  # the same computation in this one process
+
+    single = run()
+    assert r0["batches"] == [0, 2, 4, 6] and r1["batches"] == [1, 3, 5]  # sharded
+    assert single["batches"] == list(range(7))
+    for key in ("consistent scores", "bald", "batchbald", "power-bald", "random",
+                "consistent True"):
+        assert torch.equal(r0[key], r1[key]), key  # every rank: the same result
+    # the consistent networks are those of one process (bald's samples come from each
+    # rank's own generator, and consistent=True's seed from rank 0's)
+    assert torch.allclose(r0["consistent scores"], single["consistent scores"], atol=1e-6)
+    for key in ("batchbald", "power-bald", "random"):
+        assert torch.equal(r0[key], single[key]), key

@@ -9,10 +9,16 @@ Learning with Image Data" (BALD, max entropy, variation ratios, mean std with MC
 dropout); Kampffmeyer et al. 2016 (mean std); Kirsch, van Amersfoort & Gal 2019,
 "BatchBALD"; Kirsch et al. 2023, "Stochastic Batch Acquisition". Learned from baal's
 heuristics and BatchBALD's reference code (its sampled joint entropy).
+
+Under ``torch.distributed`` (``torchrun``), :func:`score_pool` and :func:`acquire` shard
+the pool's batches across the ranks of ``group``, gather only the scores (and, for
+BatchBALD, the candidates' probabilities), and return the same result on every rank; a
+consistent seed is one for the whole group, so sample t is the same network everywhere.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -24,7 +30,8 @@ from dropkit import uncertainty as U
 from dropkit._checks import check_int
 
 __all__ = ["bald", "max_entropy", "variation_ratio", "mean_std", "random", "top_k",
-           "batchbald", "stochastic", "score_pool", "STOCHASTIC_MODES", "SCORES"]
+           "batchbald", "stochastic", "score_pool", "acquire", "STOCHASTIC_MODES", "SCORES",
+           "ACQUISITIONS"]
 
 STOCHASTIC_MODES = ("power", "softmax", "softrank")
 _SUM_TOLERANCE = 1e-3  # probabilities of a sample must sum to 1 along C within this
@@ -178,6 +185,11 @@ SCORES: dict[str, Callable[[Tensor], Tensor]] = {
 }
 
 
+#: Everything :func:`acquire` takes: the scores, ``random``, ``batchbald`` (on the
+#: consistent probabilities of the highest-BALD candidates) and ``power-bald``.
+ACQUISITIONS = ("random", *SCORES, "batchbald", "power-bald")
+
+
 def _inputs(pool: Tensor | Iterable[Any], batch_size: int) -> Iterable[Any]:
     if isinstance(pool, Tensor):
         return pool.split(batch_size)
@@ -185,9 +197,45 @@ def _inputs(pool: Tensor | Iterable[Any], batch_size: int) -> Iterable[Any]:
     return (b[0] if isinstance(b, (tuple, list)) else b for b in pool)
 
 
+def _world(group: Any) -> tuple[int, int]:
+    """(rank, world size) in ``group`` under torch.distributed; (0, 1) outside it."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return 0, 1
+    return dist.get_rank(group), dist.get_world_size(group)
+
+
+def _gather(local: list[tuple[int, Tensor]], group: Any, world: int) -> list[Tensor]:
+    """Every rank's ``(batch index, tensor)`` pairs, in batch order, on every rank."""
+    if world == 1:
+        return [t for _, t in local]
+    import torch.distributed as dist
+
+    device = local[0][1].device if local else torch.device("cpu")
+    gathered: list[Any] = [None] * world
+    dist.all_gather_object(gathered, [(i, t.cpu()) for i, t in local], group=group)
+    pairs = sorted(itertools.chain.from_iterable(gathered), key=lambda pair: pair[0])
+    return [t.to(device) for _, t in pairs]
+
+
+def _group_seed(consistent: bool | int, group: Any, world: int) -> bool | int:
+    """``consistent`` with True made one seed for the whole group (rank 0's draw)."""
+    if consistent is not True:
+        return consistent
+    seed = [int(torch.randint(0, 2**31, ()))]
+    if world > 1:
+        import torch.distributed as dist
+
+        src = 0 if group is None else dist.get_global_rank(group, 0)
+        dist.broadcast_object_list(seed, src=src, group=group)
+    return seed[0]
+
+
 def score_pool(model: nn.Module, pool: Tensor | Iterable[Any], acquisition: str = "bald",
                samples: int = 20, *, batch_size: int = 256, strategy: str = "auto",
-               output: Any = None, consistent: bool | int = False) -> Tensor:
+               output: Any = None, consistent: bool | int = False, group: Any = None,
+               shard: bool = True) -> Tensor:
     """The acquisition score of every pool point, ``(N,)``, streamed batch by batch.
 
     Each batch goes through :func:`dropkit.mc_predict` (``samples`` passes, the model's
@@ -197,24 +245,98 @@ def score_pool(model: nn.Module, pool: Tensor | Iterable[Any], acquisition: str 
     in :data:`SCORES`. With ``consistent`` (True or a seed) every batch is scored by the
     same T networks (:mod:`dropkit.consistent`). BatchBALD is not a per-point score: draw
     its candidates' probabilities with ``mc_predict(model, candidates, T,
-    consistent=seed)`` and call :func:`batchbald`.
+    consistent=seed)`` and call :func:`batchbald`, or call :func:`acquire`.
+
+    Under ``torch.distributed`` (and ``shard``), rank r of ``group`` scores batches r,
+    r + W, r + 2W, ... of the W ranks' pool (every rank passes the same pool) and every
+    rank returns all N scores; ``consistent=True`` is one seed for the group.
     """
     from dropkit.mc import mc_predict  # the acquisition functions need no model code
 
     if acquisition not in SCORES:
         extra = (" (BatchBALD is not a per-point score: call batchbald on the candidates' "
-                 "mc_predict(..., consistent=seed) probabilities)"
+                 "mc_predict(..., consistent=seed) probabilities, or acquire)"
                  if acquisition == "batchbald" else "")
         raise ValueError(f"score_pool: expected `acquisition` to be one of {list(SCORES)}, "
                          f"got acquisition={acquisition!r}{extra}")
     samples = check_int("score_pool", samples, "samples", 2)
     batch_size = check_int("score_pool", batch_size, "batch_size", 1)
     score = SCORES[acquisition]
-    if consistent is True:  # one seed for the whole pool: the same networks in every batch
-        consistent = int(torch.randint(0, 2**31, ()))
-    parts = [score(mc_predict(model, x, samples, strategy=strategy, output=output,
-                              consistent=consistent).softmax(-1))
-             for x in _inputs(pool, batch_size)]
+    rank, world = _world(group) if shard else (0, 1)
+    consistent = _group_seed(consistent, group, world)  # the same networks in every batch
+    local = [(i, score(mc_predict(model, x, samples, strategy=strategy, output=output,
+                                  consistent=consistent).softmax(-1)))
+             for i, x in enumerate(_inputs(pool, batch_size)) if i % world == rank]
+    parts = _gather(local, group, world)
     if not parts:
         raise ValueError("score_pool: the pool is empty")
     return torch.cat(parts)
+
+
+def _pool_size(pool: Tensor | Iterable[Any]) -> int:
+    if isinstance(pool, Tensor):
+        return len(pool)
+    dataset = getattr(pool, "dataset", None)
+    if dataset is not None and hasattr(dataset, "__len__"):
+        return len(dataset)
+    raise TypeError(f"acquire: expected a tensor pool or a DataLoader over a sized dataset, "
+                    f"got {type(pool).__name__}")
+
+
+def _rows(pool: Tensor | Iterable[Any], index: Tensor) -> Tensor:
+    """The pool's inputs at ``index`` (a tensor's rows, a DataLoader dataset's items)."""
+    if isinstance(pool, Tensor):
+        return pool[index.to(pool.device)]
+    dataset = getattr(pool, "dataset", None)
+    if dataset is None or not hasattr(dataset, "__getitem__"):
+        raise TypeError(f"acquire: BatchBALD reads its candidates again: expected a tensor "
+                        f"pool or a DataLoader over an indexable dataset, got "
+                        f"{type(pool).__name__}")
+    items = [dataset[i] for i in index.tolist()]
+    return torch.stack([it[0] if isinstance(it, (tuple, list)) else it for it in items])
+
+
+def acquire(model: nn.Module, pool: Tensor | Iterable[Any], k: int,
+            acquisition: str = "bald", samples: int = 20, *, seed: int = 0,
+            candidates: int = 4, batch_size: int = 256, strategy: str = "auto",
+            output: Any = None, group: Any = None, shard: bool = True) -> Tensor:
+    """Indices of the ``k`` pool points to label next, ``(k,)``, by ``acquisition``.
+
+    ``acquisition`` is one of :data:`ACQUISITIONS`. The per-point scores take the top k
+    of :func:`score_pool` (their samples from torch's global generator, as
+    :func:`dropkit.mc_predict` draws them); ``random`` is seeded by ``seed``;
+    ``power-bald`` draws k points with probability proportional to BALD
+    (:func:`stochastic`, Kirsch et al. 2023); ``batchbald`` scores BALD on consistent
+    samples, keeps the ``candidates * k`` best, draws their probabilities with the same
+    T networks, and selects greedily (:func:`batchbald`, Kirsch et al. 2019). The last
+    two sample the networks from ``seed``, so a call is reproducible. Under
+    ``torch.distributed`` the work is sharded across ``group`` (see :func:`score_pool`)
+    and every rank returns the same indices.
+    """
+    from dropkit.mc import mc_predict
+
+    if acquisition not in ACQUISITIONS:
+        raise ValueError(f"acquire: expected `acquisition` to be one of {list(ACQUISITIONS)}, "
+                         f"got acquisition={acquisition!r}")
+    seed = check_int("acquire", seed, "seed", 0, 2**31)
+    candidates = check_int("acquire", candidates, "candidates", 1)
+    n = _pool_size(pool)
+    k = _check_k("acquire", k, n)
+    g = torch.Generator().manual_seed(seed)
+    options = {"batch_size": batch_size, "strategy": strategy, "output": output,
+               "group": group, "shard": shard}
+    if acquisition == "random":
+        return top_k(random(n, generator=g), k)
+    if acquisition in SCORES:
+        return top_k(score_pool(model, pool, acquisition, samples, **options), k)
+    scores = score_pool(model, pool, "bald", samples, consistent=seed, **options)
+    if acquisition == "power-bald":
+        return stochastic(scores.clamp_min(0), k, "power", generator=g)
+    best = top_k(scores, min(n, candidates * k)).cpu()
+    rank, world = _world(group) if shard else (0, 1)
+    shards = best.tensor_split(world)
+    local = [(rank, mc_predict(model, _rows(pool, shards[rank]), samples, strategy="loop",
+                               output=output, consistent=seed).softmax(-1))
+             ] if len(shards[rank]) else []
+    probs = torch.cat(_gather(local, group, world), dim=1)
+    return best[batchbald(probs, k, generator=g).cpu()]

@@ -30,11 +30,10 @@ from dropkit.experiments.data import Dataset
 from dropkit.experiments.engine import RunOptions, TrainConfig, load_final, train
 from dropkit.experiments.io import atomic_write_json
 from dropkit.experiments.report import plt, print_table, save_figure, write_report
-from dropkit.mc import mc_predict
 
 __all__ = ["run_active", "ACQUISITIONS", "acquire", "initial_labels"]
 
-ACQUISITIONS = ("random", *A.SCORES, "batchbald", "power-bald")
+ACQUISITIONS = A.ACQUISITIONS
 
 
 def initial_labels(y: torch.Tensor, n: int, n_classes: int, seed: int) -> list[int]:
@@ -51,19 +50,10 @@ def initial_labels(y: torch.Tensor, n: int, n_classes: int, seed: int) -> list[i
 
 def acquire(name: str, model: torch.nn.Module, pool_x: torch.Tensor, step: int, samples: int,
             seed: int) -> list[int]:
-    """Positions in ``pool_x`` of the ``step`` points acquisition ``name`` labels next."""
-    g = torch.Generator().manual_seed(seed)
-    if name == "random":
-        return A.top_k(A.random(len(pool_x), generator=g), step).tolist()
-    if name in A.SCORES:
-        torch.manual_seed(seed)
-        return A.top_k(A.score_pool(model, pool_x, name, samples), step).tolist()
-    bald = A.score_pool(model, pool_x, "bald", samples, consistent=seed)
-    if name == "power-bald":
-        return A.stochastic(bald.clamp_min(0), step, "power", generator=g).tolist()
-    candidates = A.top_k(bald, min(len(pool_x), 4 * step))
-    probs = mc_predict(model, pool_x[candidates], samples, consistent=seed).softmax(-1)
-    return candidates[A.batchbald(probs, step, generator=g)].tolist()
+    """Positions in ``pool_x`` of the ``step`` points acquisition ``name`` labels next
+    (:func:`dropkit.acquisition.acquire`; the per-point scores' samples seeded too)."""
+    torch.manual_seed(seed)
+    return A.acquire(model, pool_x, step, name, samples, seed=seed).tolist()
 
 
 def _subset(data: Dataset, idx: list[int]) -> Dataset:
