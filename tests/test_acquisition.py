@@ -192,6 +192,12 @@ class TestAcquire:
         want = best[A.batchbald(probs, 5, generator=g)]
         got = A.acquire(model, pool, 5, "batchbald", 6, seed=3, candidates=2)
         assert torch.equal(got, want) and len(set(got.tolist())) == 5
+        # more consistent networks for the candidates than for the scores
+        probs = dropkit.mc_predict(model, pool[best], 12, consistent=3).softmax(-1)
+        g = torch.Generator().manual_seed(3)
+        assert torch.equal(A.acquire(model, pool, 5, "batchbald", 6, seed=3, candidates=2,
+                                     candidate_samples=12),
+                           best[A.batchbald(probs, 5, generator=g)])
 
     def test_a_dataloader_pool_gives_the_tensor_pool_s_choice(self) -> None:
         model, pool = _model(), self._pool()

@@ -298,17 +298,23 @@ def _rows(pool: Tensor | Iterable[Any], index: Tensor) -> Tensor:
 
 def acquire(model: nn.Module, pool: Tensor | Iterable[Any], k: int,
             acquisition: str = "bald", samples: int = 20, *, seed: int = 0,
-            candidates: int = 4, batch_size: int = 256, strategy: str = "auto",
+            candidates: int = 4, candidate_samples: int | None = None,
+            consistent: bool = False, batch_size: int = 256, strategy: str = "auto",
             output: Any = None, group: Any = None, shard: bool = True) -> Tensor:
     """Indices of the ``k`` pool points to label next, ``(k,)``, by ``acquisition``.
 
     ``acquisition`` is one of :data:`ACQUISITIONS`. The per-point scores take the top k
     of :func:`score_pool` (their samples from torch's global generator, as
-    :func:`dropkit.mc_predict` draws them); ``random`` is seeded by ``seed``;
+    :func:`dropkit.mc_predict` draws them, or with ``consistent`` from the same T
+    networks for every point, seeded by ``seed``, as BatchBALD's paper scores BALD: then
+    near-copies of a point score alike and top k takes them together); ``random`` is
+    seeded by ``seed``;
     ``power-bald`` draws k points with probability proportional to BALD
     (:func:`stochastic`, Kirsch et al. 2023); ``batchbald`` scores BALD on consistent
-    samples, keeps the ``candidates * k`` best, draws their probabilities with the same
-    T networks, and selects greedily (:func:`batchbald`, Kirsch et al. 2019). The last
+    samples, keeps the ``candidates * k`` best, draws their probabilities with
+    ``candidate_samples`` consistent networks (default ``samples``; the batch's mutual
+    information cannot exceed log of their number, so a batch of k needs more than BALD
+    does), and selects greedily (:func:`batchbald`, Kirsch et al. 2019). The last
     two sample the networks from ``seed``, so a call is reproducible. Under
     ``torch.distributed`` the work is sharded across ``group`` (see :func:`score_pool`)
     and every rank returns the same indices.
@@ -320,6 +326,8 @@ def acquire(model: nn.Module, pool: Tensor | Iterable[Any], k: int,
                          f"got acquisition={acquisition!r}")
     seed = check_int("acquire", seed, "seed", 0, 2**31)
     candidates = check_int("acquire", candidates, "candidates", 1)
+    candidate_samples = check_int("acquire", samples if candidate_samples is None
+                                  else candidate_samples, "candidate_samples", 2)
     n = _pool_size(pool)
     k = _check_k("acquire", k, n)
     g = torch.Generator().manual_seed(seed)
@@ -328,15 +336,16 @@ def acquire(model: nn.Module, pool: Tensor | Iterable[Any], k: int,
     if acquisition == "random":
         return top_k(random(n, generator=g), k)
     if acquisition in SCORES:
-        return top_k(score_pool(model, pool, acquisition, samples, **options), k)
+        return top_k(score_pool(model, pool, acquisition, samples,
+                                consistent=seed if consistent else False, **options), k)
     scores = score_pool(model, pool, "bald", samples, consistent=seed, **options)
     if acquisition == "power-bald":
         return stochastic(scores.clamp_min(0), k, "power", generator=g)
     best = top_k(scores, min(n, candidates * k)).cpu()
     rank, world = _world(group) if shard else (0, 1)
     shards = best.tensor_split(world)
-    local = [(rank, mc_predict(model, _rows(pool, shards[rank]), samples, strategy="loop",
-                               output=output, consistent=seed).softmax(-1))
+    local = [(rank, mc_predict(model, _rows(pool, shards[rank]), candidate_samples,
+                               strategy="loop", output=output, consistent=seed).softmax(-1))
              ] if len(shards[rank]) else []
     probs = torch.cat(_gather(local, group, world), dim=1)
     return best[batchbald(probs, k, generator=g).cpu()]

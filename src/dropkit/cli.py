@@ -209,6 +209,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="stop at this many labels (100)")
     act.add_argument("--samples", type=_int_at_least(2, "number of samples"), default=20,
                      help="Monte Carlo samples T (20)")
+    act.add_argument("--candidate-samples", type=_int_at_least(2, "number of samples"),
+                     default=None, help="consistent networks for BatchBALD's candidates "
+                     "(default: --samples)")
+    act.add_argument("--consistent", action="store_true",
+                     help="score every pool point with the same T networks")
     act.add_argument("--seeds", type=_int_at_least(1, "number of seeds"), default=1,
                      help="seeds per acquisition (1)")
     _rates(act, input=False)
@@ -276,6 +281,7 @@ def _run(args: argparse.Namespace) -> None:
 
         run_active(options, acquisitions=tuple(args.acquisition), initial=args.initial,
                    step=args.step, budget=args.budget, samples=args.samples, seeds=args.seeds,
+                   candidate_samples=args.candidate_samples, consistent=args.consistent,
                    dropout=args.dropout, resume=args.resume)
     elif args.command == "ensemble":
         from dropkit.experiments.ensemble import run_ensemble

@@ -49,11 +49,13 @@ def initial_labels(y: torch.Tensor, n: int, n_classes: int, seed: int) -> list[i
 
 
 def acquire(name: str, model: torch.nn.Module, pool_x: torch.Tensor, step: int, samples: int,
-            seed: int) -> list[int]:
+            seed: int, candidate_samples: int | None = None, consistent: bool = False
+            ) -> list[int]:
     """Positions in ``pool_x`` of the ``step`` points acquisition ``name`` labels next
     (:func:`dropkit.acquisition.acquire`; the per-point scores' samples seeded too)."""
     torch.manual_seed(seed)
-    return A.acquire(model, pool_x, step, name, samples, seed=seed).tolist()
+    return A.acquire(model, pool_x, step, name, samples, seed=seed,
+                     candidate_samples=candidate_samples, consistent=consistent).tolist()
 
 
 def _subset(data: Dataset, idx: list[int]) -> Dataset:
@@ -62,7 +64,8 @@ def _subset(data: Dataset, idx: list[int]) -> Dataset:
 
 
 def _curve(config: TrainConfig, data: Dataset, out: Path, name: str, seed: int, initial: int,
-           step: int, budget: int, samples: int) -> list[dict[str, Any]]:
+           step: int, budget: int, samples: int, candidate_samples: int | None,
+           consistent: bool) -> list[dict[str, Any]]:
     folder = out / "runs" / f"{name}-seed{seed}"
     state_path = folder / "state.json"
     if state_path.exists():  # resume: the labelled set and the rounds done
@@ -82,7 +85,7 @@ def _curve(config: TrainConfig, data: Dataset, out: Path, name: str, seed: int, 
             chosen = set(state["labelled"])
             pool = [i for i in range(len(data.y_train)) if i not in chosen]
             picks = acquire(name, model, data.x_train[torch.tensor(pool)], step, samples,
-                            seed * 1000 + r - 1)
+                            seed * 1000 + r - 1, candidate_samples, consistent)
             state["labelled"] = state["labelled"] + [pool[p] for p in picks]
             atomic_write_json(state_path, state)
         labelled = state["labelled"][:target]
@@ -96,7 +99,8 @@ def _curve(config: TrainConfig, data: Dataset, out: Path, name: str, seed: int, 
 
 def run_active(options: RunOptions | None = None, *, acquisitions: tuple[str, ...] = (
         "bald", "random"), initial: int = 20, step: int = 10, budget: int = 100,
-        samples: int = 20, seeds: int = 1, dropout: float = 0.5, input_dropout: float = 0.0,
+        samples: int = 20, seeds: int = 1, candidate_samples: int | None = None,
+        consistent: bool = False, dropout: float = 0.5, input_dropout: float = 0.0,
         resume: bool = False) -> dict[str, Any]:
     """Test error against labels for each acquisition and seed; a plot, results.json and
     report.html in the output folder (default runs/active; epochs default 50). A folder
@@ -106,8 +110,10 @@ def run_active(options: RunOptions | None = None, *, acquisitions: tuple[str, ..
     if unknown or not acquisitions:
         raise UsageError(f"active: expected `acquisitions` among {', '.join(ACQUISITIONS)}, "
                          f"got {list(acquisitions)}", "acquisitions")
+    optional = (("candidate_samples", candidate_samples, 2),) if candidate_samples is not None \
+        else ()
     for name, value, least in (("initial", initial, 1), ("step", step, 1),
-                               ("samples", samples, 2), ("seeds", seeds, 1)):
+                               ("samples", samples, 2), ("seeds", seeds, 1), *optional):
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
             raise UsageError(f"active: expected `{name}` to be an int >= {least}, got "
                              f"{name}={value!r}", name)
@@ -124,8 +130,8 @@ def run_active(options: RunOptions | None = None, *, acquisitions: tuple[str, ..
                          "is regression", "dataset")
     options.log(f"dropkit active: {config.dataset}, {config.model}, {', '.join(acquisitions)}, "
                 f"{initial} + {step} per round up to {budget} labels, T = {samples} -> {out}")
-    curves = {name: [_curve(config, data, out, name, seed, initial, step, budget, samples)
-                     for seed in range(seeds)]
+    curves = {name: [_curve(config, data, out, name, seed, initial, step, budget, samples,
+                            candidate_samples, consistent) for seed in range(seeds)]
               for name in acquisitions}
     labels = [r["labels"] for r in next(iter(curves.values()))[0]]
     mean = {name: [sum(c[i]["test_error"] for c in runs) / len(runs) for i in range(len(labels))]
@@ -136,7 +142,8 @@ def run_active(options: RunOptions | None = None, *, acquisitions: tuple[str, ..
     print_table(header, rows, options.log)
     figure = _plot(labels, mean, out)
     settings = {**asdict(config), "acquisitions": list(acquisitions), "initial": initial,
-                "step": step, "budget": budget, "samples": samples, "seeds": seeds}
+                "step": step, "budget": budget, "samples": samples, "seeds": seeds,
+                "candidate_samples": candidate_samples, "consistent": consistent}
     payload = {"settings": settings, "labels": labels, "curves": curves,
                "mean_test_error": mean}
     atomic_write_json(out / "results.json", payload)
