@@ -79,6 +79,15 @@ def test_train_with_validation_early_stopping_and_augmentation(tmp_path) -> None
         0.2, 2, "shift:2")
 
 
+def test_train_with_rdrop_and_layerdrop(tmp_path) -> None:
+    out = tmp_path / "r"
+    proc = _run("train", "--epochs", "1", "--model", "resmlp", "--rdrop", "0.5",
+                "--layerdrop", "0.2", "--out", str(out), *TINY)
+    assert proc.returncode == 0, proc.stderr
+    config = json.loads((out / "config.json").read_text())
+    assert (config["model"], config["rdrop"], config["layerdrop"]) == ("resmlp", 0.5, 0.2)
+
+
 def test_train_on_the_seeded_backend_resumes(tmp_path) -> None:
     out = tmp_path / "s"
     for epochs in ("1", "2"):
@@ -114,6 +123,9 @@ def test_train_on_the_seeded_backend_resumes(tmp_path) -> None:
          "--early-stopping to be None unless --val-fraction > 0"),
         (["train", "--min-delta", "-1"], "expected a number >= 0, got -1.0"),
         (["train", "--augment", "flip:1", "--epochs", "1"], "expected --augment as shift:K"),
+        (["train", "--layerdrop", "0.2", "--epochs", "1"],
+         "expected --layerdrop to be 0 unless --model is 'resmlp'"),
+        (["train", "--rdrop", "-1"], "expected a number >= 0, got -1.0"),
     ],
 )
 def test_bad_input_is_one_line(argv, message, capsys, tmp_path) -> None:

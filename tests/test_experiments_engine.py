@@ -49,6 +49,19 @@ class TestTrain:
         plan = {"seed": 0, "last_step": steps} if backend == "seeded" else None
         assert a["seed_plan"] == b["seed_plan"] == plan
 
+    @pytest.mark.parametrize("extra", [dict(rdrop=1.0), dict(model="resmlp", layerdrop=0.3),
+                                       dict(model="resmlp", layerdrop=0.3, rdrop=0.5)])
+    def test_rdrop_and_layerdrop_runs_resume_exactly(self, tmp_path, extra) -> None:
+        cfg = dict(TINY, **extra)
+        train(TrainConfig(epochs=3, **cfg), tmp_path / "straight", progress=False)
+        train(TrainConfig(epochs=1, **cfg), tmp_path / "split", progress=False)
+        train(TrainConfig(epochs=3, **cfg), tmp_path / "split", resume=True, progress=False)
+        assert _metrics(tmp_path / "straight") == _metrics(tmp_path / "split")
+        # and the recipe changes the training: the same run without it differs
+        plain = {k: v for k, v in cfg.items() if k not in ("rdrop", "layerdrop")}
+        train(TrainConfig(epochs=3, **plain), tmp_path / "plain", progress=False)
+        assert _metrics(tmp_path / "plain") != _metrics(tmp_path / "straight")
+
     def test_the_seeded_backend_trains_other_masks_than_torch(self, tmp_path) -> None:
         train(TrainConfig(epochs=1, **TINY), tmp_path / "torch", progress=False)
         train(TrainConfig(epochs=1, backend="seeded", **TINY), tmp_path / "seeded",
@@ -153,6 +166,9 @@ class TestTrain:
                                r"`val_fraction` > 0"),
          ("early_stopping", 0, r"^TrainConfig: expected `early_stopping` to be None or a "
                                r"patience"),
+         ("rdrop", -1.0, r"^TrainConfig: expected `rdrop` to be R-Drop's alpha"),
+         ("layerdrop", 0.2, r"^TrainConfig: expected `layerdrop` to be 0 unless `model` is "
+                            r"'resmlp'"),
          ("min_delta", -0.1, r"^TrainConfig: expected `min_delta` to be a number >= 0"),
          ("augment", "flip:1", r"^parse_augment: expected `augment` as shift:K"),
          ("schedule", "wobble:1", r"^parse_schedule: expected `schedule` as NAME:ARGS"),

@@ -19,6 +19,7 @@ from dropkit.mc import mc_mode, mc_predict
 from dropkit.nn.concrete_dropout import concrete_regularization
 from dropkit.patch import patch, unpatch
 from dropkit.rates import find_dropout, set_rate
+from dropkit.rdrop import rdrop_forward, rdrop_loss
 from dropkit.scheduler import DropoutScheduler
 from dropkit.seed_plan import SeedPlan
 from dropkit.sites import Site, dropout_sites
@@ -43,6 +44,8 @@ __all__ = [
     "mc_predict",
     "nn",
     "patch",
+    "rdrop_forward",
+    "rdrop_loss",
     "schedules",
     "set_rate",
     "uncertainty",

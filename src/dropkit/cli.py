@@ -154,6 +154,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--augment", default=None, metavar="SPEC",
                        help="augment the training images: shift:K, rotate:DEG or both "
                        "joined by + (e.g. shift:2)")
+    train.add_argument("--rdrop", type=_nonnegative_float, default=None, metavar="ALPHA",
+                       help="R-Drop: two passes per batch, plus ALPHA times their symmetric "
+                       "KL (Liang et al. 2021)")
+    train.add_argument("--layerdrop", type=_rate, default=None, metavar="P",
+                       help="LayerDrop: skip each residual block with probability P (model "
+                       "resmlp; Fan et al. 2019)")
     train.add_argument("--backend", choices=("torch", "seeded"), default="torch",
                        help="dropout backend; seeded: masks from a SeedPlan of (seed, step), "
                        "exact across resume and activation checkpointing (default: torch)")

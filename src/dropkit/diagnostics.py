@@ -28,7 +28,7 @@ from dropkit._trace import (
     tensors_in,
     untouched,
 )
-from dropkit.sites import Site, dropout_sites, gates_of
+from dropkit.sites import Site, dropout_sites, every_layer, gates_of
 
 __all__ = ["Finding", "diagnose", "variance_shift", "inference_guard"]
 
@@ -70,14 +70,26 @@ def _site_of(call: Call, sites: list[Site]) -> Site | None:
     return None
 
 
-def _trace(model: nn.Module, example_input: Any,
-           sites: list[Site]) -> tuple[set[tuple[str, str]], set[str]]:
-    """One forward pass: which dropout site reaches which BatchNorm, and which is the
-    output. Dropout modules are tagged by forward hooks, functional and attention
-    dropout by the recorded call that drew it."""
+def _trace(model: nn.Module, example_input: Any, sites: list[Site]
+           ) -> tuple[set[tuple[str, str]], set[str], dict[str, tuple[tuple[int, ...], ...]]]:
+    """One forward pass (every layer run): which dropout site reaches which BatchNorm,
+    which is the output, and which block of a LayerDrop changes its input's shape.
+    Dropout modules are tagged by forward hooks, functional and attention dropout by the
+    recorded call that drew it."""
+    from dropkit.nn.layer_drop import LayerDrop
+
     tagged: dict[Any, str] = {}  # autograd node of a site's output -> its name
     feeds: set[tuple[str, str]] = set()
+    reshaped: dict[str, tuple[tuple[int, ...], ...]] = {}  # block -> (input, output) shape
     handles = []
+
+    def shape_check(name: str):
+        def hook(module: nn.Module, args: Any, out: Any) -> None:
+            if args and isinstance(args[0], Tensor) and isinstance(out, Tensor) \
+                    and args[0].shape != out.shape:
+                reshaped.setdefault(name, (tuple(args[0].shape), tuple(out.shape)))
+
+        return hook
 
     def tag_output(name: str, out: Any) -> Any:
         # A view gives each site's output its own autograd node, even at p = 0.
@@ -114,6 +126,10 @@ def _trace(model: nn.Module, example_input: Any,
     for name, m in model.named_modules():
         if isinstance(m, _BatchNorm):
             handles.append(m.register_forward_pre_hook(check(name)))
+        if isinstance(m, LayerDrop):
+            for i, block in enumerate(m.layers):
+                label = f"{name}.layers.{i}" if name else f"layers.{i}"
+                handles.append(block.register_forward_hook(shape_check(label)))
     x = example_input
     if isinstance(x, Tensor) and x.is_floating_point():
         x = x.detach().requires_grad_(True)  # so every tensor after it has a graph
@@ -122,13 +138,14 @@ def _trace(model: nn.Module, example_input: Any,
             stack.enter_context(torch.enable_grad())
             stack.enter_context(untouched(model))
             stack.enter_context(only_training(model, gates_of(sites)))
+            stack.enter_context(every_layer(sites))
             stack.enter_context(recording(model, tag_call))
             out = call_model(model, x)
     finally:
         for h in handles:
             h.remove()
     outputs = {tagged[t.grad_fn] for t in tensors_in(out) if t.grad_fn in tagged}
-    return feeds, outputs
+    return feeds, outputs, reshaped
 
 
 def _always_on(model: nn.Module, example_input: Any) -> list[Call]:
@@ -149,8 +166,10 @@ def diagnose(model: nn.Module, example_input: Any) -> list[Finding]:
     Codes: ``dropout-before-batchnorm``, ``high-rate`` (p >= 0.8), ``dropout-on-output``,
     ``inactive-dropout`` (a dropout module with p = 0), ``lstm-dropout-single-layer``,
     ``functional-dropout-always-on`` (a dropout call that draws with the whole model in
-    eval, such as ``F.dropout(x, p)`` without ``training=``). Every dropout site counts
-    (:func:`dropkit.dropout_sites`), functional and attention dropout included. The
+    eval, such as ``F.dropout(x, p)`` without ``training=``), ``layerdrop-shape-change``
+    (a block of a :class:`dropkit.nn.LayerDrop` that changes its input's shape). Every
+    dropout site counts (:func:`dropkit.dropout_sites`), functional and attention
+    dropout included. The
     passes run with dropout sampling and every other module in eval, so BatchNorm's
     running statistics, every module's mode and every random stream (the global ones
     and each generator a module holds) are left exactly as they were.
@@ -165,7 +184,7 @@ def diagnose(model: nn.Module, example_input: Any) -> list[Finding]:
     """
     findings: list[Finding] = []
     sites = dropout_sites(model, example_input)
-    feeds, outputs = _trace(model, example_input, sites)
+    feeds, outputs, reshaped = _trace(model, example_input, sites)
     for s in sites:
         p = s.rate
         label = s.name or "<model>"
@@ -214,6 +233,14 @@ def diagnose(model: nn.Module, example_input: Any) -> list[Finding]:
                 "Gal & Ghahramani 2016), dropkit.nn.LockedDropout on the inputs and outputs, "
                 "or dropkit.nn.DropConnect on 'weight_hh_l0' (AWD-LSTM).",
             ))
+    for block, (before, after) in reshaped.items():
+        findings.append(Finding(
+            "layerdrop-shape-change", block,
+            f"LayerDrop block {block!r} turns its input of shape {before} to {after}: when "
+            "LayerDrop skips it in training, the next block receives the wrong shape. "
+            "LayerDrop needs blocks that keep their input's shape, as residual blocks do "
+            "(Fan et al. 2019 drop whole transformer layers); leave this block out of it.",
+        ))
     for c in _always_on(model, example_input):
         where = f"module {c.owner!r}" if c.owner else "the model's own forward"
         findings.append(Finding(

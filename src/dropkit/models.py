@@ -8,14 +8,15 @@ from torch import Tensor, nn
 from dropkit.errors import UsageError
 from dropkit.nn import Dropout
 
-__all__ = ["MLPWithDropout", "ConvNetWithDropout", "RegressionMLP", "RowLSTM", "MODELS",
-           "build_model"]
+__all__ = ["MLPWithDropout", "ConvNetWithDropout", "RegressionMLP", "RowLSTM", "ResidualMLP",
+           "MODELS", "build_model"]
 
 #: The names of the experiments' models (the MLP, with DropConnect instead of dropout,
 #: the CNN with spatial or element dropout, the CNN with dropout before BatchNorm, and an
-#: LSTM reading images row by row with variational or naive recurrent dropout).
+#: LSTM reading images row by row with variational or naive recurrent dropout, and a
+#: residual MLP whose blocks LayerDrop can skip).
 MODELS = ("mlp", "cnn", "mlp-dropconnect", "cnn-element", "cnn-dropout-before-bn", "lstm",
-          "lstm-naive")
+          "lstm-naive", "resmlp")
 
 
 class MLPWithDropout(nn.Module):
@@ -208,6 +209,50 @@ class RowLSTM(nn.Module):
         return self.head(out[:, -1])
 
 
+class ResidualBlock(nn.Module):
+    """``x + dropout(relu(linear(x)))``: a block that keeps its input's shape."""
+
+    def __init__(self, width: int, dropout: float, *, generator: torch.Generator | None = None,
+                 backend: str = "torch") -> None:
+        super().__init__()
+        self.fc = nn.Linear(width, width)
+        self.drop = Dropout(dropout, generator=generator, backend=backend)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.drop(torch.relu(self.fc(x)))
+
+
+class ResidualMLP(nn.Module):
+    """Input dropout, a Linear-ReLU stem, ``depth`` residual blocks inside a
+    :class:`dropkit.nn.LayerDrop` (rate ``layerdrop``, the paper's constant rate), and
+    a Linear head: the model LayerDrop's claim trains and prunes.
+
+    Shape:
+        ``(N, input_size)`` to ``(N, num_classes)``.
+    """
+
+    def __init__(self, input_size: int = 784, hidden_size: int = 256, num_classes: int = 10,
+                 depth: int = 8, dropout_rate: float = 0.1, input_dropout: float = 0.0,
+                 layerdrop: float = 0.0, *, generator: torch.Generator | None = None,
+                 backend: str = "torch") -> None:
+        super().__init__()
+        from dropkit.nn import LayerDrop
+
+        self.input_dropout = Dropout(input_dropout, generator=generator, backend=backend)
+        self.stem = nn.Linear(input_size, hidden_size)
+        self.blocks = LayerDrop([ResidualBlock(hidden_size, dropout_rate, generator=generator,
+                                               backend=backend) for _ in range(depth)],
+                                layerdrop, generator=generator)
+        self.head = nn.Linear(hidden_size, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = torch.relu(self.stem(self.input_dropout(x.flatten(1))))
+        return self.head(self.blocks(h))
+
+
+RESIDUAL_DEPTH = 8
+
+
 def build_model(
     name: str,
     *,
@@ -220,6 +265,7 @@ def build_model(
     input_dropout: float = 0.2,
     generator: torch.Generator | None = None,
     backend: str = "torch",
+    layerdrop: float = 0.0,
 ) -> nn.Module:
     """The model called ``name`` (one of :data:`MODELS`) for data of that shape.
 
@@ -228,11 +274,18 @@ def build_model(
     the elementwise ones (dropout, DropConnect) run on ``backend`` ("torch" or
     "seeded", see :class:`dropkit.nn.Dropout`). The LSTMs (:class:`RowLSTM`, at most 128
     units) read ``dropout`` as the recurrent state's rate and ``input_dropout`` as the
-    input pixels'.
+    input pixels'. ``resmlp`` (:class:`ResidualMLP`, :data:`RESIDUAL_DEPTH` blocks) is the
+    one model ``layerdrop`` applies to.
     """
     if name not in MODELS:
         raise UsageError(f"build_model: expected `model` to be one of {', '.join(MODELS)}, "
                          f"got {name!r}", "model")
+    if layerdrop and name != "resmlp":
+        raise UsageError(f"build_model: `layerdrop` skips residual blocks, which only model "
+                         f"'resmlp' has, got model={name!r}", "layerdrop")
+    if name == "resmlp" and not regression:
+        return ResidualMLP(n_features, hidden, n_outputs, RESIDUAL_DEPTH, dropout,
+                           input_dropout, layerdrop, generator=generator, backend=backend)
     if regression:
         return RegressionMLP(n_features, min(hidden, 50), dropout, input_dropout,
                              generator=generator, backend=backend)

@@ -50,7 +50,7 @@ from dropkit._checks import check_nonnegative, check_probability
 from dropkit._trace import Call, CallArgs, no_grad_pass, untouched
 
 __all__ = ["Site", "dropout_sites", "discover", "discover_cached", "RATE_ATTRIBUTES",
-           "SHARED_ATTRIBUTES", "gates_of", "on_first_call"]
+           "SHARED_ATTRIBUTES", "gates_of", "on_first_call", "every_layer"]
 
 #: Instance attributes that hold a drop rate used by the module's own code
 #: (transformers, fairseq, torch's MultiheadAttention).
@@ -271,6 +271,21 @@ class _Evidence:
         return out
 
 
+def _skipping(sites: list[Site]) -> list[tuple[Site, float]]:
+    """The LayerDrop sites (transformers' ``layerdrop``, :class:`dropkit.nn.LayerDrop`),
+    with their rates: a pass that must see every layer holds them at 0, since a skipped
+    layer hides the sites inside it (their coin is still drawn, and seen)."""
+    return [(s, s.rate) for s in sites if s.kind == "attribute" and (
+        s.attr in SHARED_ATTRIBUTES or getattr(type(s.module), "skips_layers", False))]
+
+
+@contextmanager
+def every_layer(sites: list[Site]) -> Iterator[None]:
+    """Inside, the LayerDrop sites among ``sites`` skip nothing (:func:`_skipping`)."""
+    with _rates_held(_skipping(sites), 0.0):
+        yield
+
+
 @contextmanager
 def _rates_held(sites: list[tuple[Site, float]], value: float) -> Iterator[None]:
     """Inside, each of ``sites`` has rate ``value``; on exit the rate it had."""
@@ -299,9 +314,7 @@ def discover(model: nn.Module, example_input: Any) -> tuple[list[Site], float]:
     dropouts = {id(s.module) for s in sites if s.kind == "module"}
     parents = [m for m in model.modules() if any(id(c) in dropouts for c in m.children())]
     on = {id(m): m for m in [*gates_of(sites), *parents]}
-    # LayerDrop would skip whole layers in the pass, hiding the sites inside them: it
-    # runs at rate 0 (its coin is still drawn, and seen).
-    skips = [(s, s.rate) for s in sites if s.kind == "attribute" and s.attr in SHARED_ATTRIBUTES]
+    skips = _skipping(sites)
     with untouched(model), _rates_held(skips, 0.0):
         for _ in range(2):
             calls: list[Call] = []

@@ -37,6 +37,7 @@ from dropkit.experiments.early_stopping import EarlyStopping
 from dropkit.experiments.io import atomic_torch_save, atomic_write_text, check_writable_dir
 from dropkit.mask import bernoulli_mask
 from dropkit.models import MODELS
+from dropkit.rdrop import rdrop_forward, rdrop_loss
 from dropkit.scheduler import DropoutScheduler
 from dropkit.seed_plan import SeedPlan
 from dropkit.sites import dropout_sites
@@ -77,6 +78,8 @@ class TrainConfig:
     early_stopping: int | None = None  # patience in epochs on validation loss
     min_delta: float = 0.0  # the least decrease of validation loss that counts
     augment: str | None = None  # e.g. "shift:2" (dropkit.experiments.augment)
+    rdrop: float = 0.0  # R-Drop's alpha: two passes per batch and their symmetric KL
+    layerdrop: float = 0.0  # LayerDrop's rate over the residual blocks (model "resmlp")
 
     def validate(self) -> None:
         """Raise a :class:`~dropkit.errors.UsageError` naming the first bad field."""
@@ -113,6 +116,13 @@ class TrainConfig:
                           "split to watch")
         if isinstance(self.min_delta, bool) or not self.min_delta >= 0:
             raise bad("min_delta", "a number >= 0")
+        if isinstance(self.rdrop, bool) or not self.rdrop >= 0:
+            raise bad("rdrop", "R-Drop's alpha, a number >= 0")
+        if not 0.0 <= self.layerdrop < 1.0:
+            raise bad("layerdrop", "a drop probability in [0, 1)")
+        if self.layerdrop and self.model != "resmlp":
+            raise bad("layerdrop", "0 unless `model` is 'resmlp' (the model with residual "
+                      "blocks to skip)")
         if self.augment:
             parse_augment(self.augment)
         if self.schedule:
@@ -125,7 +135,7 @@ def build_model(config: TrainConfig, data: Dataset, generator: torch.Generator) 
         config.model, n_features=data.n_features, n_outputs=data.n_classes,
         image_shape=data.image_shape, regression=data.task == "regression",
         hidden=config.hidden, dropout=config.dropout, input_dropout=config.input_dropout,
-        generator=generator, backend=config.backend)
+        generator=generator, backend=config.backend, layerdrop=config.layerdrop)
 
 
 @torch.no_grad()
@@ -151,6 +161,16 @@ def _loss(out: Tensor, y: Tensor, data: Dataset) -> Tensor:
     if data.task == "regression":
         return nn.functional.mse_loss(out, y)
     return nn.functional.cross_entropy(out, y)
+
+
+def _step_loss(run: _Run, x: Tensor, y: Tensor) -> Tensor:
+    """The training loss of one batch: the task's, or R-Drop's over two passes (the
+    doubled batch, or two passes where a site draws once per batch)."""
+    if not run.config.rdrop:
+        return _loss(run.net(x), y, run.data)
+    shared = any(s.shares_noise_across_batch for s in dropout_sites(run.model))
+    a, b = rdrop_forward(run.net, x, strategy="loop" if shared else "batch")
+    return rdrop_loss(a, b, y, alpha=run.config.rdrop, task=run.data.task)
 
 
 @dataclass(frozen=True)
@@ -325,7 +345,7 @@ def _epoch(run: _Run, epoch: int) -> dict[str, Any]:
         if run.aug is not None and run.g_aug is not None:
             assert run.data.image_shape is not None
             x = augment(x, run.data.image_shape, run.aug, run.g_aug)
-        loss = _loss(run.net(x), run.y_train[idx], run.data)
+        loss = _step_loss(run, x, run.y_train[idx])
         run.opt.zero_grad(set_to_none=True)
         loss.backward()
         run.opt.step()

@@ -8,6 +8,7 @@ from dropkit.nn.drop_path import DropPath
 from dropkit.nn.dropout import Dropout, Dropout1d, Dropout2d, Dropout3d
 from dropkit.nn.embedding_dropout import EmbeddingDropout
 from dropkit.nn.gaussian import GaussianDropout, GaussianNoise
+from dropkit.nn.layer_drop import LayerDrop
 from dropkit.nn.locked_dropout import LockedDropout
 from dropkit.nn.variational_rnn import VariationalGRU, VariationalLSTM
 
@@ -27,6 +28,7 @@ __all__ = [
     "FeatureAlphaDropout",
     "GaussianDropout",
     "GaussianNoise",
+    "LayerDrop",
     "LockedDropout",
     "VariationalGRU",
     "VariationalLSTM",
