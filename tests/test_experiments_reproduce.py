@@ -23,7 +23,7 @@ def test_list_has_one_line_per_claim(capsys) -> None:
         "mask-statistics", "mnist5k-gap", "rate-sweep", "data-size", "mc-vs-weight-scaling",
         "uci-boston", "variance-shift", "dropconnect", "spatial", "early-dropout",
         "variational-rnn", "early-stopping", "augmentation", "active-learning",
-        "batchbald"]
+        "batchbald", "r-drop", "layerdrop"]
 
 
 def test_quick_run_of_the_fast_claims(tmp_path) -> None:

@@ -82,15 +82,16 @@ def test_the_same_generator_seed_gives_the_same_skips() -> None:
 
 def test_prune_keeps_every_other_block_for_half_the_depth() -> None:
     m = stack(6)
-    assert m.kept_for(3) == [1, 3, 5] and m.kept_for(6) == list(range(6))
-    assert m.kept_for(1) == [5] and m.kept_for(4) == [0, 2, 3, 5]
+    # the paper's "every other": at rate 1/2 drop depths 2, 4, 6 (from 1), keep 0, 2, 4
+    assert m.kept_for(3) == [0, 2, 4] and m.kept_for(6) == list(range(6))
+    assert m.kept_for(1) == [0] and m.kept_for(4) == [0, 1, 3, 4]
     half = m.prune(3)
     assert len(half) == 3 and all(a is b for a, b in zip(half.layers, [m.layers[i] for i in
-                                                                      (1, 3, 5)], strict=True))
+                                                                      (0, 2, 4)], strict=True))
     assert list(m.prune([0, 4]).layers) == [m.layers[0], m.layers[4]]
     half.eval()
     x = torch.randn(2, 4)
-    assert torch.equal(half(x), m.layers[5](m.layers[3](m.layers[1](x))))
+    assert torch.equal(half(x), m.layers[4](m.layers[2](m.layers[0](x))))
 
 
 def test_the_registry_drives_it_and_mc_predict_loops() -> None:

@@ -107,13 +107,15 @@ class LayerDrop(nn.Module):
         return x
 
     def kept_for(self, keep: int) -> list[int]:
-        """The indices :meth:`prune` keeps for ``keep`` blocks: evenly spaced, the last
-        always kept; for half the depth, every other block (the paper's strategy)."""
+        """The indices :meth:`prune` keeps for ``keep`` blocks: ``j * L // keep`` for j <
+        keep, evenly spaced from the first. For half the depth that is blocks 0, 2, 4,
+        ...: the paper's "every other" strategy (pruning at rate p drops the layers at
+        depth d = 0 mod floor(1 / p), depth counted from 1)."""
         n = len(self.layers)
         if isinstance(keep, bool) or not isinstance(keep, int) or not 1 <= keep <= n:
             raise ValueError(f"LayerDrop.prune: expected `keep` to be an int in [1, {n}], "
                              f"got keep={keep!r}")
-        return [(j + 1) * n // keep - 1 for j in range(keep)]
+        return [j * n // keep for j in range(keep)]
 
     def prune(self, keep: int | Sequence[int]) -> LayerDrop:
         """A LayerDrop of fewer blocks for inference: ``keep`` blocks chosen by
