@@ -47,6 +47,7 @@ bench: $(VENV)/.installed
 	$(PY) benchmarks/bench_checkpoint.py
 	$(PY) benchmarks/bench_variational_rnn.py
 	$(PY) benchmarks/bench_score_pool.py
+	$(PY) benchmarks/bench_recipes.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

@@ -99,6 +99,13 @@ def _context(first_line: str, tmp: Path) -> dict[str, object]:
         pool = torch.randn(40, 784)
         loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(pool), batch_size=16)
         return {"dropkit": dropkit, "model": model, "pool": pool, "pool_loader": loader}
+    if first_line.startswith("from dropkit.nn import LayerDrop"):
+        from dropkit.models import ResidualBlock
+
+        model = torch.nn.Sequential(torch.nn.Linear(784, 32), dn.Dropout(0.5),
+                                    torch.nn.Linear(32, 10)).train()
+        return {"dropkit": dropkit, "model": model, "x": x, "y": torch.randint(0, 10, (8,)),
+                "block": lambda: ResidualBlock(32, 0.1)}
     if first_line.startswith("from dropkit.integrations.lightning import"):
         return _lightning_context()
     if first_line.startswith("from dropkit.integrations.transformers import"):

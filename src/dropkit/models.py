@@ -274,7 +274,7 @@ def build_model(
     the elementwise ones (dropout, DropConnect) run on ``backend`` ("torch" or
     "seeded", see :class:`dropkit.nn.Dropout`). The LSTMs (:class:`RowLSTM`, at most 128
     units) read ``dropout`` as the recurrent state's rate and ``input_dropout`` as the
-    input pixels'. ``resmlp`` (:class:`ResidualMLP`, :data:`RESIDUAL_DEPTH` blocks) is the
+    input pixels'. ``resmlp`` (:class:`ResidualMLP`, ``RESIDUAL_DEPTH`` blocks) is the
     one model ``layerdrop`` applies to.
     """
     if name not in MODELS:

@@ -5,7 +5,7 @@ is the usual loss of both passes plus ``alpha`` times the symmetric KL divergenc
 between the two predictive distributions (the mean squared difference of the outputs
 for regression). Learned from the official code (dropreg/R-Drop): its README's loss is
 ``0.5 * (ce(a) + ce(b)) + alpha * (kl(a||b) + kl(b||a)) / 2`` with the cross-entropy
-averaged over the batch and the KL *summed* over it; :func:`rdrop_loss` reduces both
+averaged over the batch and the KL *summed* over it; :func:`dropkit.rdrop_loss` reduces both
 terms the same way (``reduction``), so its ``alpha`` with ``"mean"`` is the README's
 divided by the batch size.
 """

@@ -90,7 +90,7 @@ class LayerDrop(nn.Module):
 
     @property
     def rates(self) -> list[float]:
-        """Each block's skip rate now: ``p`` times its weight."""
+        """The blocks' skip rates now, ``p`` times each block's weight."""
         return [self.p * w for w in self._weights]
 
     def forward(self, x: Any, *args: Any, **kwargs: Any) -> Any:
