@@ -22,7 +22,8 @@ def test_list_has_one_line_per_claim(capsys) -> None:
     assert [c.name for c in CLAIMS] == [
         "mask-statistics", "mnist5k-gap", "rate-sweep", "data-size", "mc-vs-weight-scaling",
         "uci-boston", "variance-shift", "dropconnect", "spatial", "early-dropout",
-        "variational-rnn", "early-stopping", "augmentation", "active-learning",
+        "variational-rnn", "early-stopping", "augmentation", "ensemble-vs-dropout",
+        "active-learning",
         "batchbald", "r-drop", "layerdrop"]
 
 

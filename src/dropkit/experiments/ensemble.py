@@ -16,6 +16,7 @@ forward passes) and a reliability diagram.
 from __future__ import annotations
 
 from dataclasses import asdict, replace
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -23,12 +24,13 @@ from torch import Tensor, nn
 
 from dropkit import uncertainty as U
 from dropkit.errors import UsageError
-from dropkit.experiments.engine import RunOptions, load_final, predict, train_seeds
+from dropkit.experiments.data import Dataset
+from dropkit.experiments.engine import RunOptions, TrainConfig, load_final, predict, train_seeds
 from dropkit.experiments.io import atomic_write_json
 from dropkit.experiments.report import print_table, reliability_diagram, write_report
 from dropkit.mc import mc_predict
 
-__all__ = ["run_ensemble", "ensemble_probs", "scores"]
+__all__ = ["run_ensemble", "ensemble_probs", "scores", "predictions"]
 
 
 def ensemble_probs(models: list[nn.Module], x: Tensor) -> Tensor:
@@ -41,6 +43,22 @@ def scores(probs: Tensor, y: Tensor) -> dict[str, float]:
     return {"error": (probs.argmax(-1) != y).double().mean().item(),
             "nll": U.nll(probs, y).item(), "brier": U.brier(probs, y).item(),
             "ece": U.ece(probs, y).ece}
+
+
+def predictions(configs: dict[str, TrainConfig], data: Dataset, out: Path, members: int
+                ) -> dict[str, Tensor]:
+    """Test-set class probabilities ``(N, C)`` of the trained ensemble (``member``
+    configuration, seeds 0..members-1) and of the ``dropout`` network (seed 0), with
+    weight scaling and with Monte Carlo averaging of ``members`` passes."""
+    x = data.x_test
+    nets = [load_final(configs["member"], data, out / "runs" / f"member-seed{k}")
+            for k in range(members)]
+    net = load_final(configs["dropout"], data, out / "runs" / "dropout-seed0",
+                     torch.Generator().manual_seed(configs["member"].seed + 1))
+    return {"ensemble": ensemble_probs(nets, x),
+            "dropout, weight scaling": predict(net, x).softmax(-1),
+            f"dropout, MC {members} passes": mc_predict(net.eval(), x, members,
+                                                        chunk_size=25).softmax(-1).mean(0)}
 
 
 def run_ensemble(options: RunOptions | None = None, *, members: int = 5, dropout: float = 0.5,
@@ -67,15 +85,10 @@ def run_ensemble(options: RunOptions | None = None, *, members: int = 5, dropout
                             log=log)
     histories.update(train_seeds({"dropout": configs["dropout"]}, 1, out, data=data,
                                  progress=options.progress, log=log))
-    x, y = data.x_test, data.y_test
-    nets = [load_final(base, data, out / "runs" / f"member-seed{k}") for k in range(members)]
-    net = load_final(configs["dropout"], data, out / "runs" / "dropout-seed0",
-                     torch.Generator().manual_seed(base.seed + 1))
-    probs = {"ensemble": ensemble_probs(nets, x),
-             "dropout, weight scaling": predict(net, x).softmax(-1),
-             f"dropout, MC {members} passes": mc_predict(net.eval(), x, members,
-                                                         chunk_size=25).softmax(-1).mean(0)}
-    params = sum(p.numel() for p in nets[0].parameters())
+    y = data.y_test
+    probs = predictions(configs, data, out, members)
+    params = sum(p.numel() for p in load_final(base, data, out / "runs" / "member-seed0")
+                 .parameters())
     seconds = {k: sum(r["seconds"] for h in v for r in h) for k, v in histories.items()}
     costs = {"ensemble": (seconds["member"], members * params, members),
              "dropout, weight scaling": (seconds["dropout"], params, 1),

@@ -43,6 +43,7 @@ from dropkit.experiments.reproduce import early_dropout  # noqa: F401
 from dropkit.experiments.reproduce import variational_rnn  # noqa: F401
 from dropkit.experiments.reproduce import early_stopping  # noqa: F401
 from dropkit.experiments.reproduce import augmentation  # noqa: F401
+from dropkit.experiments.reproduce import ensemble_vs_dropout  # noqa: F401
 from dropkit.experiments.reproduce import active_learning  # noqa: F401 - two claims
 from dropkit.experiments.reproduce import rdrop  # noqa: F401
 from dropkit.experiments.reproduce import layerdrop  # noqa: F401
