@@ -37,3 +37,23 @@ def assert_mean(sample: "torch.Tensor", mean: float, std: float, sigmas: float =
     err = abs(sample.double().mean().item() - mean)
     bound = sigmas * std / n**0.5
     assert err <= bound, f"sample mean is off by {err:.3g}, bound {bound:.3g} ({sigmas} sigma)"
+
+
+def torchrun(*args: str, nproc: int = 2, timeout: float = 300) -> str:
+    """Run ``python -m torch.distributed.run --standalone`` with ``nproc`` ranks on ``args``
+    (a script and its arguments, or ``-m module ...``); its stdout. Fails with the end
+    of its stderr; on a timeout the launcher and every worker are killed."""
+    import signal
+    import subprocess
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
+           "--standalone", *args]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the workers too, not only the launcher
+        raise
+    assert proc.returncode == 0, stderr[-2000:]
+    return stdout

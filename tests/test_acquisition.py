@@ -224,23 +224,13 @@ class TestAcquire:
 def test_two_gloo_ranks_select_what_one_process_selects(tmp_path) -> None:
     """torchrun with 2 gloo ranks: the pool sharded, the same indices on both ranks, and,
     for the consistent acquisitions, the indices of one process."""
-    import os
-    import signal
-    import subprocess
     import sys
     from pathlib import Path
 
+    from conftest import torchrun
+
     worker = Path(__file__).with_name("acquisition_worker.py")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
-           str(worker), str(tmp_path)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    try:
-        _, stderr = proc.communicate(timeout=300)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        raise
-    assert proc.returncode == 0, stderr[-2000:]
+    torchrun(str(worker), str(tmp_path))
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
     sys.path.insert(0, str(worker.parent))
     from acquisition_worker import run  # the same computation in this one process

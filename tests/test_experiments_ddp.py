@@ -1,11 +1,9 @@
 import json
 import math
-import os
-import signal
-import subprocess
-import sys
 
 import pytest
+
+from conftest import torchrun
 
 pytestmark = pytest.mark.slow  # trains models or runs subprocesses: make test runs it
 
@@ -13,20 +11,9 @@ pytestmark = pytest.mark.slow  # trains models or runs subprocesses: make test r
 @pytest.mark.parametrize("backend", ["torch", "seeded"])
 def test_two_process_ddp_on_cpu(tmp_path, backend: str) -> None:
     out = tmp_path / "ddp"
-    cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-        "--standalone", "-m", "dropkit", "train", "--epochs", "2", "--train-size", "400",
-        "--hidden", "32", "--batch-size", "50", "--no-progress", "--out", str(out),
-        "--backend", backend,
-    ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    try:
-        stdout, stderr = proc.communicate(timeout=300)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # the workers too, not only the launcher
-        raise
-    assert proc.returncode == 0, stderr[-2000:]
+    stdout = torchrun("-m", "dropkit", "train", "--epochs", "2", "--train-size", "400",
+                      "--hidden", "32", "--batch-size", "50", "--no-progress", "--out", str(out),
+                      "--backend", backend)
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2]
     ddp = json.loads((out / "ddp.json").read_text())

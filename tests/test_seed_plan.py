@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 import dropkit.nn as dn
+from conftest import torchrun
 from dropkit.seed_plan import SeedPlan, site_seed
 
 
@@ -137,16 +137,7 @@ def test_modules_built_with_seed_per_rank_false_are_shared() -> None:
 @pytest.mark.slow
 def test_two_gloo_ranks_share_the_masks_of_shared_sites_only(tmp_path: Path) -> None:
     worker = Path(__file__).with_name("seed_plan_worker.py")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
-           str(worker), str(tmp_path)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    try:
-        _, stderr = proc.communicate(timeout=300)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        raise
-    assert proc.returncode == 0, stderr[-2000:]
+    torchrun(str(worker), str(tmp_path))
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
     for backend in ("torch", "seeded"):
         a, b = r0[backend], r1[backend]

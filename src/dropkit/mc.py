@@ -244,6 +244,15 @@ def _batch_problem(site: Site) -> str | None:
     return None
 
 
+def check_batchable(fn: str, action: str, sites: list[Site]) -> None:
+    """Raise, naming the first site, where replicating the batch cannot ``action``."""
+    for s in sites:
+        problem = _batch_problem(s)
+        if problem:
+            raise ValueError(f"{fn}: strategy 'batch' cannot {action} {s.describe()}: "
+                             f"{problem}; use 'vmap' or 'loop'")
+
+
 def _tile(x: Any, k: int) -> tuple[Any, int]:
     """``x`` with every batch tensor repeated ``k`` times along dim 0, and the batch size."""
     args, kwargs = split_inputs("mc_predict", x)
@@ -398,11 +407,7 @@ def mc_predict(
         _check_differ(out, active)
         return out
     if strategy == "batch":
-        for s in active:
-            problem = _batch_problem(s)
-            if problem:
-                raise ValueError(f"mc_predict: strategy 'batch' cannot sample {s.describe()}: "
-                                 f"{problem}; use 'vmap' or 'loop'")
+        check_batchable("mc_predict", "sample", active)
     order = [strategy]
     if strategy == "auto":
         vectorize = prefix >= VMAP_MIN_PREFIX or _on_gpu(model, x)

@@ -108,7 +108,7 @@ def rdrop_forward(model: nn.Module, x: Any, *, output: Any = None,
     ``"batch"`` where a site draws once per batch (DropConnect, LayerDrop: the two
     halves would share it). Raises if the two passes came out identical.
     """
-    from dropkit.mc import _RUN, _batch_problem  # one sampler for MC and R-Drop
+    from dropkit.mc import _RUN, check_batchable  # one sampler for MC and R-Drop
     from dropkit.sites import discover_cached
 
     if strategy not in STRATEGIES:
@@ -124,11 +124,7 @@ def rdrop_forward(model: nn.Module, x: Any, *, output: Any = None,
                          "mode (none present, or every rate is 0): the two passes would be "
                          "equal")
     if strategy == "batch":
-        for s in active:
-            problem = _batch_problem(s)
-            if problem:
-                raise ValueError(f"rdrop_forward: strategy 'batch' cannot draw two masks "
-                                 f"for {s.describe()}: {problem}; use 'vmap' or 'loop'")
+        check_batchable("rdrop_forward", "draw two masks for", active)
     out = _RUN[strategy](model, x, 2, None, output)
     if torch.equal(out[0], out[1]):
         raise RuntimeError(
