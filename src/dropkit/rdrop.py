@@ -101,7 +101,8 @@ def rdrop_forward(model: nn.Module, x: Any, *, output: Any = None,
     ``strategy``: ``"batch"`` (the paper's: the batch doubled, one pass, every example
     with masks of its own; BatchNorm then sees the doubled batch), ``"vmap"``
     (``torch.func.vmap`` over two samples: the network before the first dropout runs
-    once, forward and backward) or ``"loop"`` (two passes). Inputs and ``output`` as
+    once, forward and backward; not with BatchNorm in training, whose running statistics
+    vmap cannot update in place) or ``"loop"`` (two passes). Inputs and ``output`` as
     :func:`dropkit.mc_predict` takes them; gradients flow through both outputs. Every
     dropout site of the registry draws twice: module, functional and attention dropout.
     Refuses, before any pass: a model in eval, a model with nothing to drop, and
