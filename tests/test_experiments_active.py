@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from dropkit.errors import UsageError
-from dropkit.experiments.active import acquire, initial_labels, run_active
+from dropkit.experiments.active import ACTIVE_LR, acquire, initial_labels, run_active
 from dropkit.experiments.engine import RunOptions
 
 TINY = {"hidden": 32, "batch_size": 10}
@@ -52,6 +52,11 @@ def test_a_resumed_run_equals_a_straight_one(tmp_path) -> None:
     saved = json.loads((tmp_path / "b" / "runs" / "bald-seed0" / "state.json").read_text())
     assert len(saved["labelled"]) == 40 and len(set(saved["labelled"])) == 40
     assert (tmp_path / "a" / "active.png").exists() and (tmp_path / "a" / "report.html").exists()
+    # each round trains at ACTIVE_LR unless a learning rate is given
+    assert straight["settings"]["lr"] == ACTIVE_LR != 0.05
+    options = _options(tmp_path / "c", epochs=1)
+    options.overrides = {**TINY, "lr": 0.3}
+    assert run_active(options, budget=20, **kwargs)["settings"]["lr"] == 0.3
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [

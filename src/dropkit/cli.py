@@ -200,7 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     act = commands.add_parser(
         "active", help="active learning with MC dropout: test error against labels",
         description="Start from a few labelled digits, train, score the unlabelled pool "
-        "by an acquisition (T MC samples), label the best, repeat (Gal et al. 2017).",
+        "by an acquisition (T MC samples), label the best, repeat (Gal et al. 2017). Each "
+        "round's network trains with learning rate 0.01 unless --lr says otherwise.",
     )
     _common(act, epochs=50, out="runs/active")
     from dropkit.experiments.active import ACQUISITIONS  # the names, nothing heavy
