@@ -54,8 +54,8 @@ def test_a_resumed_run_equals_a_straight_one(tmp_path) -> None:
     assert (tmp_path / "a" / "active.png").exists() and (tmp_path / "a" / "report.html").exists()
     # each round trains at ACTIVE_LR unless a learning rate is given
     assert straight["settings"]["lr"] == ACTIVE_LR != 0.05
-    options = _options(tmp_path / "c", epochs=1)
-    options.overrides = {**TINY, "lr": 0.3}
+    options = RunOptions(epochs=1, out=tmp_path / "c", progress=False, log=lambda *_: None,
+                         overrides={**TINY, "lr": 0.3})
     assert run_active(options, budget=20, **kwargs)["settings"]["lr"] == 0.3
 
 
