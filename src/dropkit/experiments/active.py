@@ -109,7 +109,7 @@ def run_active(options: RunOptions | None = None, *, acquisitions: tuple[str, ..
         resume: bool = False) -> dict[str, Any]:
     """Test error against labels for each acquisition and seed; a plot, results.json and
     report.html in the output folder (default runs/active; epochs default 50, learning
-    rate :data:`ACTIVE_LR`). A folder
+    rate ``ACTIVE_LR``, 0.01). A folder
     that holds a run continues it with ``resume``, and is refused without."""
     options = options if options is not None else RunOptions()
     unknown = [a for a in acquisitions if a not in ACQUISITIONS]
