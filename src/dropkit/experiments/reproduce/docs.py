@@ -35,7 +35,8 @@ def write_docs(out: Path, docs: Path) -> Path:
         "which of the two networks got it wrong, averaged over seeds), which cancels the "
         "examples both get wrong; it is reported beside the verdict and does not change it. "
         "Rerun everything with `dropkit reproduce` "
-        "(about 30 minutes on 2 cores) or `dropkit reproduce --quick` (about 2 minutes).",
+        "(about 80 minutes on 2 cores from scratch; finished runs are reused) or "
+        "`dropkit reproduce --quick` (about 3 minutes).",
         "",
         "| claim | mode | verdict |",
         "|---|---|---|",
