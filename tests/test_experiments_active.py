@@ -40,7 +40,7 @@ def test_acquisitions_pick_distinct_points_reproducibly() -> None:
 
 
 @pytest.mark.slow
-def test_a_resumed_run_equals_a_straight_one(tmp_path) -> None:
+def test_a_resumed_run_equals_a_straight_one(tmp_path, capsys) -> None:
     kwargs = dict(acquisitions=("bald", "random"), initial=20, step=10, samples=4)
     straight = run_active(_options(tmp_path / "a"), budget=40, **kwargs)
     run_active(_options(tmp_path / "b"), budget=30, **kwargs)
@@ -54,9 +54,10 @@ def test_a_resumed_run_equals_a_straight_one(tmp_path) -> None:
     assert (tmp_path / "a" / "active.png").exists() and (tmp_path / "a" / "report.html").exists()
     # each round trains at ACTIVE_LR unless a learning rate is given
     assert straight["settings"]["lr"] == ACTIVE_LR != 0.05
-    options = RunOptions(epochs=1, out=tmp_path / "c", progress=False, log=lambda *_: None,
+    options = RunOptions(epochs=1, out=tmp_path / "c", progress=True, log=lambda *_: None,
                          overrides={**TINY, "lr": 0.3})
     assert run_active(options, budget=20, **kwargs)["settings"]["lr"] == 0.3
+    assert "round" in capsys.readouterr().err  # a progress bar over the rounds
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [

@@ -18,6 +18,7 @@ set is saved after each round (atomically), so ``--resume`` continues exactly.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -70,7 +71,8 @@ def _subset(data: Dataset, idx: list[int]) -> Dataset:
 
 def _curve(config: TrainConfig, data: Dataset, out: Path, name: str, seed: int, initial: int,
            step: int, budget: int, samples: int, candidate_samples: int | None,
-           consistent: bool) -> list[dict[str, Any]]:
+           consistent: bool, tick: Callable[[], None] = lambda: None
+           ) -> list[dict[str, Any]]:
     folder = out / "runs" / f"{name}-seed{seed}"
     state_path = folder / "state.json"
     if state_path.exists():  # resume: the labelled set and the rounds done
@@ -100,6 +102,7 @@ def _curve(config: TrainConfig, data: Dataset, out: Path, name: str, seed: int, 
         state["rounds"].append({"labels": len(labelled),
                                 "test_error": history[-1]["test_error"]})
         atomic_write_json(state_path, state)
+        tick()
 
 
 def run_active(options: RunOptions | None = None, *, acquisitions: tuple[str, ...] = (
@@ -137,9 +140,22 @@ def run_active(options: RunOptions | None = None, *, acquisitions: tuple[str, ..
                          "is regression", "dataset")
     options.log(f"dropkit active: {config.dataset}, {config.model}, {', '.join(acquisitions)}, "
                 f"{initial} + {step} per round up to {budget} labels, T = {samples} -> {out}")
-    curves = {name: [_curve(config, data, out, name, seed, initial, step, budget, samples,
-                            candidate_samples, consistent) for seed in range(seeds)]
-              for name in acquisitions}
+    rounds = (budget - initial) // step + 1
+    bar = None
+    if options.progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=rounds * seeds * len(acquisitions), desc="active", unit="round",
+                   leave=False)
+    tick = bar.update if bar is not None else (lambda: None)
+    try:
+        curves = {name: [_curve(config, data, out, name, seed, initial, step, budget,
+                                samples, candidate_samples, consistent, tick)
+                         for seed in range(seeds)]
+                  for name in acquisitions}
+    finally:
+        if bar is not None:
+            bar.close()
     labels = [r["labels"] for r in next(iter(curves.values()))[0]]
     mean = {name: [sum(c[i]["test_error"] for c in runs) / len(runs) for i in range(len(labels))]
             for name, runs in curves.items()}
