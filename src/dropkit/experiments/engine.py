@@ -163,13 +163,18 @@ def _loss(out: Tensor, y: Tensor, data: Dataset) -> Tensor:
     return nn.functional.cross_entropy(out, y)
 
 
-def _step_loss(run: _Run, x: Tensor, y: Tensor) -> Tensor:
-    """The training loss of one batch: the task's, or R-Drop's over two passes (the
-    doubled batch, or two passes where a site draws once per batch)."""
+def _rdrop_strategy(model: nn.Module) -> str:
+    """R-Drop's two passes: the doubled batch, or two passes where a site draws once per
+    batch (the structure is fixed for a run: asked once per epoch, not per step)."""
+    shared = any(s.shares_noise_across_batch for s in dropout_sites(model))
+    return "loop" if shared else "batch"
+
+
+def _step_loss(run: _Run, x: Tensor, y: Tensor, strategy: str) -> Tensor:
+    """The training loss of one batch: the task's, or R-Drop's over two passes."""
     if not run.config.rdrop:
         return _loss(run.net(x), y, run.data)
-    shared = any(s.shares_noise_across_batch for s in dropout_sites(run.model))
-    a, b = rdrop_forward(run.net, x, strategy="loop" if shared else "batch")
+    a, b = rdrop_forward(run.net, x, strategy=strategy)
     return rdrop_loss(a, b, y, alpha=run.config.rdrop, task=run.data.task)
 
 
@@ -339,13 +344,14 @@ def _epoch(run: _Run, epoch: int) -> dict[str, Any]:
     order = torch.randperm(len(run.x_train), generator=run.g_data)[ctx.rank :: ctx.world]
     order = order.to(run.device)
     total, count = 0.0, 0
+    strategy = _rdrop_strategy(run.model) if config.rdrop else ""
     for i in range(0, len(order), per_rank):
         idx = order[i : i + per_rank]
         x = run.x_train[idx]
         if run.aug is not None and run.g_aug is not None:
             assert run.data.image_shape is not None
             x = augment(x, run.data.image_shape, run.aug, run.g_aug)
-        loss = _step_loss(run, x, run.y_train[idx])
+        loss = _step_loss(run, x, run.y_train[idx], strategy)
         run.opt.zero_grad(set_to_none=True)
         loss.backward()
         run.opt.step()
