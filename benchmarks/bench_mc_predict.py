@@ -120,6 +120,14 @@ def _no_grad(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return m(x)
 
 
+def _prefix_once(model: nn.Sequential, x: torch.Tensor, samples: int) -> torch.Tensor:
+    """What ``mc_predict`` does for a head-only model, written for that model alone: the
+    layers before the dropout once, then dropout and the classifier on T copies."""
+    with torch.no_grad():
+        h = model[:-2](x)
+        return model[-1](torch.nn.functional.dropout(h.expand(samples, *h.shape), 0.5))
+
+
 def host_costs(device: torch.device, host_only: bool = False) -> None:
     """Host time per call of each dropout path on a tiny tensor (the GPU idle: launch
     and dispatch work alone), and a profile of the seeded loop: where the time of a
@@ -155,6 +163,10 @@ def host_costs(device: torch.device, host_only: bool = False) -> None:
             lambda: kernels.mask_affine_kernel[kernels.grid(x.numel(), 0, ops.BLOCK)](
                 x, out, x.numel(), 0.1, 1 / 0.9, 0.0, 0.0, 3, 0, BLOCK=ops.BLOCK,
                 AFFINE=False, **kernels.LAUNCH))
+    tiny, rows = gpu_mlp(False, "torch", width=8).to(device), torch.randn(8, 784, device=device)
+    paths["mc_predict, T = 50, a width-8 MLP with dropout before its head (auto)"] = (
+        lambda: dropkit.mc_predict(tiny, rows, 50))
+    paths["a hand-written prefix-once sampler of that MLP"] = lambda: _prefix_once(tiny, rows, 50)
     print("| path | host time per call (us) |")
     print("|---|---:|")
     for label, fn in paths.items():
@@ -189,7 +201,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="few rounds: a smoke run")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     parser.add_argument("--host-only", action="store_true",
-                        help="only the host's cost per dropout call")
+                        help="only the host's cost per dropout call and per mc_predict call "
+                             "on a tiny model")
     parser.add_argument("--profile", action="store_true",
                         help="then the host's cost per dropout call and a profile of the "
                              "seeded loop")

@@ -147,3 +147,9 @@ class TestTorchFusedKernel:
         assert cpu_is_fused and out.shape == (8, 4, 3)
         assert len({tuple(o.flatten().tolist()) for o in out}) == 8
         assert [(s.name, s.kind) for s in dropkit.dropout_sites(model, x)] == [("1", "module")]
+        # the fused kernel under vmap draws every sample's own mask: two samples agree at
+        # a position with probability 0.3^2 + 0.7^2 (one mask broadcast: everywhere)
+        torch.manual_seed(0)
+        out = dropkit.mc_predict(torch.nn.Sequential(dn.Dropout(0.3)), torch.ones(1, 4000),
+                                 2, strategy="vmap")
+        assert_binomial(int(((out[0] == 0) == (out[1] == 0)).sum()), 4000, 0.3**2 + 0.7**2)

@@ -227,6 +227,64 @@ class TestAutoChoice:
         assert seen == ([False, True] if gpu else [False] * 7)
 
 
+class TestRerouting:
+    """torch's dropout calls go through dropkit's vmap-safe draws only where a site needs
+    it: the mode costs a Python call per torch function of the pass."""
+
+    @staticmethod
+    def _count(monkeypatch) -> list[int]:
+        from dropkit import mc
+
+        entered: list[int] = []
+
+        class Counting(mc._VmapSafeDropout):
+            def __enter__(self):  # type: ignore[no-untyped-def]
+                entered.append(1)
+                return super().__enter__()
+
+        monkeypatch.setattr(mc, "_VmapSafeDropout", Counting)
+        return entered
+
+    @pytest.mark.parametrize("drop, rerouted", [
+        (dn.Dropout(0.5), False), (dn.Dropout(0.5, backend="seeded"), False),
+        (dn.GaussianDropout(0.5), False), (nn.Dropout(0.5), True),
+        (nn.AlphaDropout(0.5), True)])
+    def test_only_where_a_site_is_not_dropkit_s(self, monkeypatch, drop, rerouted) -> None:
+        entered = self._count(monkeypatch)
+        m = nn.Sequential(nn.Linear(4, 4), drop, nn.Linear(4, 2))
+        out = dropkit.mc_predict(m, torch.randn(3, 4), 4, strategy="vmap")
+        assert len(entered) == int(rerouted)
+        assert not torch.equal(out[0], out[1])
+
+    def test_functional_and_attention_sites_are_rerouted(self, monkeypatch) -> None:
+        entered = self._count(monkeypatch)
+        dropkit.mc_predict(FunctionalDropout(4, 0.5), torch.randn(3, 4), 4, strategy="vmap")
+        dropkit.mc_predict(nn.MultiheadAttention(4, 2, dropout=0.5),
+                           (torch.randn(3, 2, 4),) * 3, 4, strategy="vmap", output=lambda o: o[0])
+        assert len(entered) == 2
+
+    def test_attention_dropout_no_discovery_saw_fails_loudly(self) -> None:
+        class Hidden(nn.Module):
+            """Attention dropout on a branch the discovery input never takes."""
+
+            def __init__(self) -> None:
+                super().__init__()
+                self.fc = nn.Linear(4, 4)
+                self.drop = dn.Dropout(0.5)
+
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                if x.abs().max() > 100:
+                    q = x.unsqueeze(0)
+                    p = 0.5 if self.drop.training else 0.0
+                    x = F.scaled_dot_product_attention(q, q, q, dropout_p=p)[0]
+                return self.drop(self.fc(x))
+
+        m, small = Hidden(), torch.randn(3, 4)
+        dropkit.mc_predict(m, small, 4, strategy="vmap")  # discovery: no attention call
+        with pytest.raises(RuntimeError, match="different inplace randomness"):
+            dropkit.mc_predict(m, small * 1000, 4, strategy="vmap")
+
+
 class TestFallbackAndErrors:
     def test_auto_falls_back_and_names_the_module(self) -> None:
         class InPlace(nn.Module):

@@ -3,6 +3,7 @@ configs (BERT eager and SDPA, Llama, GPT-2, ViT) and copies of timm's blocks."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -262,8 +263,8 @@ class TestDiscoveryCache:
                                                   .manual_seed(seed)), 4)
         assert len(passes) == 1
 
-    @pytest.mark.parametrize("change", ["shape", "dtype", "rate", "training", "module",
-                                        "hook", "mapping"])
+    @pytest.mark.parametrize("change", ["shape", "dtype", "rate", "numpy-rate", "training",
+                                        "module", "hook", "mapping"])
     def test_a_change_runs_the_pass_again(self, passes, change) -> None:
         model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), dn.Dropout(0.5), nn.Linear(8, 2))
         x = torch.randn(5, 4)
@@ -274,6 +275,8 @@ class TestDiscoveryCache:
             model, x = model.double(), x.double()
         elif change == "rate":
             model[2].p = 0.3
+        elif change == "numpy-rate":  # a float subclass: the key's fast type check misses it
+            model[2].p = np.float64(0.3)
         elif change == "training":
             model[1].train(not model[1].training)
         elif change == "module":

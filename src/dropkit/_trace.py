@@ -217,13 +217,15 @@ def only_training(model: nn.Module, modules: Iterable[nn.Module]) -> Iterator[No
     exit, also after an exception, every flag is what it was."""
     modes = [(m, m.training) for m in model.modules()]
     try:
-        model.eval()
+        if any(mode for _, mode in modes):  # an eval model skips the recursive eval()
+            model.eval()
         for m in modules:
             m.training = True
         yield
     finally:
         for m, mode in modes:
-            m.training = mode
+            if m.training is not mode:  # Module.__setattr__ is slow: set what changed
+                m.training = mode
 
 
 @dataclass(frozen=True)

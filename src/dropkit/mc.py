@@ -16,12 +16,13 @@ al. 2014, section 7.5 (Monte Carlo model averaging). Learned from: baal's
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import traceback
 import warnings
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import torch
@@ -32,6 +33,7 @@ from torch.overrides import TorchFunctionMode
 import dropkit.functional as F
 from dropkit._checks import check_int
 from dropkit._trace import DROPOUT_CALLS, call_model, only_training, split_inputs
+from dropkit.nn._base import RateMixin
 from dropkit.sites import Site, discover_cached, dropout_sites, gates_of, on_first_call
 
 __all__ = ["mc_mode", "mc_predict", "STRATEGIES"]
@@ -222,17 +224,31 @@ def _forward(model: nn.Module, x: Any, output: Output) -> Tensor:
     return _select(call_model(model, x), output)  # x was checked by mc_predict
 
 
+def reroutes(sites: list[Site]) -> bool:
+    """Whether a vmapped pass needs :class:`_VmapSafeDropout`: unless every site is a
+    dropkit module, whose draws vmap batches as they are. The mode costs a Python call
+    for every torch function of the pass (on a small model, a fifth of ``mc_predict``'s
+    host time); a torch dropout call no discovery pass saw still fails loudly, as vmap
+    refuses an in-place draw on an unbatched tensor."""
+    return not all(s.kind == "module" and isinstance(s.module, RateMixin) for s in sites)
+
+
 def _by_vmap(model: nn.Module, x: Any, samples: int, chunk: int | None,
-             output: Output) -> Tensor:
+             output: Output, reroute: bool = True) -> Tensor:
     # x enters unbatched: everything before the first dropout runs once, and the first
     # out-of-place draw gives every later tensor a sample dimension.
-    with _VmapSafeDropout():
+    with _VmapSafeDropout() if reroute else nullcontext():
         parts = [
             torch.func.vmap(lambda _: _forward(model, x, output), randomness="different")(
                 torch.arange(k))
             for k in _chunks(samples, chunk)
         ]
-    return torch.cat(parts)
+    return _joined(parts)
+
+
+def _joined(parts: list[Tensor]) -> Tensor:
+    """The chunks' samples as one tensor: no copy where there is one chunk."""
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
 def _batch_problem(site: Site) -> str | None:
@@ -284,7 +300,7 @@ def _by_batch(model: nn.Module, x: Any, samples: int, chunk: int | None,
                 f"({k * n}), got output shape {tuple(out.shape)}"
             )
         parts.append(out.reshape(k, n, *out.shape[1:]))  # (k, N, ...)
-    return torch.cat(parts)
+    return _joined(parts)
 
 
 def _by_loop(model: nn.Module, x: Any, samples: int, chunk: int | None,
@@ -293,6 +309,14 @@ def _by_loop(model: nn.Module, x: Any, samples: int, chunk: int | None,
 
 
 _RUN: dict[str, Run] = {"vmap": _by_vmap, "batch": _by_batch, "loop": _by_loop}
+
+
+def sampler(strategy: str, sites: list[Site]) -> Run:
+    """The run function of ``strategy`` ("vmap", "batch" or "loop") for a model with
+    these sites: Monte Carlo prediction and R-Drop draw their passes with it."""
+    if strategy == "vmap":
+        return functools.partial(_by_vmap, reroute=reroutes(sites))
+    return _RUN[strategy]
 
 
 def _why_not(site: Site) -> str:
@@ -417,10 +441,10 @@ def mc_predict(
     with torch.no_grad(), only_training(model, gates_of(sites)):
         for i, name in enumerate(order):
             if i == len(order) - 1:
-                out = _RUN[name](model, x, samples, chunk_size, output)
+                out = sampler(name, sites)(model, x, samples, chunk_size, output)
                 break
             try:
-                out = _RUN[name](model, x, samples, chunk_size, output)
+                out = sampler(name, sites)(model, x, samples, chunk_size, output)
                 break
             except _OutputError:
                 raise

@@ -109,7 +109,7 @@ def rdrop_forward(model: nn.Module, x: Any, *, output: Any = None,
     ``"batch"`` where a site draws once per batch (DropConnect, LayerDrop: the two
     halves would share it). Raises if the two passes came out identical.
     """
-    from dropkit.mc import _RUN, check_batchable  # one sampler for MC and R-Drop
+    from dropkit.mc import check_batchable, sampler  # one sampler for MC and R-Drop
     from dropkit.sites import discover_cached
 
     if strategy not in STRATEGIES:
@@ -126,7 +126,7 @@ def rdrop_forward(model: nn.Module, x: Any, *, output: Any = None,
                          "equal")
     if strategy == "batch":
         check_batchable("rdrop_forward", "draw two masks for", active)
-    out = _RUN[strategy](model, x, 2, None, output)
+    out = sampler(strategy, sites)(model, x, 2, None, output)
     if torch.equal(out[0], out[1]):
         raise RuntimeError(
             "rdrop_forward: the two passes are identical although dropout sites with rates "
