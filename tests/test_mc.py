@@ -285,6 +285,63 @@ class TestRerouting:
             dropkit.mc_predict(m, small * 1000, 4, strategy="vmap")
 
 
+class TestOutOfMemory:
+    """Vectorized samples hold T copies of every activation after the first draw: where
+    the device runs out of memory, the chunk of samples drawn at once is halved."""
+
+    class Rows(nn.Module):
+        """Runs out of memory above ``limit`` rows, as a device would."""
+
+        def __init__(self, limit: int) -> None:
+            super().__init__()
+            self.limit = limit
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if x.shape[0] > self.limit:
+                raise torch.OutOfMemoryError(f"out of memory: {x.shape[0]} rows")
+            return x
+
+    def test_batch_halves_its_chunk_until_it_fits(self) -> None:
+        m = nn.Sequential(nn.Linear(4, 4), dn.Dropout(0.5), self.Rows(limit=7 * 3))
+        x = torch.randn(3, 4)
+        # 50 samples of 3 rows: 150 rows, then 75, 39, 21 (7 samples a chunk) fits
+        with pytest.warns(RuntimeWarning, match=r"drawing 50 samples at once; it drew them "
+                                                 r"7 at a time \(pass chunk_size=7"):
+            out = dropkit.mc_predict(m, x, 50, strategy="batch")
+        assert out.shape == (50, 3, 4)
+        assert len({tuple(o.flatten().tolist()) for o in out}) == 50
+
+    def test_vmap_halves_a_given_chunk(self, monkeypatch) -> None:
+        from dropkit import mc
+
+        real, sizes = mc._by_vmap, []
+
+        def limited(model, x, samples, chunk, output, reroute=True):  # type: ignore[no-untyped-def]
+            sizes.append(chunk)
+            if chunk > 4:
+                raise torch.OutOfMemoryError("out of memory")
+            return real(model, x, samples, chunk, output, reroute)
+
+        monkeypatch.setattr(mc, "_by_vmap", limited)
+        m = nn.Sequential(nn.Linear(4, 4), dn.Dropout(0.5))
+        with pytest.warns(RuntimeWarning, match="drawing 12 samples at once; it drew them 3"):
+            out = dropkit.mc_predict(m, torch.randn(2, 4), 20, strategy="vmap", chunk_size=12)
+        assert sizes == [12, 6, 3] and out.shape == (20, 2, 4)
+
+    def test_one_sample_that_does_not_fit_raises(self) -> None:
+        m = nn.Sequential(nn.Linear(4, 4), dn.Dropout(0.5), self.Rows(limit=2))
+        with pytest.raises(torch.OutOfMemoryError):
+            dropkit.mc_predict(m, torch.randn(3, 4), 5, strategy="batch")
+        with pytest.raises(torch.OutOfMemoryError):
+            dropkit.mc_predict(m, torch.randn(3, 4), 5, strategy="loop")
+
+    def test_what_fits_draws_without_a_warning(self) -> None:
+        m = nn.Sequential(nn.Linear(4, 4), dn.Dropout(0.5), self.Rows(limit=15))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            dropkit.mc_predict(m, torch.randn(3, 4), 5, strategy="batch")
+
+
 class TestFallbackAndErrors:
     def test_auto_falls_back_and_names_the_module(self) -> None:
         class InPlace(nn.Module):

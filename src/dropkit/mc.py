@@ -319,6 +319,30 @@ def sampler(strategy: str, sites: list[Site]) -> Run:
     return _RUN[strategy]
 
 
+def _in_memory(run: Run, name: str, model: nn.Module, x: Any, samples: int,
+               chunk: int | None, output: Output) -> Tensor:
+    """``run``, halving the number of samples drawn at once while the device runs out of
+    memory (vectorized samples hold T copies of every activation after the first draw),
+    with a warning that names the chunk that fitted."""
+    size = chunk or samples
+    while True:
+        try:
+            out = run(model, x, samples, size, output)
+            break
+        except torch.OutOfMemoryError:
+            if size == 1 or name == "loop":
+                raise
+        # retried outside the handler: the traceback's frames hold the failed chunk's
+        # tensors until it ends
+        size = (size + 1) // 2
+    if size != (chunk or samples):
+        warnings.warn(
+            f"mc_predict: strategy {name!r} ran out of memory drawing {chunk or samples} "
+            f"samples at once; it drew them {size} at a time (pass chunk_size={size} to "
+            "skip the failed tries)", RuntimeWarning, stacklevel=3)
+    return out
+
+
 def _why_not(site: Site) -> str:
     label = f"{site.name!r} ({type(site.module).__name__}, rate {site.rate:g})"
     if site.sampled:
@@ -376,7 +400,9 @@ def mc_predict(
             comes before the first dropout, so that vmap has little to share; on a GPU,
             where T passes are bound by kernel launches, always vectorized: bound its
             memory with ``chunk_size``). Default: ``"auto"``.
-        chunk_size: draw at most this many samples at once, to bound memory.
+        chunk_size: draw at most this many samples at once, to bound memory. Where the
+            device runs out of memory, ``"vmap"`` and ``"batch"`` halve it (from
+            ``samples`` when None) until the draw fits, and warn with the size that did.
         output: which tensor of a structured output to sample: a key or attribute name
             (``"logits"``) or a callable ``output -> Tensor``. Default None: a tensor
             output as is, the ``logits`` of a ``ModelOutput`` or mapping.
@@ -440,11 +466,12 @@ def mc_predict(
             order.remove("batch")
     with torch.no_grad(), only_training(model, gates_of(sites)):
         for i, name in enumerate(order):
+            run = functools.partial(_in_memory, sampler(name, sites), name)
             if i == len(order) - 1:
-                out = sampler(name, sites)(model, x, samples, chunk_size, output)
+                out = run(model, x, samples, chunk_size, output)
                 break
             try:
-                out = sampler(name, sites)(model, x, samples, chunk_size, output)
+                out = run(model, x, samples, chunk_size, output)
                 break
             except _OutputError:
                 raise
