@@ -228,8 +228,9 @@ def reroutes(sites: list[Site]) -> bool:
     """Whether a vmapped pass needs :class:`_VmapSafeDropout`: unless every site is a
     dropkit module, whose draws vmap batches as they are. The mode costs a Python call
     for every torch function of the pass (on a small model, a fifth of ``mc_predict``'s
-    host time); a torch dropout call no discovery pass saw still fails loudly, as vmap
-    refuses an in-place draw on an unbatched tensor."""
+    host time). A torch dropout call that no discovery pass saw (a data-dependent
+    branch) then runs as torch runs it under vmap: element and channel dropout draw per
+    sample, and attention dropout on an unbatched input raises (tested), never silent."""
     return not all(s.kind == "module" and isinstance(s.module, RateMixin) for s in sites)
 
 
