@@ -11,7 +11,7 @@ from torch.nn import functional as F
 
 import dropkit
 import dropkit.nn as dn
-from conftest import gen
+from conftest import assert_binomial, gen
 
 STRATEGIES = ["vmap", "batch", "loop", "auto"]
 
@@ -262,6 +262,28 @@ class TestRerouting:
         dropkit.mc_predict(nn.MultiheadAttention(4, 2, dropout=0.5),
                            (torch.randn(3, 2, 4),) * 3, 4, strategy="vmap", output=lambda o: o[0])
         assert len(entered) == 2
+
+    def test_element_dropout_no_discovery_saw_draws_per_sample(self, monkeypatch) -> None:
+        class Hidden(nn.Module):
+            """torch's dropout on a branch the discovery input never takes."""
+
+            def __init__(self) -> None:
+                super().__init__()
+                self.drop = dn.Dropout(0.5)
+
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                if x.abs().max() > 100:
+                    x = F.dropout(x, 0.5, self.drop.training)
+                return torch.cat([x, self.drop(torch.ones_like(x[:, :8]))], 1)  # (N, D + 8)
+
+        entered = self._count(monkeypatch)
+        m, x = Hidden(), torch.ones(1, 4000)
+        dropkit.mc_predict(m, x, 2, strategy="vmap")  # discovery: dropkit's draw alone
+        torch.manual_seed(0)
+        out = dropkit.mc_predict(m, x * 1000, 2, strategy="vmap")[:, :, :4000]  # cached
+        assert entered == []
+        # each sample its own mask: two agree at a position with probability 1/2
+        assert_binomial(int(((out[0] == 0) == (out[1] == 0)).sum()), 4000, 0.5)
 
     def test_attention_dropout_no_discovery_saw_fails_loudly(self) -> None:
         class Hidden(nn.Module):
