@@ -227,6 +227,25 @@ class TestAutoChoice:
         assert seen == ([False, True] if gpu else [False] * 7)
 
 
+class TestCompiledModel:
+    """A ``torch.compile``'d model (an ``OptimizedModule``) samples as its original does:
+    BatchNorm untouched, and no warning from the discovery pass's global module hooks."""
+
+    @pytest.mark.parametrize("strategy", STRATEGIES)
+    def test_samples_and_leaves_it_untouched(self, strategy: str) -> None:
+        m = bn_model().eval()
+        compiled = torch.compile(m, backend="eager")
+        modes, state = _snapshot(m)
+        x = torch.randn(8, 10)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            out = dropkit.mc_predict(compiled, x, 6, strategy=strategy)
+        assert len({tuple(o.flatten().tolist()) for o in out}) == 6
+        assert [x.training for x in m.modules()] == modes
+        for k, v in m.state_dict().items():
+            assert torch.equal(v, state[k]), k
+
+
 class TestRerouting:
     """torch's dropout calls go through dropkit's vmap-safe draws only where a site needs
     it: the mode costs a Python call per torch function of the pass."""
