@@ -270,7 +270,7 @@ class TestRerouting:
         (nn.AlphaDropout(0.5), True)])
     def test_only_where_a_site_is_not_dropkit_s(self, monkeypatch, drop, rerouted) -> None:
         entered = self._count(monkeypatch)
-        m = nn.Sequential(nn.Linear(4, 4), drop, nn.Linear(4, 2))
+        m = nn.Sequential(nn.Linear(4, 16), drop, nn.Linear(16, 2))  # 48 units: never equal
         out = dropkit.mc_predict(m, torch.randn(3, 4), 4, strategy="vmap")
         assert len(entered) == int(rerouted)
         assert not torch.equal(out[0], out[1])
@@ -343,13 +343,14 @@ class TestOutOfMemory:
             return x
 
     def test_batch_halves_its_chunk_until_it_fits(self) -> None:
-        m = nn.Sequential(nn.Linear(4, 4), dn.Dropout(0.5), self.Rows(limit=7 * 3))
+        m = nn.Sequential(nn.Linear(4, 64), dn.Dropout(0.5), self.Rows(limit=7 * 3))
         x = torch.randn(3, 4)
         # 50 samples of 3 rows: 150 rows, then 75, 39, 21 (7 samples a chunk) fits
         with pytest.warns(RuntimeWarning, match=r"drawing 50 samples at once; it drew them "
                                                  r"7 at a time \(pass chunk_size=7"):
             out = dropkit.mc_predict(m, x, 50, strategy="batch")
-        assert out.shape == (50, 3, 4)
+        assert out.shape == (50, 3, 64)
+        # 192 dropped-or-kept units a sample: 50 distinct but for a 2^-180 chance
         assert len({tuple(o.flatten().tolist()) for o in out}) == 50
 
     def test_vmap_halves_a_given_chunk(self, monkeypatch) -> None:
