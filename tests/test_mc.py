@@ -111,11 +111,13 @@ class TestMcPredict:
     @pytest.mark.parametrize(
         "make, shape",
         [
-            (lambda: nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.5)), (3, 4)),
-            (lambda: nn.Sequential(nn.Conv1d(2, 4, 3), dn.Dropout1d(0.5)), (3, 2, 9)),
-            (lambda: nn.Sequential(nn.Conv2d(2, 4, 3), nn.BatchNorm2d(4), nn.Dropout2d(0.5)),
-             (3, 2, 6, 6)),
-            (lambda: nn.Sequential(nn.Conv3d(2, 4, 3), dn.Dropout3d(0.5)), (2, 2, 5, 5, 5)),
+            # 16 features or channels: at least 32 draws a sample, so that two samples
+            # are alike with probability 2^-32 at most
+            (lambda: nn.Sequential(nn.Linear(4, 16), nn.Dropout(0.5)), (3, 4)),
+            (lambda: nn.Sequential(nn.Conv1d(2, 16, 3), dn.Dropout1d(0.5)), (3, 2, 9)),
+            (lambda: nn.Sequential(nn.Conv2d(2, 16, 3), nn.BatchNorm2d(16),
+                                   nn.Dropout2d(0.5)), (3, 2, 6, 6)),
+            (lambda: nn.Sequential(nn.Conv3d(2, 16, 3), dn.Dropout3d(0.5)), (2, 2, 5, 5, 5)),
         ],
         ids=["2d", "3d", "4d", "5d"],
     )
@@ -293,7 +295,7 @@ class TestRerouting:
             def forward(self, x: torch.Tensor) -> torch.Tensor:
                 if x.abs().max() > 100:
                     x = F.dropout(x, 0.5, self.drop.training)
-                return torch.cat([x, self.drop(torch.ones_like(x[:, :8]))], 1)  # (N, D + 8)
+                return torch.cat([x, self.drop(torch.ones_like(x[:, :64]))], 1)  # (N, D + 64)
 
         entered = self._count(monkeypatch)
         m, x = Hidden(), torch.ones(1, 4000)
@@ -558,11 +560,12 @@ class TestStructuredInputsAndOutputs:
             def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
                 return nn.functional.dropout(x, 0.5, self.training), x
 
+        # 64 units: two samples alike (and refused as such) with probability 2^-64
         with pytest.raises(ValueError, match=r"^mc_predict: the model returned a tuple of "
-                                             r"\['Tensor\(2, 3\)', 'Tensor\(2, 3\)'\]"):
-            dropkit.mc_predict(Pair(), torch.ones(2, 3), 2)
-        out = dropkit.mc_predict(Pair(), torch.ones(2, 3), 2, output=lambda o: o[0])
-        assert out.shape == (2, 2, 3)
+                                             r"\['Tensor\(2, 32\)', 'Tensor\(2, 32\)'\]"):
+            dropkit.mc_predict(Pair(), torch.ones(2, 32), 2)
+        out = dropkit.mc_predict(Pair(), torch.ones(2, 32), 2, output=lambda o: o[0])
+        assert out.shape == (2, 2, 32)
 
     def test_a_key_that_picks_no_tensor(self) -> None:
         with pytest.raises(ValueError, match=r"^mc_predict: output='hidden' picks NoneType "
