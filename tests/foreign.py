@@ -205,3 +205,108 @@ def text_batch(seed: int = 0) -> dict[str, torch.Tensor]:
 
 def images(seed: int = 0) -> torch.Tensor:
     return torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(seed))
+
+
+# Families with a pattern BERT, Llama, GPT-2 and ViT lack (every dropout-like setting
+# above 0): a left-padded causal LM, a rate stored but read from the config, MoE router
+# jitter, encoder LayerDrop read from the config, relative-position attention, fused
+# attention that reads a child's rate, and a two-tower model whose outputs couple rows.
+
+
+def gpt_neox(p: float = 0.3) -> nn.Module:
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+    torch.manual_seed(0)
+    cfg = GPTNeoXConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=32, max_position_embeddings=32,
+                        attention_dropout=p, hidden_dropout=p, bos_token_id=0, eos_token_id=1)
+    return GPTNeoXForCausalLM(cfg).eval()
+
+
+def falcon(p: float = 0.3) -> nn.Module:
+    """Its layers store ``hidden_dropout`` but their forward reads the config's."""
+    from transformers import FalconConfig, FalconForCausalLM
+
+    torch.manual_seed(0)
+    cfg = FalconConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                       attention_dropout=p, hidden_dropout=p, bos_token_id=0, eos_token_id=1)
+    return FalconForCausalLM(cfg).eval()
+
+
+def mixtral(p: float = 0.3, jitter: float = 0.3) -> nn.Module:
+    """Router jitter: ``uniform_`` on the MoE input, a rate no attribute list names."""
+    from transformers import MixtralConfig, MixtralForCausalLM
+
+    torch.manual_seed(0)
+    cfg = MixtralConfig(vocab_size=50, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=32,
+                        attention_dropout=p, router_jitter_noise=jitter, num_local_experts=4,
+                        num_experts_per_tok=2, bos_token_id=0, eos_token_id=1)
+    return MixtralForCausalLM(cfg).eval()
+
+
+def electra(p: float = 0.3) -> nn.Module:
+    from transformers import ElectraConfig, ElectraForSequenceClassification
+
+    torch.manual_seed(0)
+    cfg = ElectraConfig(vocab_size=50, embedding_size=16, hidden_size=16, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=32, max_position_embeddings=32,
+                        hidden_dropout_prob=p, attention_probs_dropout_prob=p, num_labels=3)
+    return ElectraForSequenceClassification(cfg).eval()
+
+
+def deberta(hidden: float = 0.0, attention: float = 0.3) -> nn.Module:
+    """Relative-position attention; at ``hidden`` 0 ``pos_dropout`` returns a weight."""
+    from transformers import DebertaV2Config, DebertaV2ForSequenceClassification
+
+    torch.manual_seed(0)
+    cfg = DebertaV2Config(vocab_size=50, hidden_size=16, num_hidden_layers=2,
+                          num_attention_heads=2, intermediate_size=32,
+                          max_position_embeddings=32, hidden_dropout_prob=hidden,
+                          attention_probs_dropout_prob=attention, relative_attention=True,
+                          pos_att_type=["p2c", "c2p"], num_labels=3)
+    return DebertaV2ForSequenceClassification(cfg).eval()
+
+
+def wav2vec2(p: float = 0.3) -> nn.Module:
+    """Encoder LayerDrop: ``torch.rand`` against ``self.config.layerdrop``."""
+    from transformers import Wav2Vec2Config, Wav2Vec2ForCTC
+
+    torch.manual_seed(0)
+    cfg = Wav2Vec2Config(vocab_size=12, hidden_size=16, num_hidden_layers=2,
+                         num_attention_heads=2, intermediate_size=32, conv_dim=(8, 8),
+                         conv_stride=(4, 4), conv_kernel=(8, 4), num_conv_pos_embeddings=4,
+                         num_conv_pos_embedding_groups=2, layerdrop=p, hidden_dropout=p,
+                         attention_dropout=p, activation_dropout=p, feat_proj_dropout=p,
+                         final_dropout=p, mask_time_prob=0.0)
+    return Wav2Vec2ForCTC(cfg).eval()
+
+
+def clip(p: float = 0.3) -> nn.Module:
+    """Two towers: every image's logits hold one column per text of the batch."""
+    from transformers import CLIPConfig, CLIPModel
+
+    torch.manual_seed(0)
+    text = dict(vocab_size=50, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                num_attention_heads=2, max_position_embeddings=16, attention_dropout=p,
+                bos_token_id=0, eos_token_id=1, pad_token_id=1)
+    vision = dict(image_size=8, patch_size=4, hidden_size=16, intermediate_size=32,
+                  num_hidden_layers=2, num_attention_heads=2, attention_dropout=p)
+    return CLIPModel(CLIPConfig(text_config=text, vision_config=vision,
+                                projection_dim=8)).eval()
+
+
+def left_padded_batch(seed: int = 0) -> dict[str, torch.Tensor]:
+    """Row 0 has three padding tokens on the left, row 1 one."""
+    batch = text_batch(seed)
+    batch["attention_mask"][0, :3] = 0
+    batch["attention_mask"][1, :1] = 0
+    return batch
+
+
+def image_text_batch(seed: int = 0) -> dict[str, torch.Tensor]:
+    return {"input_ids": text_batch(seed)["input_ids"][:2], "pixel_values": images(seed)}
+
+
+def audio(seed: int = 0) -> torch.Tensor:
+    return torch.randn(2, 200, generator=torch.Generator().manual_seed(seed))

@@ -643,21 +643,56 @@ class TestSharedDrawsAndGates:
 
 
 class TestSdpaMath:
-    @pytest.mark.parametrize("mask", ["none", "bool", "float", "causal", "gqa"])
+    """dropkit's math form of SDPA (vmap's route for attention dropout) against torch's,
+    without dropout, on every kind of mask torch takes."""
+
+    MASKS = ["none", "bool", "float", "causal", "gqa", "bool-empty-row", "float-inf-row",
+             "float-min-row", "causal-and-bool", "causal-short-query", "left-padded",
+             "broadcast-batch"]
+
+    @pytest.mark.parametrize("mask", MASKS)
     def test_equals_torch_without_dropout(self, mask: str) -> None:
         from dropkit.mc import _sdpa_math
 
         g = gen(4)
         q, k, v = (torch.randn(2, 4, 5, 8, generator=g) for _ in range(3))
         kw: dict = {}
-        if mask == "bool":
+        if mask in ("bool", "bool-empty-row", "causal-and-bool"):
             kw["attn_mask"] = torch.rand(5, 5, generator=g) > 0.3
-            kw["attn_mask"][:, 0] = True  # no fully masked row
-        elif mask == "float":
+            kw["attn_mask"][:, 0] = True
+            if mask == "bool-empty-row":
+                kw["attn_mask"][2] = False  # a row that attends to nothing
+            kw["is_causal"] = mask == "causal-and-bool"
+        elif mask.startswith("float"):
             kw["attn_mask"] = torch.randn(5, 5, generator=g)
+            if mask == "float-inf-row":
+                kw["attn_mask"][1] = float("-inf")
+            elif mask == "float-min-row":  # transformers' additive masks use finfo.min
+                kw["attn_mask"][1] = torch.finfo(torch.float32).min
         elif mask == "causal":
             kw["is_causal"] = True
+        elif mask == "causal-short-query":
+            q, kw["is_causal"] = q[:, :, :3], True
         elif mask == "gqa":
             k, v, kw["enable_gqa"] = k[:, :2], v[:, :2], True
+        elif mask == "left-padded":  # (N, 1, L, S): causal, the first keys of row 0 padding
+            keep = torch.ones(5, 5, dtype=torch.bool).tril().expand(2, 1, 5, 5).clone()
+            keep[0, :, :, :2] = False  # row 0's first two queries see no key at all
+            kw["attn_mask"] = keep
+        elif mask == "broadcast-batch":
+            kw["attn_mask"] = torch.rand(2, 1, 1, 5, generator=g) > 0.5
+            kw["attn_mask"][1] = False  # the whole second batch element masked
         expected = nn.functional.scaled_dot_product_attention(q, k, v, **kw)
-        torch.testing.assert_close(_sdpa_math(q, k, v, **kw), expected)
+        got = _sdpa_math(q, k, v, **kw)
+        assert torch.isfinite(got).all()
+        torch.testing.assert_close(got, expected)
+
+    def test_left_padded_causal_lm_samples_are_finite_under_vmap(self) -> None:
+        """GPT-NeoX with left padding: the padded rows attend to nothing."""
+        pytest.importorskip("transformers")
+        from foreign import gpt_neox, left_padded_batch
+
+        m, x = gpt_neox(), left_padded_batch()
+        for strategy in ("vmap", "loop"):
+            out = dropkit.mc_predict(m, x, 4, strategy=strategy)
+            assert torch.isfinite(out).all(), strategy

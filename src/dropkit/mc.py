@@ -112,8 +112,12 @@ def _sdpa_math(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None = None,
     if attn_mask is not None:
         scores = (scores.masked_fill(~attn_mask, float("-inf")) if attn_mask.dtype == torch.bool
                   else scores + attn_mask)
-    attn = F.dropout(torch.softmax(scores, dim=-1), dropout_p, True)
-    return attn @ v
+    attn = torch.softmax(scores, dim=-1)
+    # A row with every position masked (a left-padded row under a causal mask) attends
+    # to nothing: torch's SDPA gives it zeros (its "safe softmax"), a plain softmax NaN,
+    # which the next layer would spread to the real tokens.
+    attn = attn.masked_fill(scores.isneginf().all(-1, keepdim=True), 0.0)
+    return F.dropout(attn, dropout_p, True) @ v
 
 
 def _dropout2d(x: Tensor, p: float, training: bool) -> Tensor:
