@@ -14,6 +14,12 @@ On the CPU, T = 50 samples of a batch of 256 through these models:
   where the shared prefix is nearly the whole network.
 * ``bert`` (when transformers is installed): a BERT built from a config (2 layers,
   hidden 128, SDPA attention with dropout 0.1), a batch of 32 sequences of 64 tokens.
+* ``gpt2``: a GPT-2 of the same size, every other sequence left-padded.
+* ``bert-tiny``: a BERT at the size of the tests' (hidden 16), 4 sequences of 7 tokens:
+  host work alone, where the loop's per-call overhead decides.
+
+``auto`` times the strategies on its first call (the warm-up) and keeps the fastest; the
+closing lines give auto / best strategy for each model (the target: within 10%).
 
 With ``--device cuda``, T = 50 samples of a batch of 512 through a 784-2048-2048-2048-10
 MLP (``mlp-head``: dropout 0.5 before the classifier only, where the prefix shared by
@@ -94,6 +100,36 @@ def bert_model() -> tuple[nn.Module, dict[str, torch.Tensor]] | None:
     return BertForSequenceClassification(cfg).eval(), batch
 
 
+def gpt2_model() -> tuple[nn.Module, dict[str, torch.Tensor]] | None:
+    """A GPT-like causal LM (2 layers, hidden 128, attention, residual and embedding
+    dropout 0.1), 32 sequences of 64 tokens with left padding."""
+    try:
+        from transformers import GPT2Config, GPT2LMHeadModel
+    except ImportError:
+        return None
+    cfg = GPT2Config(vocab_size=1000, n_embd=128, n_layer=2, n_head=4, n_positions=64,
+                     attn_pdrop=0.1, resid_pdrop=0.1, embd_pdrop=0.1)
+    mask = torch.ones(32, 64, dtype=torch.long)
+    mask[::2, :8] = 0  # every other sequence left-padded by 8 tokens
+    batch = {"input_ids": torch.randint(0, 1000, (32, 64)), "attention_mask": mask}
+    return GPT2LMHeadModel(cfg).eval(), batch
+
+
+def tiny_bert_model() -> tuple[nn.Module, dict[str, torch.Tensor]] | None:
+    """BERT at the size of the tests' models (hidden 16, 2 layers), 4 sequences of 7
+    tokens: every pass is host work, where the loop's per-call overhead decides."""
+    try:
+        from transformers import BertConfig, BertForSequenceClassification
+    except ImportError:
+        return None
+    cfg = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=32, max_position_embeddings=32, num_labels=3,
+                     attention_probs_dropout_prob=0.3, hidden_dropout_prob=0.3)
+    batch = {"input_ids": torch.randint(2, 50, (4, 7)),
+             "attention_mask": torch.ones(4, 7, dtype=torch.long)}
+    return BertForSequenceClassification(cfg).eval(), batch
+
+
 def cases_for(device: torch.device) -> tuple[int, list[tuple[str, nn.Module, object]]]:
     """(batch, [(label, model, inputs)]) for the device: the CPU's models or the GPU's."""
     batch = 512 if device.type == "cuda" else 256
@@ -104,9 +140,11 @@ def cases_for(device: torch.device) -> tuple[int, list[tuple[str, nn.Module, obj
                  for where in ("head", "every") for backend in ("torch", "seeded")]
     else:
         cases = [("trunk", trunk_model(), x), ("head", head_model(), x)]
-    bert = bert_model()
-    if bert is not None:
-        cases.append(("bert", *bert))
+    for label, make in (("bert", bert_model), ("gpt2", gpt2_model),
+                        ("bert-tiny", tiny_bert_model)):
+        built = make()
+        if built is not None:
+            cases.append((label, *built))
     return batch, [(label, model.to(device), _to(inputs, device))
                    for label, model, inputs in cases]
 
@@ -260,6 +298,12 @@ def main() -> None:
         med = {s: statistics.median(t) for s, t in times.items()}
         for s in strategies:
             print(f"| {label} | {s} | {med[s] * 1e3:.1f} | {med['loop'] / med[s]:.2f} |")
+        best = min(("loop", "batch", "vmap"), key=lambda n: med[n])
+        dropkit.mc_predict(model, inputs, samples)  # the cached choice, to name it
+        chosen = dropkit.mc.last_choice.strategy if dropkit.mc.last_choice else "?"
+        verdicts.append(f"{label}: auto (chose {chosen}) {med['auto'] * 1e3:.1f} ms, the best "
+                        f"strategy ({best}) {med[best] * 1e3:.1f} ms: auto / best = "
+                        f"{med['auto'] / med[best]:.2f} (target <= 1.10)")
         if label == "mlp-head, torch":
             verdicts.append(f"mlp-head, torch: auto is {med['loop'] / med['auto']:.1f}x the loop "
                             f"(target {HEAD_TARGET}x), the hand-written sampler "

@@ -110,3 +110,55 @@ def test_step_interval_and_named_sites(tmp_path: Path) -> None:
     callback = DropoutScheduleCallback({name: "linear:0.4,0.0,4"}, interval="step")
     _trainer(tmp_path, [callback, Steps()]).train()
     assert [seen[s] for s in range(8)] == pytest.approx([0.4, 0.3, 0.2, 0.1, 0, 0, 0, 0])
+
+
+class TestMCDropoutTrainer:
+    """The Trainer's predict and evaluate put the model in eval; the MC prediction step
+    samples all the same, and leaves the model as it was."""
+
+    T = 6
+
+    def _trainer(self, out: Path, **mc) -> transformers.Trainer:
+        from dropkit.integrations.transformers import MCDropoutTrainer
+
+        args = transformers.TrainingArguments(output_dir=str(out), report_to=[], use_cpu=True,
+                                              per_device_eval_batch_size=BATCH,
+                                              disable_tqdm=True)
+        return MCDropoutTrainer(model=bert(attention=0.3, hidden=0.3), args=args,
+                                mc_samples=self.T, **mc)
+
+    def test_predict_returns_t_samples_per_example(self, tmp_path: Path) -> None:
+        trainer = self._trainer(tmp_path)
+        model = trainer.model
+        state = {k: v.clone() for k, v in model.state_dict().items()}
+        out = trainer.predict(Rows())
+        samples = torch.as_tensor(out.predictions)
+        assert samples.shape == (ROWS, self.T, 3)  # both batches, T samples each
+        for row in samples:  # every example's samples differ: dropout sampled
+            assert len({tuple(s.tolist()) for s in row}) == self.T
+        assert not any(m.training for m in model.modules())
+        assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+        # the loss is the NLL of the MC predictive, from the same samples
+        probs = samples.softmax(-1).mean(1)
+        labels = torch.as_tensor(out.label_ids)
+        nll = -probs[torch.arange(ROWS), labels].log().mean()
+        assert out.metrics["test_loss"] == pytest.approx(nll.item(), rel=1e-5)
+
+    def test_summary_and_evaluate(self, tmp_path: Path) -> None:
+        trainer = self._trainer(tmp_path, mc_summary=True)
+        probs = torch.as_tensor(trainer.predict(Rows()).predictions)
+        assert probs.shape == (ROWS, 3)
+        torch.testing.assert_close(probs.sum(-1), torch.ones(ROWS))
+        assert "eval_loss" in trainer.evaluate(Rows())
+
+    @pytest.mark.parametrize("kwargs, message", [
+        ({"mc_samples": 1}, r"expected `mc_samples` to be an int >= 2, got mc_samples=1"),
+        ({"mc_strategy": "fast"}, r"expected `mc_strategy` to be one of"),
+        ({"mc_summary": 1}, r"expected `mc_summary` to be a bool, got int")])
+    def test_bad_arguments_are_named(self, tmp_path: Path, kwargs, message) -> None:
+        from dropkit.integrations.transformers import MCDropoutTrainer
+
+        args = transformers.TrainingArguments(output_dir=str(tmp_path), report_to=[],
+                                              use_cpu=True)
+        with pytest.raises((ValueError, TypeError), match="^MCDropoutTrainer: " + message):
+            MCDropoutTrainer(model=bert(), args=args, **kwargs)

@@ -189,9 +189,9 @@ class TestPrefixRunsOnce:
         )
         dropkit.mc_predict(m, torch.randn(8, 10), 50, strategy="vmap")
         handle.remove()
-        # once in the discovery pass (dropkit.sites), then once for all 50 samples,
+        # twice in the discovery passes (dropkit.sites), then once for all 50 samples,
         # unbatched: computed once
-        assert seen == [False, False]
+        assert seen == [False, False, False]
 
     def test_layers_after_dropout_see_batched_tensors(self) -> None:
         m = bn_model().eval()
@@ -201,7 +201,7 @@ class TestPrefixRunsOnce:
         )
         dropkit.mc_predict(m, torch.randn(8, 10), 50, strategy="vmap")
         handle.remove()
-        assert seen == [False, True]  # the discovery pass, then the 50 samples batched
+        assert seen == [False, False, True]  # two discovery passes, then 50 samples batched
 
     def test_loop_runs_the_prefix_every_time(self) -> None:
         m = bn_model().eval()
@@ -209,24 +209,75 @@ class TestPrefixRunsOnce:
         handle = m[0].register_forward_hook(lambda *a: calls.append(1))
         dropkit.mc_predict(m, torch.randn(8, 10), 5, strategy="loop")
         handle.remove()
-        assert len(calls) == 1 + 5  # the discovery pass, then one per sample
+        assert len(calls) == 2 + 5  # the discovery passes, then one per sample
 
 
 class TestAutoChoice:
-    @pytest.mark.parametrize("gpu", [False, True])
-    def test_early_dropout_loops_on_the_cpu_and_vectorizes_on_a_gpu(self, monkeypatch,
-                                                                     gpu) -> None:
+    """auto times the strategies that apply on the first call and keeps the fastest."""
+
+    @staticmethod
+    def _fake_clock(monkeypatch, seconds: dict[str, tuple[float, float]]) -> None:
+        """A timed run of k samples takes ``setup + per_sample * k`` seconds."""
         from dropkit import mc
 
-        m = nn.Sequential(dn.Dropout(0.5), nn.Linear(10, 10), nn.ReLU(), nn.Linear(10, 2))
-        assert not mc._on_gpu(m, torch.randn(2, 10))
-        monkeypatch.setattr(mc, "_on_gpu", lambda model, x: gpu)
-        seen = []
-        m[1].register_forward_pre_hook(
-            lambda mod, a: seen.append(torch._C._functorch.is_batchedtensor(a[0])))
-        dropkit.mc_predict(m, torch.randn(8, 10), 6)
-        # the discovery pass, then vmap's one batched pass or the loop's six plain ones
-        assert seen == ([False, True] if gpu else [False] * 7)
+        def timed(run, model, x, k, output, sync):
+            name = next(n for n in seconds if getattr(run, "__name__", "").endswith(n)
+                        or getattr(getattr(run, "func", None), "__name__", "").endswith(n))
+            setup, per_sample = seconds[name]
+            return run(model, x, k, None, output), setup + per_sample * k
+
+        monkeypatch.setattr(mc, "_timed", timed)
+
+    @pytest.mark.parametrize("fastest", ["vmap", "batch", "loop"])
+    def test_the_fastest_by_the_clock_is_chosen_and_kept(self, monkeypatch, fastest) -> None:
+        from dropkit import mc
+
+        times = {n: (0.010, 0.010) for n in ("vmap", "batch", "loop")}
+        times[fastest] = (0.001, 0.001)
+        self._fake_clock(monkeypatch, times)
+        m = nn.Sequential(nn.Linear(10, 10), dn.Dropout(0.5), nn.Linear(10, 2))
+        out = dropkit.mc_predict(m, torch.randn(4, 10), 40)
+        assert out.shape == (40, 4, 2)
+        assert mc.last_choice is not None and mc.last_choice.strategy == fastest
+        assert set(mc.last_choice.seconds) == {"vmap", "batch", "loop"}
+        assert "fastest when timed" in mc.last_choice.reason
+        # every sample its own mask, the timed ones included
+        assert len({tuple(o.flatten().tolist()) for o in out}) == 40
+        # the next call reuses the choice: nothing timed again
+        monkeypatch.setattr(mc, "_timed", lambda *a: pytest.fail("timed again"))
+        assert dropkit.mc_predict(m, torch.randn(4, 10), 40).shape == (40, 4, 2)
+        assert mc.last_choice.strategy == fastest
+
+    def test_the_prediction_counts_setup_once_per_chunk(self, monkeypatch) -> None:
+        """vmap: 10 ms to set up, 0.1 ms a sample; the loop 1 ms a sample: for 50 samples
+        in one chunk vmap wins (15 ms against 50), in chunks of 2 the loop (255 against 50)."""
+        from dropkit import mc
+
+        self._fake_clock(monkeypatch, {"vmap": (0.010, 0.0001), "batch": (1.0, 1.0),
+                                       "loop": (0.0, 0.001)})
+        m = nn.Sequential(nn.Linear(10, 10), dn.Dropout(0.5), nn.Linear(10, 2))
+        dropkit.mc_predict(m, torch.randn(4, 10), 50)
+        assert mc.last_choice.strategy == "vmap"
+        dropkit.mc_predict(m, torch.randn(4, 10), 50, chunk_size=2)  # another key: timed
+        assert mc.last_choice.strategy == "loop"
+
+    def test_a_strategy_that_fails_is_skipped_and_named(self) -> None:
+        from dropkit import mc
+
+        m = nn.Sequential(LayerDrop(), LayerDrop())  # vmap cannot branch on the coin
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            out = dropkit.mc_predict(m, torch.randn(4, 3), 30)
+        assert out.shape == (30, 4, 3)
+        assert mc.last_choice.strategy == "loop"
+        assert "vmap failed in module '0' (LayerDrop)" in mc.last_choice.reason
+
+    def test_an_explicit_strategy_is_recorded_as_asked(self) -> None:
+        from dropkit import mc
+
+        m = nn.Sequential(nn.Linear(10, 10), dn.Dropout(0.5))
+        dropkit.mc_predict(m, torch.randn(4, 10), 4, strategy="batch")
+        assert (mc.last_choice.strategy, mc.last_choice.reason) == ("batch", "asked for")
 
 
 class TestCompiledModel:
@@ -399,11 +450,17 @@ class TestFallbackAndErrors:
                 h += self.drop(h)  # writes per-sample values into an unbatched tensor
                 return h
 
+        from dropkit import mc
+
         m = nn.Sequential(nn.Linear(4, 4), InPlace())
+        out = dropkit.mc_predict(m, torch.randn(3, 4), 5)  # timed: vmap failed, skipped
+        assert out.shape == (5, 3, 4)
+        assert "vmap failed in module '1' (InPlace)" in mc.last_choice.reason
+        # a chosen strategy that fails later falls back with a warning naming the module
+        mc._CHOSEN[m] = (mc._CHOSEN[m][0], mc.Choice("vmap", "forced", {}))
         expected = r"strategy 'vmap' failed in module '1' \(InPlace\)"
         with pytest.warns(RuntimeWarning, match=expected):
-            out = dropkit.mc_predict(m, torch.randn(3, 4), 5)
-        assert out.shape == (5, 3, 4)
+            assert dropkit.mc_predict(m, torch.randn(3, 4), 5).shape == (5, 3, 4)
 
     def test_explicit_strategy_raises(self) -> None:
         m = nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.5), nn.Flatten(0))  # mixes the batch
@@ -592,27 +649,6 @@ class TestNeverSilent:
     def test_one_sample_cannot_be_judged(self) -> None:
         m = nn.Sequential(nn.Linear(3, 3), Stuck())
         assert dropkit.mc_predict(m, torch.randn(2, 3), 1).shape == (1, 2, 3)
-
-
-class TestAutoChoosesByPrefix:
-    @staticmethod
-    def _batched_calls(model: nn.Module, probe: nn.Module) -> list[bool]:
-        seen: list[bool] = []
-        handle = probe.register_forward_pre_hook(
-            lambda mod, a: seen.append(torch._C._functorch.is_batchedtensor(a[0])))
-        dropkit.mc_predict(model, torch.randn(64, 256, generator=gen(2)), 20)
-        handle.remove()
-        return seen
-
-    def test_dropout_first_runs_the_loop(self) -> None:
-        # vmap would share nothing and pay its batching overhead on every op
-        m = nn.Sequential(nn.Dropout(0.5), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 4))
-        assert self._batched_calls(m, m[1]) == [False] * (1 + 20)  # discovery, 20 passes
-
-    def test_dropout_last_is_vectorized(self) -> None:
-        layers = [nn.Linear(256, 256) for _ in range(6)]
-        m = nn.Sequential(*layers, nn.Dropout(0.5), nn.Linear(256, 4))
-        assert self._batched_calls(m, m[7]) == [False, True]  # discovery, one vmapped pass
 
 
 class TestSharedDrawsAndGates:

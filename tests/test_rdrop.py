@@ -172,3 +172,35 @@ class TestForward:
             dropkit.rdrop_forward(blind.train(), x)
         with pytest.raises(ValueError, match="expected `strategy` to be one of"):
             dropkit.rdrop_forward(model.train(), x, strategy="twice")
+
+
+class TestVmapRefusals:
+    """An explicit 'vmap' that torch cannot batch is an error naming the module."""
+
+    @staticmethod
+    def _coin_model() -> nn.Module:
+        class Coin(nn.Module):  # fairseq's LayerDrop: a branch on one coin per batch
+            def __init__(self) -> None:
+                super().__init__()
+                self.fc = nn.Linear(4, 4)
+                self.drop = dn.Dropout(0.5)
+
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                if self.training and torch.rand(()) < 0.5:
+                    return x
+                return self.drop(self.fc(x))
+
+        return nn.Sequential(nn.Linear(4, 4), Coin())
+
+    def test_rdrop_forward(self) -> None:
+        m = self._coin_model().train()
+        with pytest.raises(RuntimeError, match=r"^rdrop_forward: strategy 'vmap' cannot draw "
+                                               r"two masks for module '1' \(Coin\): .*"
+                                               r"data-dependent control flow"):
+            dropkit.rdrop_forward(m, torch.randn(3, 4), strategy="vmap")
+
+    def test_mc_predict(self) -> None:
+        m = self._coin_model().eval()
+        with pytest.raises(RuntimeError, match=r"^mc_predict: strategy 'vmap' cannot sample "
+                                               r"module '1' \(Coin\)"):
+            dropkit.mc_predict(m, torch.randn(3, 4), 4, strategy="vmap")

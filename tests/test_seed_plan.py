@@ -163,3 +163,46 @@ def test_a_transformers_model_is_refused_with_its_sites_named() -> None:
     with pytest.raises(ValueError, match=r"cannot seed 'bert.embeddings.dropout' \(Dropout, "
                                          r"module\), .*no plan can give them a stream"):
         SeedPlan(model, seed=0)
+
+
+def _electra_with_dropkit_dropout() -> torch.nn.Module:
+    """ELECTRA with every nn.Dropout swapped for dropkit's: its attention still passes
+    ``self.dropout.p`` to the fused call, which draws from torch's global generator."""
+    from foreign import electra
+
+    import dropkit.nn as dn
+
+    model = electra(p=0.3)
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, torch.nn.Dropout):
+                setattr(parent, name, dn.Dropout(child.p))
+    return model
+
+
+def test_a_site_whose_rate_a_fused_call_reads_is_refused_by_name() -> None:
+    pytest.importorskip("transformers")
+    from foreign import text_batch
+
+    model, x = _electra_with_dropkit_dropout(), text_batch()
+    site = r"'electra.encoder.layer.0.attention.self.dropout' \(Dropout: its rate is passed to"
+    with pytest.raises(ValueError, match=r"^SeedPlan: cannot seed " + site):
+        SeedPlan(model, seed=0, example_input=x)
+    SeedPlan(model, seed=0)  # no input: observed at the first call, before anything draws
+    model.train()
+    with pytest.raises(RuntimeError, match=r"^SeedPlan: cannot seed " + site):
+        model(**x)
+
+
+def test_sites_whose_own_forward_draws_are_planned_with_an_example_input() -> None:
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), dn.Dropout(0.5),
+                                torch.nn.Linear(8, 2))
+    x = torch.randn(3, 4)
+    plan = SeedPlan(model, seed=0, example_input=x)
+    model.train()
+    outs = []
+    for global_seed in (1, 2):  # the global stream does not matter: the plan's does
+        torch.manual_seed(global_seed)
+        plan.set_step(3)
+        outs.append(model(x))
+    assert torch.equal(outs[0], outs[1])

@@ -20,6 +20,8 @@ def _rates_seen(model: nn.Module, x: object, train: bool = True) -> list[float]:
     seen: list[float] = []
     model.train(train)
     try:
+        with torch.no_grad():  # a check a tool deferred to the next call runs here, unseen
+            model(**x) if isinstance(x, dict) else model(x)
         with torch.no_grad(), recording(model, lambda c: seen.append(c.p) if c.p is not None
                                         else None):
             model(**x) if isinstance(x, dict) else model(x)
@@ -145,7 +147,7 @@ class TestSetRateOnForeignModels:
     def test_llama_rate_reaches_the_attention_call(self) -> None:
         m = llama(attention=0.0)
         assert set(_rates_seen(m, text_batch())) == {0.0}
-        dropkit.set_rate(m, 0.3)
+        dropkit.set_rate(m, 0.3, example_input=text_batch())  # observed read: no check later
         assert set(_rates_seen(m, text_batch())) == {0.3}
 
     def test_gpt2_and_timm_child_rate_reaches_the_fused_call(self) -> None:
@@ -319,3 +321,95 @@ class _KeywordModel(nn.Module):
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         return self.inner(input)
+
+
+class TestFamiliesBeyondTheFirstFour:
+    """transformers families with a pattern BERT, Llama, GPT-2 and ViT lack: each
+    property the registry states is one a discovery pass observed."""
+
+    @pytest.fixture(autouse=True)
+    def _transformers(self) -> None:
+        pytest.importorskip("transformers")
+
+    def test_a_stored_rate_the_forward_never_reads_is_not_a_site(self) -> None:
+        """Falcon's layers store ``hidden_dropout`` and read the config's."""
+        from foreign import falcon
+
+        m, x = falcon(p=0.3), text_batch()
+        assert "transformer.h.0.hidden_dropout" in dict(dropkit.find_dropout(m))  # unseen
+        found = {s.name: s for s in dropkit.dropout_sites(m, x)}
+        # neither the stored rates nor the attention's nn.Dropout, which its SDPA path
+        # skips (dropout_p=0.0): the one dropout is F.dropout at the config's rate
+        assert [(s.kind, s.settable) for s in found.values()] == [("functional", False)] * 2
+        assert all(s.rate == pytest.approx(0.3) for s in found.values())
+        assert dropkit.set_rate(m, 0.5, example_input=x) == {}  # nothing reported unapplied
+        assert sorted({round(r, 6) for r in _rates_seen(m, x)}) == [0.0, 0.3]
+        assert dropkit.find_dropout(m) == []  # static discovery remembers what was seen
+
+    def test_without_an_input_the_next_call_names_what_was_not_applied(self) -> None:
+        from foreign import falcon
+
+        m, x = falcon(p=0.3), text_batch()
+        assert "transformer.h.0.hidden_dropout" in dropkit.set_rate(m, 0.5)  # not yet seen
+        with pytest.warns(RuntimeWarning, match=r"'transformer.h.0.hidden_dropout'.* were "
+                                                r"set, but .* unread"):
+            m(**x)
+        assert "transformer.h.0.hidden_dropout" not in dict(dropkit.find_dropout(m))
+        assert "transformer.h.0.hidden_dropout" not in dropkit.set_rate(m, 0.4)
+
+    def test_router_jitter_is_raw_noise_listed_sampled_and_named(self) -> None:
+        """Mixtral's ``uniform_`` on the MoE input: no rate attribute, still a site."""
+        from foreign import mixtral
+
+        m, x = mixtral(p=0.0, jitter=0.3), text_batch()
+        noise = [s for s in dropkit.dropout_sites(m, x) if s.kind == "noise"]
+        assert [s.name for s in noise] == ["model.layers.0.mlp:uniform_",
+                                           "model.layers.1.mlp:uniform_"]
+        assert all(s.sampled and not s.shares_noise_across_batch for s in noise)
+        out = dropkit.mc_predict(m, x, 4)  # the only noise: it must sample
+        assert len({tuple(o.flatten().tolist()) for o in out}) == 4
+        with pytest.warns(RuntimeWarning, match=r"still draw .* 'model.layers.0.mlp:uniform_'"):
+            dropkit.set_rate(m, 0.0)
+        with pytest.raises(ValueError, match=r"draws noise in the code of module "
+                                             r"'model.layers.0.mlp'"):
+            dropkit.set_rate(m, {"model.layers.0.mlp:uniform_": 0.0})
+
+    def test_config_read_layerdrop_is_a_shared_draw_batch_refuses(self) -> None:
+        """Wav2Vec2's encoder: ``torch.rand([])`` against ``self.config.layerdrop``."""
+        from foreign import audio, wav2vec2
+
+        m, x = wav2vec2(p=0.0), audio()
+        m.config.layerdrop = 0.5
+        (site,) = [s for s in dropkit.dropout_sites(m, x) if s.kind == "noise"]
+        assert site.name == "wav2vec2.encoder:rand" and site.shares_noise_across_batch
+        with pytest.raises(ValueError, match=r"strategy 'batch' cannot sample noise site "
+                                             r"'wav2vec2.encoder:rand'"):
+            dropkit.mc_predict(m, x, 4, strategy="batch")
+        out = dropkit.mc_predict(m, x, 12)  # the loop: 4 layer patterns, all but surely > 1
+        assert len({tuple(o.flatten().tolist()) for o in out}) > 1
+
+    @pytest.mark.parametrize("hidden", [0.0, 0.2])
+    def test_relative_position_attention_at_rate_0_does_not_crash(self, hidden) -> None:
+        """DeBERTa-v2 at p = 0 returns a weight from ``pos_dropout``."""
+        from foreign import deberta
+
+        m, x = deberta(hidden=hidden), text_batch()
+        assert dropkit.dropout_sites(m, x)
+        assert dropkit.mc_predict(m, x, 3).shape == (3, 4, 3)
+        with dropkit.mc_mode(m, x):
+            pass
+        dropkit.diagnose(m, x)
+
+    def test_two_tower_outputs_refuse_batch_by_name(self) -> None:
+        """CLIP's logits compare each image with each text of the batch."""
+        from foreign import clip, image_text_batch
+
+        m, x = clip(), image_text_batch()
+        with pytest.raises(ValueError, match=r"strategy 'batch' expects .* has shape \(4, 4\)"):
+            dropkit.mc_predict(m, x, 3, strategy="batch", output="logits_per_image")
+        assert dropkit.mc_predict(m, x, 3, output="logits_per_image").shape == (3, 2, 2)
+        m.train()
+        with pytest.raises(ValueError, match=r"^rdrop_forward: strategy 'batch' expects"):
+            dropkit.rdrop_forward(m, x, output="logits_per_image")
+        a, b = dropkit.rdrop_forward(m, x, output="logits_per_image", strategy="loop")
+        assert a.shape == b.shape == (2, 2)

@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import inspect
 import os
+import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -187,18 +189,22 @@ def _generators(model: nn.Module) -> list[torch.Generator]:
 @contextmanager
 def untouched(model: nn.Module) -> Iterator[None]:
     """Inside, run what you like: on exit every module's ``training`` flag, every buffer,
-    the global CPU random stream and that of each CUDA device the model lives on, and
-    every generator held by a module are exactly as they were."""
+    the global CPU random stream and that of each CUDA device the model lives on,
+    Python's and NumPy's global streams, and every generator held by a module are
+    exactly as they were."""
     modes = [(m, m.training) for m in model.modules()]
     buffers = [(m, n, b, b.clone()) for m in model.modules()
                for n, b in m.named_buffers(recurse=False) if b is not None]
     generators = [(g, g.get_state()) for g in _generators(model)]
     devices = sorted({t.device.index or 0 for t in [*model.parameters(), *model.buffers()]
                       if t.is_cuda})
+    host = (random.getstate(), np.random.get_state())  # code may draw there (SpecAugment)
     try:
         with torch.random.fork_rng(devices=devices):
             yield
     finally:
+        random.setstate(host[0])
+        np.random.set_state(host[1])
         for m, mode in modes:
             m.training = mode
         with torch.no_grad():
@@ -265,6 +271,8 @@ def no_grad_pass(model: nn.Module, x: Any, on: Iterable[nn.Module],
     """One recorded pass under ``no_grad`` with exactly ``on`` in training mode; returns
     the clock at its start and end."""
     with ExitStack() as stack:
+        # a torch.compile'd model runs eagerly: Dynamo would trace the recorder's hooks
+        stack.enter_context(torch.compiler.set_stance("force_eager"))
         stack.enter_context(torch.no_grad())
         stack.enter_context(only_training(model, on))
         stack.enter_context(recording(model, on_call, ran, clock))

@@ -18,11 +18,15 @@ from __future__ import annotations
 
 import functools
 import itertools
+import logging
 import math
+import time
 import traceback
 import warnings
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -32,25 +36,44 @@ from torch.overrides import TorchFunctionMode
 
 import dropkit.functional as F
 from dropkit._checks import check_int
-from dropkit._trace import DROPOUT_CALLS, call_model, only_training, split_inputs
+from dropkit._trace import DROPOUT_CALLS, call_model, only_training, split_inputs, untouched
 from dropkit.nn._base import RateMixin
-from dropkit.sites import Site, discover_cached, dropout_sites, gates_of, on_first_call
+from dropkit.sites import (
+    Site,
+    discover_cached,
+    dropout_sites,
+    gates_of,
+    on_first_call,
+    signature,
+)
 
-__all__ = ["mc_mode", "mc_predict", "STRATEGIES"]
+__all__ = ["mc_mode", "mc_predict", "STRATEGIES", "Choice"]
+
+_LOG = logging.getLogger("dropkit")
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The strategy a Monte Carlo call ran, and why (:data:`last_choice`)."""
+
+    strategy: str
+    reason: str
+    seconds: dict[str, float]  # the predicted time of each strategy timed; {} if none
+
+    def __str__(self) -> str:
+        return f"{self.strategy}: {self.reason}"
 
 STRATEGIES = ("auto", "vmap", "batch", "loop")
 
-# "auto" vectorizes only where at least this share of the forward's floating-point work
-# comes before the first draw: vmap runs that prefix once but costs c times the loop per
-# sample after it, so it wins when the prefix's share of the time exceeds 1 - 1/c.
-# Measured on a 2-core CPU (benchmarks/bench_mc_predict.py): c = 2.1 for a BatchNorm
-# trunk (vmap 2.2x faster than the loop), 3.4 for an MLP with dropout in its head (2.8x
-# faster), 1.8 for BERT, whose dropout starts at the embeddings (vmap 1.6x slower).
-# On a GPU a pass of a model this size is bound by kernel launches, not arithmetic: one
-# vectorized pass beats T of them whatever the prefix (an H100, same benchmark with
-# --device cuda: vmap 1.4x the loop with dropout after every layer of an MLP, 5.0x for
-# BERT), so "auto" vectorizes there always.
-VMAP_MIN_PREFIX = 0.5
+# "auto" times each strategy on the first call for a model and input signature and keeps
+# the fastest (:func:`_measure`): a rule drawn from one kind of model misjudged others
+# (a FLOP-share rule measured on MLPs chose the loop for 21 transformers families where
+# batch and vmap were 3-8x faster on the CPU).
+MEASURE_CHUNK = 8
+
+#: The last choice of ``mc_predict(strategy="auto")``, or of an explicit strategy: what
+#: ran and why, in one line (also logged at DEBUG level on the ``dropkit`` logger).
+last_choice: Choice | None = None
 
 
 def _on_gpu(model: nn.Module, x: Any) -> bool:
@@ -400,11 +423,15 @@ def mc_predict(
         strategy: ``"vmap"`` (``torch.func.vmap(randomness="different")`` over samples:
             the network before the first dropout runs once), ``"batch"`` (replicate the
             input along the batch dim: one pass), ``"loop"`` (T passes), or ``"auto"``
-            (vmap, falling back to batch, then loop, with a warning that names the module
-            that failed; on the CPU, the loop alone where less than half of the forward
-            comes before the first dropout, so that vmap has little to share; on a GPU,
-            where T passes are bound by kernel launches, always vectorized: bound its
-            memory with ``chunk_size``). Default: ``"auto"``.
+            (the fastest of those that apply, by measurement: on the first call for a
+            model, input signature and chunk size each is timed on a few samples, which
+            are kept, and the one predicted fastest for the whole call runs from then on;
+            a strategy that fails is skipped with a warning naming the module;
+            :data:`dropkit.mc.last_choice` says what ran and why). ``"batch"`` only
+            where tiling the input is observed not to mix samples (the output's dim 0
+            doubles and nothing else grows, a copy's rows unchanged by the other's).
+            An explicit strategy is never switched; one that cannot run is an error
+            naming the module. Default: ``"auto"``.
         chunk_size: draw at most this many samples at once, to bound memory. Where the
             device runs out of memory, ``"vmap"`` and ``"batch"`` halve it (from
             ``samples`` when None) until the draw fits, and warn with the size that did.
@@ -443,50 +470,233 @@ def mc_predict(
         raise ValueError(f"mc_predict: consistent sampling runs one network per pass "
                          f"(strategy 'loop'), got strategy={strategy!r}")
     split_inputs("mc_predict", x)  # a bad input fails here, before any pass
-    sites, prefix = discover_cached(model, x)
-    active = [s for s in sites if s.rate > 0]
+    sites = discover_cached(model, x)
+    active = [s for s in sites if s.draws]
     if not active:
         raise ValueError(
             "mc_predict: the model has no dropout to sample (none present, or every rate "
             "is 0): Monte Carlo samples would all be equal"
         )
     if seed is not None:
-        from dropkit.consistent import check_sites, consistent_passes
-
-        hooked, own = check_sites(active)
-        first = next(model.parameters(), None)
-        device = first.device if first is not None else torch.device("cpu")
-        with torch.no_grad(), only_training(model, own):
-            out = consistent_passes(lambda: _forward(model, x, output), hooked, own, samples,
-                                    seed, device)
-        _check_differ(out, active)
-        return out
-    if strategy == "batch":
-        check_batchable("mc_predict", "sample", active)
-    order = [strategy]
-    if strategy == "auto":
-        vectorize = prefix >= VMAP_MIN_PREFIX or _on_gpu(model, x)
-        order = ["vmap", "batch", "loop"] if vectorize else ["loop"]
-        if any(_batch_problem(s) for s in active) and "batch" in order:
-            order.remove("batch")
-    with torch.no_grad(), only_training(model, gates_of(sites)):
-        for i, name in enumerate(order):
-            run = functools.partial(_in_memory, sampler(name, sites), name)
-            if i == len(order) - 1:
-                out = run(model, x, samples, chunk_size, output)
-                break
-            try:
-                out = run(model, x, samples, chunk_size, output)
-                break
-            except _OutputError:
-                raise
-            except Exception as error:  # noqa: BLE001 - any failure means: next strategy
-                reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
-                warnings.warn(
-                    f"mc_predict: strategy {name!r} failed in {_failing_module(model, error)} "
-                    f"({type(error).__name__}: {reason}); falling back to {order[i + 1]!r}",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
+        out = _consistent(model, x, samples, output, active, seed)
+    elif strategy == "auto":
+        out = _auto(model, x, samples, chunk_size, output, sites, active)
+    else:
+        out = _asked(strategy, model, x, samples, chunk_size, output, sites, active)
     _check_differ(out, active)
     return out
+
+
+def _consistent(model: nn.Module, x: Any, samples: int, output: Output, active: list[Site],
+                seed: int) -> Tensor:
+    from dropkit.consistent import check_sites, consistent_passes
+
+    hooked, own = check_sites(active)
+    first = next(model.parameters(), None)
+    device = first.device if first is not None else torch.device("cpu")
+    with torch.no_grad(), only_training(model, own):
+        return consistent_passes(lambda: _forward(model, x, output), hooked, own, samples,
+                                 seed, device)
+
+
+def _choose(choice: Choice) -> None:
+    global last_choice
+    last_choice = choice
+    _LOG.debug("mc_predict: %s", choice)
+
+
+def _asked(strategy: str, model: nn.Module, x: Any, samples: int, chunk: int | None,
+           output: Output, sites: list[Site], active: list[Site]) -> Tensor:
+    """An explicit strategy: refused by name where it cannot give independent samples,
+    and an error that names the module where torch cannot run it."""
+    if strategy == "batch":
+        check_batchable("mc_predict", "sample", active)
+        check_uncoupled("mc_predict", model, x, output)
+    _choose(Choice(strategy, "asked for", {}))
+    with torch.no_grad(), only_training(model, gates_of(sites)):
+        try:
+            return _in_memory(sampler(strategy, sites), strategy, model, x, samples, chunk,
+                              output)
+        except (_OutputError, torch.OutOfMemoryError):
+            raise
+        except Exception as error:
+            if strategy != "vmap":
+                raise
+            raise vmap_failure("mc_predict", "sample", model, error) from error
+
+
+def vmap_failure(fn: str, action: str, model: nn.Module, error: BaseException) -> RuntimeError:
+    """The error for an explicit 'vmap' that torch could not run: it names the module."""
+    return RuntimeError(f"{fn}: strategy 'vmap' cannot {action} {_failing_module(model, error)}"
+                        f": {_reason(error)}; use 'batch' or 'loop'")
+
+
+def _reason(error: BaseException) -> str:
+    """An exception's type and first line."""
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
+
+
+# The choice of "auto", per model: (signature and chunk size, strategy, reason).
+_CHOSEN: weakref.WeakKeyDictionary[nn.Module, tuple[object, Choice]] = (
+    weakref.WeakKeyDictionary())
+
+
+def _candidates(model: nn.Module, x: Any, output: Output, active: list[Site]) -> list[str]:
+    """The strategies that can give independent samples here, vmap first."""
+    order = ["vmap", "batch", "loop"]
+    if any(_batch_problem(s) for s in active) or _coupling(model, x, output) is not None:
+        order.remove("batch")
+    return order
+
+
+def _auto(model: nn.Module, x: Any, samples: int, chunk: int | None, output: Output,
+          sites: list[Site], active: list[Site]) -> Tensor:
+    """The fastest strategy, timed on the first call for this model, input signature and
+    chunk size (:func:`_measure`); later calls run it, falling back where it fails."""
+    key = signature(model, x)
+    if key is not None:
+        key = (key, chunk or samples, output if isinstance(output, (str, type(None)))
+               else id(output))
+    held = _CHOSEN.get(model)
+    order = _candidates(model, x, output, active)
+    with torch.no_grad(), only_training(model, gates_of(sites)):
+        if held is None or held[0] != key or key is None:
+            if samples >= 2 and len(order) > 1:
+                # timed on samples thrown away, every random stream then put back: a
+                # seeded call gives the same samples whether or not it was the first
+                with untouched(model):
+                    choice = _measure(model, x, samples, chunk, output, sites, order)
+            else:
+                choice = Choice(order[0], "one sample, or one strategy that applies: "
+                                "nothing to time", {})
+            if key is not None:
+                _CHOSEN[model] = (key, choice)
+        else:
+            choice = held[1]
+        _choose(choice)
+        order = [choice.strategy] + [n for n in order if n != choice.strategy]
+        return _with_fallback(order, model, x, samples, chunk, output, sites)
+
+
+def _timed(run: Run, model: nn.Module, x: Any, k: int, output: Output,
+           sync: Callable[[], None]) -> tuple[Tensor, float]:
+    sync()
+    start = time.perf_counter()
+    out = run(model, x, k, None, output)
+    sync()
+    return out, time.perf_counter() - start
+
+
+def _measure(model: nn.Module, x: Any, samples: int, chunk: int | None, output: Output,
+             sites: list[Site], order: list[str]) -> Choice:
+    """Time each strategy of ``order`` on a warm-up sample, one sample and a chunk of
+    ``MEASURE_CHUNK``, fit ``time = setup + per_sample * k`` to the two timed runs, and
+    choose the one whose prediction for the whole call (its chunks) is least."""
+    per_call = min(chunk or samples, samples)
+    k = max(2, min(MEASURE_CHUNK, per_call))
+    calls = math.ceil(samples / per_call)
+    sync = _synchronizer(model, x)
+    predicted: dict[str, float] = {}
+    failed: list[str] = []
+    for name in order:
+        run = sampler(name, sites)
+        try:
+            run(model, x, 1, None, output)  # warm-up
+            _, t1 = _timed(run, model, x, 1, output, sync)
+            _, tk = _timed(run, model, x, k, output, sync)
+        except (_OutputError, torch.OutOfMemoryError):
+            raise
+        except Exception as error:  # noqa: BLE001 - any failure means: time the next one
+            # not a warning: auto's job is to find what runs (last_choice says why)
+            failed.append(f"{name} failed in {_failing_module(model, error)} "
+                          f"({_reason(error)})")
+            continue
+        per_sample = max(tk - t1, 0.0) / (k - 1)
+        predicted[name] = calls * (max(t1 - per_sample, 0.0) + per_sample * per_call)
+    if not predicted:
+        raise RuntimeError(f"mc_predict: no strategy could sample this model: {failed}")
+    best = min(predicted, key=lambda n: predicted[n])
+    timings = ", ".join(f"{n} {1e3 * t:.3g} ms" for n, t in predicted.items())
+    reason = (f"fastest when timed on this model and input ({timings} predicted for "
+              f"{samples} samples in chunks of {per_call})"
+              + (f"; {'; '.join(failed)}" if failed else ""))
+    return Choice(best, reason, predicted)
+
+
+def _synchronizer(model: nn.Module, x: Any) -> Callable[[], None]:
+    """Waits for the device's queued work, so that a timing measures it."""
+    if _on_gpu(model, x) and torch.cuda.is_available():
+        return torch.cuda.synchronize
+    return lambda: None
+
+
+def _with_fallback(order: list[str], model: nn.Module, x: Any, samples: int,
+                   chunk: int | None, output: Output, sites: list[Site]) -> Tensor:
+    """The first strategy of ``order`` that runs, warning for each that failed."""
+    for i, name in enumerate(order):
+        run = functools.partial(_in_memory, sampler(name, sites), name)
+        if i == len(order) - 1:
+            return run(model, x, samples, chunk, output)
+        try:
+            return run(model, x, samples, chunk, output)
+        except _OutputError:
+            raise
+        except Exception as error:  # noqa: BLE001 - any failure means: next strategy
+            warnings.warn(
+                f"mc_predict: strategy {name!r} failed in {_failing_module(model, error)} "
+                f"({_reason(error)}); falling back to {order[i + 1]!r}",
+                RuntimeWarning, stacklevel=4)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+# Per model: (signature, why tiling the batch mixes samples, or None).
+_COUPLED: weakref.WeakKeyDictionary[nn.Module, tuple[object, str | None]] = (
+    weakref.WeakKeyDictionary())
+
+
+def _coupling(model: nn.Module, x: Any, output: Output) -> str | None:
+    """Why the batch strategy would mix samples on this model, observed: the input tiled
+    twice, with every flag off, must give an output whose dim 0 doubles and nothing
+    else grows, and whose two halves each equal the untiled output (one copy's rows
+    unaffected by the other's). None where it does. Cached per input signature."""
+    key = signature(model, x)
+    hit = _COUPLED.get(model)
+    if key is not None and hit is not None and hit[0] == key:
+        return hit[1]
+    problem = _observe_coupling(model, x, output)
+    if key is not None:
+        _COUPLED[model] = (key, problem)
+    return problem
+
+
+def _observe_coupling(model: nn.Module, x: Any, output: Output) -> str | None:
+    try:
+        tiled_x, n = _tile(x, 2)
+    except ValueError as error:  # no tensor with a batch dim
+        return str(error).removeprefix("mc_predict: ")
+    with torch.no_grad(), only_training(model, []):
+        plain = _forward(model, x, output)
+        tiled = _forward(model, tiled_x, output)
+    want = (2 * plain.shape[0], *plain.shape[1:]) if plain.dim() else None
+    if want is None or plain.shape[0] != n or tuple(tiled.shape) != want:
+        return (f"with the batch of {n} tiled twice the output has shape "
+                f"{tuple(tiled.shape)}, where dim 0 alone should double from "
+                f"{tuple(plain.shape)}")
+    halves = tiled.reshape(2, *plain.shape)  # (2, N, ...)
+    scale = plain.abs().max().item() if plain.numel() else 0.0
+    for half in halves:  # equal up to the rounding of a larger matmul
+        if not torch.allclose(half, plain, rtol=1e-4, atol=1e-5 * max(scale, 1.0),
+                              equal_nan=True):
+            return ("with the batch tiled twice, a copy's outputs change: its rows "
+                    "depend on the other copy's inputs")
+    return None
+
+
+def check_uncoupled(fn: str, model: nn.Module, x: Any, output: Output) -> None:
+    """Raise where tiling the batch would mix samples (:func:`_coupling`)."""
+    problem = _coupling(model, x, output)
+    if problem is not None:
+        raise ValueError(f"{fn}: strategy 'batch' expects the output's dim 0 to be the batch "
+                         f"and each row to depend on its own input alone: {problem}; use "
+                         "'vmap' or 'loop'")

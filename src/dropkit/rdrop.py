@@ -109,7 +109,7 @@ def rdrop_forward(model: nn.Module, x: Any, *, output: Any = None,
     ``"batch"`` where a site draws once per batch (DropConnect, LayerDrop: the two
     halves would share it). Raises if the two passes came out identical.
     """
-    from dropkit.mc import check_batchable, sampler  # one sampler for MC and R-Drop
+    from dropkit.mc import check_batchable, check_uncoupled, sampler, vmap_failure
     from dropkit.sites import discover_cached
 
     if strategy not in STRATEGIES:
@@ -118,15 +118,23 @@ def rdrop_forward(model: nn.Module, x: Any, *, output: Any = None,
     if not model.training:
         raise ValueError("rdrop_forward: the model is in eval mode, where dropout does not "
                          "draw and the two passes would be equal; call model.train() first")
-    sites, _ = discover_cached(model, x)
-    active = [s for s in sites if s.rate > 0 and all(g.training for _, g in s.gates)]
+    sites = discover_cached(model, x)
+    active = [s for s in sites if s.draws and all(g.training for _, g in s.gates)]
     if not active:
         raise ValueError("rdrop_forward: the model has no dropout that draws in training "
                          "mode (none present, or every rate is 0): the two passes would be "
                          "equal")
     if strategy == "batch":
         check_batchable("rdrop_forward", "draw two masks for", active)
-    out = sampler(strategy, sites)(model, x, 2, None, output)
+        check_uncoupled("rdrop_forward", model, x, output)
+    try:
+        out = sampler(strategy, sites)(model, x, 2, None, output)
+    except (ValueError, TypeError, torch.OutOfMemoryError):
+        raise
+    except Exception as error:
+        if strategy != "vmap":
+            raise
+        raise vmap_failure("rdrop_forward", "draw two masks for", model, error) from error
     if torch.equal(out[0], out[1]):
         raise RuntimeError(
             "rdrop_forward: the two passes are identical although dropout sites with rates "

@@ -30,7 +30,7 @@ import torch.distributed as dist
 from torch import nn
 
 from dropkit._checks import check_int
-from dropkit.sites import Site, dropout_sites
+from dropkit.sites import Site, dropout_sites, on_first_call
 
 __all__ = ["SeedPlan"]
 
@@ -58,6 +58,26 @@ def _seedable(site: Site) -> bool:
     return site.kind == "module" and hasattr(site.module, "generator")
 
 
+def _drawn_elsewhere(sites: list[Site]) -> list[str]:
+    """The module sites a discovery pass saw read by another module's code (a fused
+    attention call given the child's ``p``): their draws come from torch's global
+    generator in that code, never from the generator a plan sets on the module."""
+    out = []
+    for s in sites:
+        callers = [repr(n) for n, g in s.gates if g is not s.module]
+        if s.kind == "module" and callers:
+            out.append(f"{s.name!r} ({type(s.module).__name__}: its rate is passed to "
+                       f"{', '.join(s.calls) or 'a call'} in the code of {', '.join(callers)})")
+    return out
+
+
+def _refuse_drawn_elsewhere(fn: str, sites: list[Site], error: type[Exception]) -> None:
+    foreign = _drawn_elsewhere(sites)
+    if foreign:
+        raise error(f"{fn}: cannot seed {'; '.join(foreign)}: those draws come from torch's "
+                    "global generator, not from the generator a plan sets on the module")
+
+
 class SeedPlan:
     """Seed every dropout site of ``model`` from (``seed``, site name, step, rank).
 
@@ -77,6 +97,12 @@ class SeedPlan:
             the ranks of a tensor-parallel group share; modules built with
             ``seed_per_rank=False`` are shared too. See the module's docstring.
         group: the tensor-parallel process group of the shared sites. Default: all ranks.
+        example_input: optional; an input for a discovery pass, which observes that
+            every site's draws come from the generator the plan sets: a dropout module
+            whose rate another module's code passes to its own call (BERT-style fused
+            attention given ``self.dropout.p``) is refused by name. Without one the
+            same pass runs at the model's first call and raises there, before
+            anything draws.
         device: where the generators of the torch backend live (the input's device).
             Default: the device of the model's first parameter, else the CPU. Sites on
             the seeded backend always draw their seeds from a CPU generator (no wait on
@@ -95,9 +121,11 @@ class SeedPlan:
     """
 
     def __init__(self, model: nn.Module, seed: int, *, shared: Iterable[str] = (),
-                 group: Any = None, device: torch.device | str | None = None) -> None:
+                 group: Any = None, device: torch.device | str | None = None,
+                 example_input: Any = None) -> None:
         seed = check_int("SeedPlan", seed, "seed", 0, SEED_LIMIT)
-        sites = dropout_sites(model)
+        sites = dropout_sites(model, example_input)
+        _refuse_drawn_elsewhere("SeedPlan", sites, ValueError)
         if not sites:
             raise ValueError("SeedPlan: the model has no dropout site to seed")
         foreign = [f"{s.name!r} ({type(s.module).__name__}, {s.kind})"
@@ -131,6 +159,9 @@ class SeedPlan:
                 setattr(s.module, "seed_per_rank", False)  # noqa: B010
             self.generators[s.name] = g
         self.set_step(0)
+        if example_input is None:  # observed at the first call, before anything draws
+            on_first_call(model, lambda found: _refuse_drawn_elsewhere(
+                "SeedPlan", found, RuntimeError))
 
     def seeds(self, step: int | None = None) -> dict[str, int]:
         """Each site's seed at ``step`` (default: the current one), on this rank."""

@@ -45,14 +45,17 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _NormBase
 from torch.nn.modules.dropout import _DropoutNd
 from torch.utils.hooks import RemovableHandle
 
 from dropkit._checks import check_nonnegative, check_probability
-from dropkit._trace import Call, CallArgs, no_grad_pass, untouched
+from dropkit._trace import Call, CallArgs, no_grad_pass, split_inputs, untouched
+from dropkit.nn._base import RateModule as _ValidatedRate
 
-__all__ = ["Site", "dropout_sites", "discover", "discover_cached", "RATE_ATTRIBUTES",
-           "SHARED_ATTRIBUTES", "gates_of", "on_first_call", "every_layer"]
+__all__ = ["Site", "dropout_sites", "discover", "discover_cached", "signature", "RATE_ATTRIBUTES",
+           "SHARED_ATTRIBUTES", "gates_of", "on_first_call", "every_layer",
+           "last_discovered"]
 
 #: Instance attributes that hold a drop rate used by the module's own code
 #: (transformers, fairseq, torch's MultiheadAttention).
@@ -65,6 +68,9 @@ RATE_ATTRIBUTES = (
 #: Rate attributes whose one draw serves the whole batch (LayerDrop skips a layer for
 #: every example at once).
 SHARED_ATTRIBUTES = frozenset({"layerdrop"})
+#: What discovery passes saw of each module's rate attributes: read by the forward, or
+#: run past unread (Falcon's layers store ``hidden_dropout`` and read the config's).
+_READ: weakref.WeakKeyDictionary[nn.Module, dict[str, bool]] = weakref.WeakKeyDictionary()
 _FOREIGN_RATES = ("drop_prob", "p")
 
 
@@ -88,8 +94,12 @@ class Site:
         gates: ``(name, module)`` of each module whose own ``training`` flag must be
             True for the site to sample.
         calls: what a discovery pass saw it do (``"dropout at file.py:12"``).
-        sampled: whether a discovery pass saw it sample (None: not observed, because no
-            pass ran, or because it is LayerDrop, held at 0 in the pass).
+        sampled: whether a discovery pass saw it sample with only its gates on, as
+            :func:`dropkit.mc_mode` runs it (None: not observed, because no pass ran, or
+            because it is LayerDrop, held at 0 in the pass).
+        read: for a rate attribute, True where a discovery pass saw the forward use it
+            (a call carried the probe rate set there), None where no pass has looked.
+            An attribute a pass saw the forward run past without reading is not a site.
     """
 
     name: str
@@ -101,6 +111,13 @@ class Site:
     calls: tuple[str, ...] = ()
     sampled: bool | None = None
     fixed_rate: float | None = field(default=None, repr=False)
+    read: bool | None = None
+    shared_draw: bool = field(default=False, repr=False)
+
+    @property
+    def draws(self) -> bool:
+        """True where it adds noise now (a rate above 0, or raw noise)."""
+        return self.kind == "noise" or self.rate > 0
 
     @property
     def rate(self) -> float:
@@ -120,7 +137,10 @@ class Site:
 
     @property
     def shares_noise_across_batch(self) -> bool:
-        """One draw serves every example of a batch (weights, vocabulary rows, layers)."""
+        """One draw serves every example of a batch (weights, vocabulary rows, layers).
+        For raw noise, observed: a draw whose dim 0 was not the input's batch."""
+        if self.kind == "noise":
+            return self.shared_draw
         shared = bool(getattr(self.module, "shares_noise_across_batch", False))
         if self.kind == "attribute":
             return self.attr in SHARED_ATTRIBUTES or shared
@@ -139,6 +159,11 @@ class Site:
 
     def check_rate(self, fn: str, value: object) -> float:
         """``value`` validated as this site's rate; raises naming the site otherwise."""
+        if self.kind == "noise":
+            raise ValueError(
+                f"{fn}: site {self.name!r} draws noise in the code of module {self.owner!r} "
+                f"({type(self.module).__name__}) with no rate attribute dropkit can set"
+            )
         if not self.settable:
             raise ValueError(
                 f"{fn}: site {self.name!r} drops at a rate written in the code of module "
@@ -174,22 +199,25 @@ def _module_rate_attribute(m: nn.Module) -> str | None:
 
 
 def _static_sites(model: nn.Module) -> list[Site]:
+    """Modules and rate attributes, less the attributes a discovery pass saw unread."""
     sites = []
     for name, m in model.named_modules():
+        seen = _READ.get(m, {})
         declared = getattr(type(m), "rate_attributes", None)  # a module with several rates
         if isinstance(declared, tuple):
             sites += [Site(f"{name}.{a}" if name else a, "attribute", name, m, a, ((name, m),))
                       for a in declared]
             continue
         attr = _module_rate_attribute(m)
-        if attr is not None:
-            sites.append(Site(name, "module", name, m, attr, ((name, m),)))
+        if attr is not None and seen.get(attr) is not False:
+            sites.append(Site(name, "module", name, m, attr, ((name, m),), read=seen.get(attr)))
         if attr is not None or isinstance(m, nn.RNNBase):  # a 1-layer RNN's never acts
             continue
         for attr in RATE_ATTRIBUTES:
-            if _is_rate(vars(m).get(attr)):
+            if _is_rate(vars(m).get(attr)) and seen.get(attr) is not False:
                 label = f"{name}.{attr}" if name else attr
-                sites.append(Site(label, "attribute", name, m, attr, ((name, m),)))
+                sites.append(Site(label, "attribute", name, m, attr, ((name, m),),
+                                  read=seen.get(attr)))
     return sites
 
 
@@ -203,74 +231,136 @@ def gates_of(sites: Iterable[Site]) -> list[nn.Module]:
 
 
 class _Evidence:
-    """What a discovery pass adds to each static site, and the functional sites it finds."""
+    """What the two discovery passes show of each static site, and the functional and
+    noise sites they find. Pass 1 (:data:`PROBE`) tells which site each call belongs to,
+    pass 2 (:data:`CONFIRM`) whether it samples with only the gates on, at its real rate."""
 
-    def __init__(self, model: nn.Module, sites: list[Site]) -> None:
+    def __init__(self, sites: list[Site], probes: dict[float, Site], batch: int | None) -> None:
         self.sites = sites
+        self.probes = probes
+        self.batch = batch
+        self.shared: set[int] = set()  # noise sites with a draw not per example
         self.calls: dict[int, list[str]] = {id(s): [] for s in sites}
         self.sampled: dict[int, bool] = {id(s): False for s in sites}
         self.gates: dict[int, list[tuple[str, nn.Module]]] = {id(s): list(s.gates) for s in sites}
-        self.functional: dict[tuple[str, str, str], Site] = {}
+        self.read: set[int] = set()  # probed sites whose probe a call carried
+        self.found: dict[tuple[int, str, str], Site] = {}  # functional and noise sites
+        self.of_call: dict[tuple[int, str, str], Site] = {}  # a call's site, by pass 1
         self.by_module = {id(s.module): s for s in sites if s.kind == "module"}
         self.by_owner: dict[int, list[Site]] = {}
         for s in sites:
             if s.kind == "attribute":
                 self.by_owner.setdefault(id(s.module), []).append(s)
-        self.children: dict[int, list[Site]] = {}
-        for m in model.modules():
-            self.children[id(m)] = [self.by_module[id(c)] for c in m.children()
-                                    if id(c) in self.by_module]
 
-    def mark(self, site: Site, call: Call, gate: tuple[str, nn.Module] | None) -> None:
+    def mark(self, site: Site, call: Call, gate: tuple[str, nn.Module] | None,
+             confirm: bool) -> None:
         label = call.function + (f" at {call.where}" if call.where else "")
         if label not in self.calls[id(site)]:
             self.calls[id(site)].append(label)
-        self.sampled[id(site)] |= call.samples
-        if gate is not None and all(g is not gate[1] for _, g in self.gates[id(site)]):
+        if confirm:
+            self.sampled[id(site)] |= call.samples
+        elif gate is not None and all(g is not gate[1] for _, g in self.gates[id(site)]):
             self.gates[id(site)].append(gate)
 
-    def add(self, call: Call, ran: dict[int, bool]) -> None:
-        key = id(call.module)
-        if key in self.by_module:  # a dropout module's own call or draw
-            self.mark(self.by_module[key], call, None)
-            return
-        owned = self.by_owner.get(key, [])
-        if call.p is None:  # a raw draw (LayerDrop's coin) in a module that owns a rate
-            for s in owned:
-                self.mark(s, call, None)
-            return
-        # A dropout call in some module's own code: its rate is one of the module's own
-        # rate attributes, or that of a child dropout module whose forward never ran
-        # (the fused path reads its ``p``), or a rate written in the code.
-        unused = [s for s in self.children.get(key, []) if id(s.module) not in ran]
-        matched = [s for s in owned + unused if s.rate == call.p]
-        for s in matched:
-            self.mark(s, call, (call.owner, call.module))
-        if matched or call.p == 0.0:
-            return
-        ident = (call.owner, call.function, call.where)
-        if ident not in self.functional:
-            taken = {s.name for s in [*self.sites, *self.functional.values()]}
-            name, n = f"{call.owner}:{call.function}", 1
-            while name in taken:  # the same call twice in one module's code
-                n += 1
-                name = f"{call.owner}:{call.function}#{n}"
-            site = Site(name, "functional", call.owner, call.module, None,
-                        ((call.owner, call.module),), fixed_rate=call.p)
-            self.functional[ident] = site
-            self.calls[id(site)], self.sampled[id(site)] = [], False
-            self.gates[id(site)] = list(site.gates)
-        self.mark(self.functional[ident], call, None)
+    def _new(self, call: Call, kind: str) -> Site:
+        """A site for a call no static site accounts for: a rate written in the code
+        (``"functional"``) or a raw draw in a module without a rate (``"noise"``)."""
+        taken = {s.name for s in [*self.sites, *self.found.values()]}
+        name, n = f"{call.owner}:{call.function}", 1
+        while name in taken:  # the same call twice in one module's code
+            n += 1
+            name = f"{call.owner}:{call.function}#{n}"
+        site = Site(name, kind, call.owner, call.module, None, ((call.owner, call.module),),
+                    fixed_rate=call.p)
+        self.calls[id(site)], self.sampled[id(site)] = [], False
+        self.gates[id(site)] = list(site.gates)
+        return site
 
-    def result(self, ran: dict[int, bool], held: list[Site]) -> list[Site]:
-        out = []
-        for s in [*self.sites, *self.functional.values()]:
+    def site_of(self, call: Call) -> Site | None:
+        """Pass 1: the site a call belongs to, observed: the dropout module whose own
+        code made it, the site whose probe rate it carries (wherever the code that read
+        it runs), the rate attributes of the module that drew raw noise, else a new
+        functional or noise site of the module whose code made it."""
+        if id(call.module) in self.by_module:
+            return self.by_module[id(call.module)]
+        if call.p is not None and call.p in self.probes:
+            self.read.add(id(self.probes[call.p]))
+            return self.probes[call.p]
+        if call.p is None and id(call.module) in self.by_owner:
+            for s in self.by_owner[id(call.module)][1:]:  # LayerDrop's coin: all of them
+                self.mark(s, call, None, False)
+            return self.by_owner[id(call.module)][0]
+        if call.p == 0.0:
+            return None
+        ident = _identity(call)
+        if ident not in self.found:
+            self.found[ident] = self._new(call, "noise" if call.p is None else "functional")
+        return self.found[ident]
+
+    def add(self, call: Call, confirm: bool) -> None:
+        ident = _identity(call)
+        if not confirm:
+            site = self.site_of(call)
+            if site is not None:
+                self.of_call.setdefault(ident, site)
+                self.mark(site, call, (call.owner, call.module), False)
+                if site.kind == "noise" and not self._per_example(call):
+                    self.shared.add(id(site))
+            return
+        site = self.of_call.get(ident)
+        if site is None:  # only in pass 2: a data-dependent branch
+            site = self.site_of(call)
+            if site is None:
+                return
+        if site.kind == "functional" and call.p:
+            self.found[ident] = site = self._rated(site, call.p)
+        self.mark(site, call, None, True)
+
+    def _per_example(self, call: Call) -> bool:
+        """A raw draw whose dim 0 is the input's batch: one draw per example."""
+        out = call.output
+        return (isinstance(out, Tensor) and out.dim() > 0 and self.batch is not None
+                and out.shape[0] == self.batch)
+
+    def _rated(self, site: Site, p: float) -> Site:
+        """``site`` with the rate its call passed at the model's real rates (pass 2)."""
+        rated = replace(site, fixed_rate=p)
+        self.calls[id(rated)] = self.calls.pop(id(site))
+        self.sampled[id(rated)] = self.sampled.pop(id(site))
+        self.gates[id(rated)] = self.gates.pop(id(site))
+        self.of_call = {k: rated if v is site else v for k, v in self.of_call.items()}
+        return rated
+
+    def result(self, ran: dict[int, bool], held: list[Site], probed: list[Site],
+               ran_probe: dict[int, bool], parents: dict[int, nn.Module]
+               ) -> tuple[list[Site], list[Site]]:
+        """The sites, and the probed rates the forward ran past without reading: a rate
+        attribute whose module's code ran, or a dropout module whose parent's code ran
+        while it did not (Falcon's ``attention_dropout`` beside ``dropout_p=0.0``), and
+        no call carried the probe, no draw was theirs."""
+        out, unread = [], []
+        for s in [*self.sites, *self.found.values()]:
+            where = s.module if s.kind == "attribute" else parents.get(id(s.module))
+            if (s.kind in ("attribute", "module") and s in probed and where is not None
+                    and id(where) in ran_probe and id(s.module) not in (
+                        ran_probe if s.kind == "module" else {})
+                    and id(s) not in self.read and not self.calls[id(s)]):
+                unread.append(s)
+                continue
             sampled: bool | None = None if s in held else self.sampled[id(s)]
             if s.kind == "module" and ran.get(id(s.module), False) and s.rate > 0:
                 sampled = True  # its own forward ran in training mode (an RNN's C++ call)
-            out.append(replace(s, gates=tuple(self.gates[id(s)]),
-                               calls=tuple(self.calls[id(s)]), sampled=sampled))
-        return out
+            read = True if id(s) in self.read or (
+                s.kind == "module" and id(s.module) in ran_probe) else s.read
+            out.append(replace(s, gates=tuple(self.gates[id(s)]), read=read,
+                               calls=tuple(self.calls[id(s)]), sampled=sampled,
+                               shared_draw=id(s) in self.shared))
+        return out, unread
+
+
+def _identity(call: Call) -> tuple[int, str, str]:
+    """One call site of a module's code: its module, the function, the line."""
+    return (id(call.module), call.function, call.where)
 
 
 def _skipping(sites: list[Site]) -> list[tuple[Site, float]]:
@@ -289,62 +379,88 @@ def every_layer(sites: list[Site]) -> Iterator[None]:
 
 
 @contextmanager
-def _rates_held(sites: list[tuple[Site, float]], value: float) -> Iterator[None]:
-    """Inside, each of ``sites`` has rate ``value``; on exit the rate it had."""
+def _rates_held(sites: list[tuple[Site, float]], value: float | None) -> Iterator[None]:
+    """Inside, each of ``sites`` has rate ``value`` (None: the probe rate paired with it
+    by :func:`_probes`); on exit the rate it had."""
+    saved = [(s, getattr(s.module, str(s.attr))) for s, _ in sites]
     try:
-        for s, _ in sites:
-            s.set(value)
+        for s, probe in sites:
+            setattr(s.module, str(s.attr), probe if value is None else value)
         yield
     finally:
-        for s, rate in sites:
-            s.set(rate)
+        for s, rate in saved:
+            setattr(s.module, str(s.attr), rate)
 
 
-def discover(model: nn.Module, example_input: Any) -> tuple[list[Site], float]:
-    """:func:`dropout_sites` with an example input, and the share of the discovery pass's
-    floating-point work (``torch.utils.flop_counter``: matmuls, convolutions, attention)
-    done before its first draw: the part of the network that vectorized Monte Carlo
-    sampling runs once. Counted, not timed, so the same model and input always give the
-    same share (0 where nothing drew or nothing was counted)."""
-    # imported here: it loads Triton, and `import dropkit` stays light
-    from torch.utils.flop_counter import FlopCounterMode
+def _probes(sites: list[Site], held: list[Site]) -> list[tuple[Site, float]]:
+    """A distinct probe rate for every settable drop probability kept as a plain value:
+    a call that carries one belongs to that site, whichever code read it. Odd binary
+    fractions near 1/3, which no model writes in its code."""
+    probed = [s for s in sites if s.settable and s.is_probability and s not in held and (
+        isinstance(vars(s.module).get(str(s.attr)), numbers.Real)
+        or isinstance(s.module, _ValidatedRate))]
+    return [(s, 1 / 3 + (i + 1) * 2.0 ** -24) for i, s in enumerate(probed)]
 
-    sites = _static_sites(model)
-    # Switched on: every static gate, and every module that holds a dropout child (its
-    # own code may read the child's rate in a fused call). A module's flag counts as a
-    # gate only where a dropout call from its own code was seen.
-    dropouts = {id(s.module) for s in sites if s.kind == "module"}
-    parents = [m for m in model.modules() if any(id(c) in dropouts for c in m.children())]
-    on = {id(m): m for m in [*gates_of(sites), *parents]}
-    skips = _skipping(sites)
+
+def _stays_in_eval(m: nn.Module) -> bool:
+    """Normalization layers keep their running statistics in the probe pass: they never
+    draw, and a batch of one would fail in training mode."""
+    return isinstance(m, _NormBase)
+
+
+def _record_reads(sites: list[Site], unread: list[Site]) -> None:
+    """Remember, on each owner module, which rate attributes a pass saw read or not."""
+    for s in [*sites, *unread]:
+        if s.kind in ("attribute", "module") and (s.read is not None or s in unread):
+            _READ.setdefault(s.module, {})[str(s.attr)] = s not in unread
+
+
+def discover(model: nn.Module, example_input: Any) -> list[Site]:
+    """:func:`dropout_sites` with an example input: two recorded passes under
+    ``no_grad`` (see the module's docstring), modes, buffers and random streams left as
+    they were."""
+    static = _static_sites(model)
+    skips = _skipping(static)
+    held = [s for s, _ in skips]
+    probes = _probes(static, held)
+    evidence = _Evidence(static, {value: s for s, value in probes}, _batch_size(example_input))
     with untouched(model), _rates_held(skips, 0.0):
-        for _ in range(2):
-            calls: list[Call] = []
-            ran: dict[int, bool] = {}
-            with FlopCounterMode(display=False) as flops, warnings.catch_warnings():
-                # the counter's module hooks are global: a torch.compile'd model warns
-                # that they fire once more, for its wrapper (the total is unchanged)
-                warnings.filterwarnings("ignore", _COMPILED_HOOKS_WARNING, UserWarning)
-                start, end = no_grad_pass(model, example_input, on.values(), calls.append,
-                                          ran, lambda: float(flops.get_total_flops()))
-            # A call that did not drop, from a module left in eval: switch that module
-            # on too and look again (its code may gate the call on its own flag).
-            unknown = {id(c.module): c.module for c in calls
-                       if c.p is not None and not c.samples and id(c.module) not in on}
-            if not unknown:
-                break
-            on.update(unknown)
-    evidence = _Evidence(model, sites)
-    for c in calls:
-        evidence.add(c, ran)
-    first = next((c.at for c in calls if c.samples), start)
-    prefix = (first - start) / (end - start) if end > start else 0.0
-    return evidence.result(ran, [s for s, _ in skips]), prefix
+        # Pass 1: every module but normalization in training mode, every probed rate at
+        # its probe: which site each dropout call and raw draw belongs to, and whose code
+        # made it (its gate).
+        ran_probe: dict[int, bool] = {}
+        on = [m for m in model.modules() if not _stays_in_eval(m)]
+        with _rates_held(probes, None):
+            _pass(model, example_input, on, lambda c: evidence.add(c, False), ran_probe)
+        # Pass 2: only the gates on, the real rates: what mc_mode will sample.
+        ran: dict[int, bool] = {}
+        gates = gates_of([*static, *evidence.found.values()]) + [
+            g for gs in evidence.gates.values() for _, g in gs]
+        _pass(model, example_input, gates, lambda c: evidence.add(c, True), ran)
+    parents = {id(c): m for m in model.modules() for c in m.children()}
+    found, unread = evidence.result(ran, held, [s for s, _ in probes], ran_probe, parents)
+    _record_reads(found, unread)
+    return found
+
+
+def _batch_size(x: Any) -> int | None:
+    """Dim 0 of the input's first tensor with one; None where there is none."""
+    args, kwargs = split_inputs("dropout_sites", x)
+    return next((t.shape[0] for t in [*args, *kwargs.values()]
+                 if isinstance(t, Tensor) and t.dim() > 0), None)
+
+
+def _pass(model: nn.Module, x: Any, on: Iterable[nn.Module],
+          on_call: Callable[[Call], None], ran: dict[int, bool]) -> None:
+    with warnings.catch_warnings():
+        # a torch.compile'd model warns that global module hooks fire once more
+        warnings.filterwarnings("ignore", _COMPILED_HOOKS_WARNING, UserWarning)
+        no_grad_pass(model, x, on, on_call, ran)
 
 
 _COMPILED_HOOKS_WARNING = r"Using `torch\.compile\(module\)` when there are global hooks"
 _PLAIN = (bool, int, float, str, type(None))
-_DISCOVERED: weakref.WeakKeyDictionary[nn.Module, tuple[object, tuple[list[Site], float]]] = (
+_DISCOVERED: weakref.WeakKeyDictionary[nn.Module, tuple[object, list[Site]]] = (
     weakref.WeakKeyDictionary())
 
 
@@ -386,21 +502,35 @@ def _is_plain(value: object) -> bool:
     return kind in _PLAIN_TYPES or (kind not in _CONTAINERS and isinstance(value, _PLAIN))
 
 
-def discover_cached(model: nn.Module, example_input: Any) -> tuple[list[Site], float]:
-    """:func:`discover`, reusing the last answer for ``model`` while nothing it depends on
-    has changed (:func:`_model_key`, :func:`_input_key`): Monte Carlo prediction over a
-    pool's batches runs one discovery pass, not one per batch. Anything else (another
-    shape, a rate set, a module added or switched) runs the pass again."""
+def signature(model: nn.Module, example_input: Any) -> object | None:
+    """What a discovery pass's outcome (and a timing of the strategies) depends on in
+    ``model`` and an input (:func:`_model_key`, :func:`_input_key`); None where the
+    input is not a plain structure of tensors and values."""
     input_key = _input_key(example_input)
-    if input_key is None:
+    return None if input_key is None else (_model_key(model), input_key)
+
+
+def discover_cached(model: nn.Module, example_input: Any) -> list[Site]:
+    """:func:`discover`, reusing the last answer for ``model`` while its
+    :func:`signature` is unchanged: Monte Carlo prediction over a pool's batches runs one
+    discovery, not one per batch. Anything else (another shape, a rate set, a module
+    added or switched) runs the passes again."""
+    key = signature(model, example_input)
+    if key is None:
         return discover(model, example_input)
-    key = (_model_key(model), input_key)
     hit = _DISCOVERED.get(model)
     if hit is not None and hit[0] == key:
         return hit[1]
     found = discover(model, example_input)
     _DISCOVERED[model] = (key, found)
     return found
+
+
+def last_discovered(model: nn.Module) -> list[Site] | None:
+    """The sites the last discovery pass over ``model`` (:func:`discover_cached`) found,
+    whatever its input; None where none ran."""
+    hit = _DISCOVERED.get(model)
+    return None if hit is None else hit[1]
 
 
 def dropout_sites(model: nn.Module, example_input: Any = None) -> list[Site]:
@@ -429,7 +559,11 @@ def dropout_sites(model: nn.Module, example_input: Any = None) -> list[Site]:
                         f"got {type(model).__name__}")
     if example_input is None:
         return _static_sites(model)
-    return discover(model, example_input)[0]
+    key = signature(model, example_input)
+    found = discover(model, example_input)
+    if key is not None:
+        _DISCOVERED[model] = (key, found)
+    return found
 
 
 def on_first_call(model: nn.Module, then: Callable[[list[Site]], None]) -> RemovableHandle:

@@ -17,15 +17,26 @@ from collections.abc import Sequence
 from typing import Any
 
 try:
-    from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+    from transformers import (
+        Trainer,
+        TrainerCallback,
+        TrainerControl,
+        TrainerState,
+        TrainingArguments,
+    )
     from transformers.trainer_callback import ExportableState
 except ImportError as error:  # pragma: no cover - the extra is installed in the tests
     raise ImportError("dropkit.integrations.transformers needs transformers and accelerate: "
                       "pip install 'dropkit[transformers]'") from error
 
-from dropkit.integrations._clock import ScheduleArg, ScheduleClock
+import torch
+from torch import Tensor, nn
 
-__all__ = ["DropoutScheduleCallback"]
+from dropkit._checks import check_int
+from dropkit.integrations._clock import ScheduleArg, ScheduleClock
+from dropkit.mc import STRATEGIES, Output, mc_predict
+
+__all__ = ["DropoutScheduleCallback", "MCDropoutPredictionMixin", "MCDropoutTrainer"]
 
 
 class DropoutScheduleCallback(TrainerCallback, ExportableState):
@@ -100,3 +111,66 @@ class DropoutScheduleCallback(TrainerCallback, ExportableState):
             logs.update(rates)  # what the reporting callbacks after this one see
         if state.log_history:
             state.log_history[-1].update(rates)  # the Trainer copied `logs` there already
+
+
+class MCDropoutPredictionMixin:
+    """Make a ``Trainer``'s ``predict`` and ``evaluate`` draw Monte Carlo dropout samples.
+
+    The Trainer's own loops put the model in eval mode before each prediction step;
+    here that step is :func:`dropkit.mc_predict` on the batch's inputs (labels left
+    out): only the dropout sites sample, everything else (BatchNorm) stays in eval, and
+    the model's modes, parameters and buffers are as they were after each step.
+    ``predict(...).predictions`` is ``(N, T, ...)``, each example's T samples along dim 1
+    (the loop concatenates batches along dim 0); with ``mc_summary``, the mean of the
+    samples' softmax, ``(N, C)``. Where the batch holds labels, the loss is the negative
+    log-likelihood of the MC predictive (the mean of the T softmaxes), so
+    ``evaluate()["eval_loss"]`` scores the MC model, not one pass of it.
+
+    Mix it in before ``Trainer`` (``class T(MCDropoutPredictionMixin, MyTrainer)``) or use
+    :class:`MCDropoutTrainer`. Keyword arguments: ``mc_samples`` (T, default 30, at
+    least 2), ``mc_strategy`` (as :func:`dropkit.mc_predict`), ``mc_output`` (which
+    tensor of the model's output: default its ``logits``), ``mc_summary`` (bool).
+    """
+
+    def __init__(self, *args: Any, mc_samples: int = 30, mc_strategy: str = "auto",
+                 mc_output: Output = None, mc_summary: bool = False, **kwargs: Any) -> None:
+        fn = type(self).__name__
+        self.mc_samples = check_int(fn, mc_samples, "mc_samples", 2)
+        if mc_strategy not in STRATEGIES:
+            raise ValueError(f"{fn}: expected `mc_strategy` to be one of {STRATEGIES}, got "
+                             f"mc_strategy={mc_strategy!r}")
+        if not isinstance(mc_summary, bool):
+            raise TypeError(f"{fn}: expected `mc_summary` to be a bool, got "
+                            f"{type(mc_summary).__name__}")
+        self.mc_strategy, self.mc_output, self.mc_summary = mc_strategy, mc_output, mc_summary
+        super().__init__(*args, **kwargs)
+
+    def prediction_step(self, model: nn.Module, inputs: dict[str, Any],
+                        prediction_loss_only: bool, ignore_keys: list[str] | None = None
+                        ) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+        inputs = self._prepare_inputs(inputs)  # type: ignore[attr-defined]
+        label_names = getattr(self, "label_names", None) or ["labels"]
+        labels = inputs.get(label_names[0])
+        x = {k: v for k, v in inputs.items() if k not in label_names}
+        samples = mc_predict(model, x, self.mc_samples, strategy=self.mc_strategy,
+                             output=self.mc_output)  # (T, N, ...)
+        probs = samples.float().softmax(-1).mean(0)  # (N, ..., C): the MC predictive
+        loss = None
+        if labels is not None:
+            flat = probs.reshape(-1, probs.shape[-1]).clamp_min(torch.finfo(probs.dtype).tiny)
+            loss = torch.nn.functional.nll_loss(flat.log(), labels.reshape(-1),
+                                                ignore_index=-100).detach()
+        if prediction_loss_only:
+            return loss, None, None
+        return loss, (probs if self.mc_summary else samples.transpose(0, 1)), labels
+
+
+class MCDropoutTrainer(MCDropoutPredictionMixin, Trainer):
+    """A ``Trainer`` whose ``predict`` and ``evaluate`` draw Monte Carlo dropout samples
+    (:class:`MCDropoutPredictionMixin`).
+
+    Example::
+
+        trainer = MCDropoutTrainer(model=model, args=args, mc_samples=20)
+        samples = trainer.predict(test_set).predictions      # (N, 20, C)
+    """
