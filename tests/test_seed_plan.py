@@ -170,8 +170,6 @@ def _electra_with_dropkit_dropout() -> torch.nn.Module:
     ``self.dropout.p`` to the fused call, which draws from torch's global generator."""
     from foreign import electra
 
-    import dropkit.nn as dn
-
     model = electra(p=0.3)
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):

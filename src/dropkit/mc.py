@@ -70,6 +70,9 @@ STRATEGIES = ("auto", "vmap", "batch", "loop")
 # (a FLOP-share rule measured on MLPs chose the loop for 21 transformers families where
 # batch and vmap were 3-8x faster on the CPU).
 MEASURE_CHUNK = 8
+# A vectorized strategy predicted within this factor of the fastest is timed on a whole
+# chunk: a prediction from 8 samples misses the cache effects of T copies.
+RETIME_WITHIN = 1.5
 
 #: The last choice of ``mc_predict(strategy="auto")``, or of an explicit strategy: what
 #: ran and why, in one line (also logged at DEBUG level on the ``dropkit`` logger).
@@ -470,7 +473,8 @@ def mc_predict(
         raise ValueError(f"mc_predict: consistent sampling runs one network per pass "
                          f"(strategy 'loop'), got strategy={strategy!r}")
     split_inputs("mc_predict", x)  # a bad input fails here, before any pass
-    sites = discover_cached(model, x)
+    key = signature(model, x)  # taken once: it reads every module's attributes
+    sites = discover_cached(model, x, key)
     active = [s for s in sites if s.draws]
     if not active:
         raise ValueError(
@@ -480,9 +484,9 @@ def mc_predict(
     if seed is not None:
         out = _consistent(model, x, samples, output, active, seed)
     elif strategy == "auto":
-        out = _auto(model, x, samples, chunk_size, output, sites, active)
+        out = _auto(model, x, samples, chunk_size, output, sites, active, key)
     else:
-        out = _asked(strategy, model, x, samples, chunk_size, output, sites, active)
+        out = _asked(strategy, model, x, samples, chunk_size, output, sites, active, key)
     _check_differ(out, active)
     return out
 
@@ -506,12 +510,12 @@ def _choose(choice: Choice) -> None:
 
 
 def _asked(strategy: str, model: nn.Module, x: Any, samples: int, chunk: int | None,
-           output: Output, sites: list[Site], active: list[Site]) -> Tensor:
+           output: Output, sites: list[Site], active: list[Site], key: object) -> Tensor:
     """An explicit strategy: refused by name where it cannot give independent samples,
     and an error that names the module where torch cannot run it."""
     if strategy == "batch":
         check_batchable("mc_predict", "sample", active)
-        check_uncoupled("mc_predict", model, x, output)
+        check_uncoupled("mc_predict", model, x, output, key)
     _choose(Choice(strategy, "asked for", {}))
     with torch.no_grad(), only_training(model, gates_of(sites)):
         try:
@@ -542,24 +546,23 @@ _CHOSEN: weakref.WeakKeyDictionary[nn.Module, tuple[object, Choice]] = (
     weakref.WeakKeyDictionary())
 
 
-def _candidates(model: nn.Module, x: Any, output: Output, active: list[Site]) -> list[str]:
+def _candidates(model: nn.Module, x: Any, output: Output, active: list[Site],
+                key: object) -> list[str]:
     """The strategies that can give independent samples here, vmap first."""
     order = ["vmap", "batch", "loop"]
-    if any(_batch_problem(s) for s in active) or _coupling(model, x, output) is not None:
+    if any(_batch_problem(s) for s in active) or _coupling(model, x, output, key) is not None:
         order.remove("batch")
     return order
 
 
 def _auto(model: nn.Module, x: Any, samples: int, chunk: int | None, output: Output,
-          sites: list[Site], active: list[Site]) -> Tensor:
+          sites: list[Site], active: list[Site], signed: object) -> Tensor:
     """The fastest strategy, timed on the first call for this model, input signature and
     chunk size (:func:`_measure`); later calls run it, falling back where it fails."""
-    key = signature(model, x)
-    if key is not None:
-        key = (key, chunk or samples, output if isinstance(output, (str, type(None)))
-               else id(output))
+    key = None if signed is None else (
+        signed, chunk or samples, output if isinstance(output, (str, type(None))) else id(output))
     held = _CHOSEN.get(model)
-    order = _candidates(model, x, output, active)
+    order = _candidates(model, x, output, active, signed)
     with torch.no_grad(), only_training(model, gates_of(sites)):
         if held is None or held[0] != key or key is None:
             if samples >= 2 and len(order) > 1:
@@ -591,8 +594,11 @@ def _timed(run: Run, model: nn.Module, x: Any, k: int, output: Output,
 def _measure(model: nn.Module, x: Any, samples: int, chunk: int | None, output: Output,
              sites: list[Site], order: list[str]) -> Choice:
     """Time each strategy of ``order`` on a warm-up sample, one sample and a chunk of
-    ``MEASURE_CHUNK``, fit ``time = setup + per_sample * k`` to the two timed runs, and
-    choose the one whose prediction for the whole call (its chunks) is least."""
+    ``MEASURE_CHUNK``, and fit ``time = setup + per_sample * k`` to the two timed runs.
+    The loop's cost is linear in the samples, a vectorized one's may not be (T copies of
+    every activation leave the cache): each vectorized strategy predicted within
+    ``RETIME_WITHIN`` of the fastest is timed on a whole chunk of the call, and that time
+    replaces its prediction. The strategy least in the end is chosen."""
     per_call = min(chunk or samples, samples)
     k = max(2, min(MEASURE_CHUNK, per_call))
     calls = math.ceil(samples / per_call)
@@ -616,12 +622,37 @@ def _measure(model: nn.Module, x: Any, samples: int, chunk: int | None, output: 
         predicted[name] = calls * (max(t1 - per_sample, 0.0) + per_sample * per_call)
     if not predicted:
         raise RuntimeError(f"mc_predict: no strategy could sample this model: {failed}")
+    whole: set[str] = set()  # timed on a whole chunk
+    while per_call > k:
+        least = min(predicted.values())
+        close = [n for n in predicted if n != "loop" and n not in whole
+                 and predicted[n] <= RETIME_WITHIN * least]
+        if not close:
+            break
+        for name in close:
+            predicted[name] = calls * _whole_chunk(sampler(name, sites), model, x, per_call,
+                                                   output, sync)
+            whole.add(name)
     best = min(predicted, key=lambda n: predicted[n])
-    timings = ", ".join(f"{n} {1e3 * t:.3g} ms" for n, t in predicted.items())
+    timings = ", ".join(f"{n} {1e3 * t:.3g} ms{' (timed whole)' if n in whole else ''}"
+                        for n, t in predicted.items())
     reason = (f"fastest when timed on this model and input ({timings} predicted for "
               f"{samples} samples in chunks of {per_call})"
               + (f"; {'; '.join(failed)}" if failed else ""))
     return Choice(best, reason, predicted)
+
+
+def _whole_chunk(run: Run, model: nn.Module, x: Any, per_call: int, output: Output,
+                 sync: Callable[[], None]) -> float:
+    """Seconds for one whole chunk: the least of two runs where one is short (a short
+    run is the noisiest), inf where it does not fit in memory."""
+    try:
+        _, t = _timed(run, model, x, per_call, output, sync)
+        if t < 0.05:
+            t = min(t, _timed(run, model, x, per_call, output, sync)[1])
+    except torch.OutOfMemoryError:
+        return math.inf  # a whole chunk does not fit: not the fastest
+    return t
 
 
 def _synchronizer(model: nn.Module, x: Any) -> Callable[[], None]:
@@ -655,12 +686,13 @@ _COUPLED: weakref.WeakKeyDictionary[nn.Module, tuple[object, str | None]] = (
     weakref.WeakKeyDictionary())
 
 
-def _coupling(model: nn.Module, x: Any, output: Output) -> str | None:
+def _coupling(model: nn.Module, x: Any, output: Output, key: object) -> str | None:
     """Why the batch strategy would mix samples on this model, observed: the input tiled
     twice, with every flag off, must give an output whose dim 0 doubles and nothing
     else grows, and whose two halves each equal the untiled output (one copy's rows
-    unaffected by the other's). None where it does. Cached per input signature."""
-    key = signature(model, x)
+    unaffected by the other's). None where it does. Cached per signature ``key``."""
+    if key is not None:
+        key = (key, output if isinstance(output, (str, type(None))) else id(output))
     hit = _COUPLED.get(model)
     if key is not None and hit is not None and hit[0] == key:
         return hit[1]
@@ -693,9 +725,10 @@ def _observe_coupling(model: nn.Module, x: Any, output: Output) -> str | None:
     return None
 
 
-def check_uncoupled(fn: str, model: nn.Module, x: Any, output: Output) -> None:
+def check_uncoupled(fn: str, model: nn.Module, x: Any, output: Output,
+                    key: object = ...) -> None:
     """Raise where tiling the batch would mix samples (:func:`_coupling`)."""
-    problem = _coupling(model, x, output)
+    problem = _coupling(model, x, output, signature(model, x) if key is ... else key)
     if problem is not None:
         raise ValueError(f"{fn}: strategy 'batch' expects the output's dim 0 to be the batch "
                          f"and each row to depend on its own input alone: {problem}; use "

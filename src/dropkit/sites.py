@@ -19,18 +19,40 @@ A *site* is anything that drops or injects noise at train time:
   gated on its own flag: transformers' ``attention_dropout``, ``activation_dropout``,
   ``layerdrop``, torch's ``MultiheadAttention.dropout`` (the names are
   :data:`RATE_ATTRIBUTES`).
-- ``"functional"``: a dropout call with a rate written in the code, found only by a
-  discovery pass; its rate cannot be set.
+- ``"functional"``: a dropout call with a rate written in the code (or read from a
+  config), found only by a discovery pass; its rate cannot be set.
+- ``"noise"``: a raw random draw (``uniform_``, ``rand``, ...) in the code of a module
+  that owns no rate attribute (Mixtral's router jitter, Wav2Vec2's config-read
+  LayerDrop), found only by a discovery pass; no rate to set, but listed, switched on by
+  :func:`dropkit.mc_mode`, and named by ``set_rate(model, 0)`` as staying random.
 
-Static discovery (``dropout_sites(model)``) reads modules and attributes. It cannot
-see which module's flag gates a fused call that reads a child's rate (timm's and
-GPT-2's ``scaled_dot_product_attention(dropout_p=self.attn_drop.p if self.training
-else 0.)``, BERT's attention), nor rates written in the code. A discovery pass
-(``dropout_sites(model, example_input)``) sees both: one forward under ``no_grad``
-with a :class:`torch.overrides.TorchFunctionMode` that records every dropout call and
-the module whose code made it. Still invisible to both: a site a model builds only
-when its rate is above 0 (``DropPath(p) if p > 0 else nn.Identity()``), which no
-rate change can then reach.
+Static discovery (``dropout_sites(model)``) reads modules and attributes (less those a
+past pass saw the forward run past unread). It cannot see which module's flag gates a
+fused call that reads a child's rate (timm's and GPT-2's
+``scaled_dot_product_attention(dropout_p=self.attn_drop.p if self.training else 0.)``,
+BERT's attention), rates written in the code, raw noise, nor whether a stored rate is
+the one the forward uses. A discovery pass (``dropout_sites(model, example_input)``)
+observes all of these, with two forwards under ``no_grad`` and a
+:class:`torch.overrides.TorchFunctionMode` that records every dropout call and random
+draw and the module whose code made it:
+
+1. *probe*: every module but normalization layers in training mode, and every settable
+   drop probability set to a distinct probe value. A call that carries a probe belongs
+   to that site, whichever module's code made it (that module is its gate); a rate
+   attribute (or a dropout module) the code ran past without any call carrying its
+   probe is not read by the forward (Falcon's layers store ``hidden_dropout`` and read
+   ``self.config.hidden_dropout``), and is dropped from the sites, here and in later
+   static discovery; other calls are functional sites, other raw draws noise sites.
+2. *confirm*: only the gates in training mode, every rate as it is, as
+   :func:`dropkit.mc_mode` will run the model: which sites sample, the rate of each
+   functional site, and whether a raw draw is one per example (dim 0 is the batch) or
+   one for the whole batch.
+
+LayerDrop sites are held at 0 in both passes, so that every layer runs. Still
+invisible: a site a model builds only when its rate is above 0 (``DropPath(p) if p > 0
+else nn.Identity()``), which no rate change can then reach, a call on a branch the
+example input does not take, and draws outside torch (Wav2Vec2's SpecAugment draws
+with NumPy: input augmentation, deliberately left out).
 """
 
 from __future__ import annotations
@@ -510,12 +532,14 @@ def signature(model: nn.Module, example_input: Any) -> object | None:
     return None if input_key is None else (_model_key(model), input_key)
 
 
-def discover_cached(model: nn.Module, example_input: Any) -> list[Site]:
+def discover_cached(model: nn.Module, example_input: Any, key: object = ...) -> list[Site]:
     """:func:`discover`, reusing the last answer for ``model`` while its
     :func:`signature` is unchanged: Monte Carlo prediction over a pool's batches runs one
     discovery, not one per batch. Anything else (another shape, a rate set, a module
-    added or switched) runs the passes again."""
-    key = signature(model, example_input)
+    added or switched) runs the passes again. ``key``: the signature, if the caller has
+    it already."""
+    if key is ...:
+        key = signature(model, example_input)
     if key is None:
         return discover(model, example_input)
     hit = _DISCOVERED.get(model)
