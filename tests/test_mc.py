@@ -732,3 +732,39 @@ class TestSdpaMath:
         for strategy in ("vmap", "loop"):
             out = dropkit.mc_predict(m, x, 4, strategy=strategy)
             assert torch.isfinite(out).all(), strategy
+
+
+class TestRawDrawsUnderVmap:
+    """A draw on a tensor with no sample dimension (the first op of the model) gives each
+    sample its own noise under vmap, or fails naming the module: never one shared draw."""
+
+    class First(nn.Module):
+        def __init__(self, draw) -> None:
+            super().__init__()
+            self.draw, self.fc = draw, nn.Linear(64, 4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(self.draw(x, self.training))
+
+    DRAWS = {
+        "functional-dropout": lambda x, t: F.dropout(x, 0.5, t),
+        "attention-dropout": lambda x, t: F.scaled_dot_product_attention(
+            x[None, None], x[None, None], x[None, None], dropout_p=0.5 if t else 0.0)[0, 0],
+        "rand_like": lambda x, t: x * (torch.rand_like(x) > 0.5) if t else x,
+        "randn": lambda x, t: x + torch.randn(x.shape) if t else x,
+        "bernoulli": lambda x, t: x * torch.bernoulli(torch.full_like(x, 0.5)) if t else x,
+    }
+
+    @pytest.mark.parametrize("name", list(DRAWS))
+    def test_each_sample_draws_its_own(self, name: str) -> None:
+        m, x = self.First(self.DRAWS[name]).eval(), torch.randn(3, 64, generator=gen(0))
+        out = dropkit.mc_predict(m, x, 4, strategy="vmap")
+        # 3 x 64 units per sample: two samples alike only by a 2^-192 chance
+        assert len({tuple(o.flatten().tolist()) for o in out}) == 4
+
+    def test_an_in_place_draw_fails_naming_the_module(self) -> None:
+        m = self.First(lambda x, t: x + x.new_empty(x.shape).normal_() if t else x).eval()
+        with pytest.raises(RuntimeError, match=r"^mc_predict: strategy 'vmap' cannot sample "
+                                               r"the model's own forward \(First\)"):
+            dropkit.mc_predict(m, torch.randn(3, 64), 4, strategy="vmap")
+        assert dropkit.mc_predict(m, torch.randn(3, 64), 4).shape == (4, 3, 4)  # auto

@@ -317,7 +317,10 @@ def acquire(model: nn.Module, pool: Tensor | Iterable[Any], k: int,
     does), and selects greedily (:func:`batchbald`, Kirsch et al. 2019). The last
     two sample the networks from ``seed``, so a call is reproducible. Under
     ``torch.distributed`` the work is sharded across ``group`` (see :func:`score_pool`)
-    and every rank returns the same indices.
+    and every rank returns the same indices. Scores drawn without ``consistent`` follow
+    ``strategy``: under ``"auto"`` the strategy timed fastest draws them, so the same
+    global seed can give other samples on another machine or in a resumed process; pass
+    an explicit ``strategy`` for picks reproducible across processes.
     """
     from dropkit.mc import mc_predict
 

@@ -28,7 +28,7 @@ import torch
 from dropkit import acquisition as A
 from dropkit.errors import UsageError
 from dropkit.experiments.data import Dataset
-from dropkit.experiments.engine import RunOptions, TrainConfig, load_final, train
+from dropkit.experiments.engine import MC_STRATEGY, RunOptions, TrainConfig, load_final, train
 from dropkit.experiments.io import atomic_write_json
 from dropkit.experiments.report import plt, print_table, save_figure, write_report
 
@@ -60,7 +60,7 @@ def acquire(name: str, model: torch.nn.Module, pool_x: torch.Tensor, step: int, 
     """Positions in ``pool_x`` of the ``step`` points acquisition ``name`` labels next
     (:func:`dropkit.acquisition.acquire`; the per-point scores' samples seeded too)."""
     torch.manual_seed(seed)
-    return A.acquire(model, pool_x, step, name, samples, seed=seed,
+    return A.acquire(model, pool_x, step, name, samples, seed=seed, strategy=MC_STRATEGY,
                      candidate_samples=candidate_samples, consistent=consistent).tolist()
 
 

@@ -42,7 +42,8 @@ from dropkit.scheduler import DropoutScheduler
 from dropkit.seed_plan import SeedPlan
 from dropkit.sites import dropout_sites
 
-__all__ = ["TrainConfig", "train", "train_seeds", "prepare", "dataset_for", "build_model",
+__all__ = ["MC_STRATEGY",
+           "TrainConfig", "train", "train_seeds", "prepare", "dataset_for", "build_model",
            "evaluate", "RunOptions", "predict", "load_final", "MODELS", "validation_split"]
 
 CHECKPOINT = "checkpoint.pt"
@@ -50,6 +51,10 @@ BEST = "best.pt"  # the best epoch's weights under early stopping
 VAL_SPLIT_SEED = 20141  # one validation split for every run and seed of a data set
 BACKENDS = ("torch", "seeded")
 METRICS = "metrics.jsonl"
+# The experiments' Monte Carlo strategy, fixed: mc_predict's "auto" chooses by timing,
+# and another choice on another machine (or a resumed process) would draw other samples
+# from the same seed. The loop is the reference recipe and runs every model.
+MC_STRATEGY = "loop"
 
 
 @dataclass

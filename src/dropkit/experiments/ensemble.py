@@ -25,7 +25,14 @@ from torch import Tensor, nn
 from dropkit import uncertainty as U
 from dropkit.errors import UsageError
 from dropkit.experiments.data import Dataset
-from dropkit.experiments.engine import RunOptions, TrainConfig, load_final, predict, train_seeds
+from dropkit.experiments.engine import (
+    MC_STRATEGY,
+    RunOptions,
+    TrainConfig,
+    load_final,
+    predict,
+    train_seeds,
+)
 from dropkit.experiments.io import atomic_write_json
 from dropkit.experiments.report import print_table, reliability_diagram, write_report
 from dropkit.mc import mc_predict
@@ -58,7 +65,8 @@ def predictions(configs: dict[str, TrainConfig], data: Dataset, out: Path, membe
     return {"ensemble": ensemble_probs(nets, x),
             "dropout, weight scaling": predict(net, x).softmax(-1),
             f"dropout, MC {members} passes": mc_predict(net.eval(), x, members,
-                                                        chunk_size=25).softmax(-1).mean(0)}
+                                                        chunk_size=25, strategy=MC_STRATEGY
+                                                        ).softmax(-1).mean(0)}
 
 
 def run_ensemble(options: RunOptions | None = None, *, members: int = 5, dropout: float = 0.5,

@@ -22,7 +22,7 @@ import torch
 from dropkit import uncertainty as U
 from dropkit.errors import UsageError
 from dropkit.experiments.data import Dataset
-from dropkit.experiments.engine import RunOptions, build_model, train
+from dropkit.experiments.engine import MC_STRATEGY, RunOptions, build_model, train
 from dropkit.experiments.io import atomic_write_json
 from dropkit.experiments.report import (
     mean_spread,
@@ -101,12 +101,12 @@ def run_uncertainty(
     torch.manual_seed(seed)
     with torch.no_grad():
         det = net(x).softmax(-1)
-    mc = mc_predict(net, x, samples, chunk_size=25).softmax(-1)  # (T, N, C)
+    mc = mc_predict(net, x, samples, chunk_size=25, strategy=MC_STRATEGY).softmax(-1)  # (T, N, C)
     mc_mean = mc.mean(0)
     cal_det, cal_mc = U.ece(det, y), U.ece(mc_mean, y)
     scores = {"in-distribution": (U.predictive_entropy(mc), U.mutual_information(mc))}
     for name, x_ood in _ood_inputs(data, len(x), seed).items():
-        p = mc_predict(net, x_ood, samples, chunk_size=25).softmax(-1)
+        p = mc_predict(net, x_ood, samples, chunk_size=25, strategy=MC_STRATEGY).softmax(-1)
         scores[name] = (U.predictive_entropy(p), U.mutual_information(p))
     auroc = {}
     for name, (ent, mi) in scores.items():

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from dropkit.experiments.data import load_dataset
-from dropkit.experiments.engine import TrainConfig, load_final, train
+from dropkit.experiments.engine import MC_STRATEGY, TrainConfig, load_final, train
 from dropkit.experiments.report import plt, save_figure
 from dropkit.experiments.reproduce.registry import ClaimResult, Verdict, claim
 
@@ -30,7 +30,7 @@ def mc_vs_weight_scaling(quick: bool, out: Path) -> ClaimResult:
     torch.manual_seed(0)
     with torch.no_grad():
         ws = (net.eval()(x).argmax(-1) != y).double().mean().item()
-    probs = mc_predict(net, x, samples, chunk_size=50).softmax(-1)
+    probs = mc_predict(net, x, samples, chunk_size=50, strategy=MC_STRATEGY).softmax(-1)
     curve = error_vs_samples(probs, y, (1, 2, 5, 10, 20, 50, 100, 200, 500))
     se = math.sqrt(ws * (1 - ws) / len(y))  # binomial standard error of a test error
     at50 = curve[50][0]

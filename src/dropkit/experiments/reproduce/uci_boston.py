@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from dropkit.experiments.data import standardized_regression
+from dropkit.experiments.engine import MC_STRATEGY
 from dropkit.experiments.report import mean_spread, plt, save_figure
 from dropkit.experiments.reproduce.registry import ClaimResult, Verdict, claim
 
@@ -40,7 +41,8 @@ def _boston_split(model_seed: int, x, y, train_idx, test_idx, p: float, tau: flo
             loss.backward()
             opt.step()
     mean_y, std_y = float(np.mean(y[train_idx])), float(np.std(y[train_idx]))
-    draws = mc_predict(net, data.x_test, samples) * std_y + mean_y  # (T, N), original units
+    draws = mc_predict(net, data.x_test, samples,
+                       strategy=MC_STRATEGY) * std_y + mean_y  # (T, N), original units
     target = torch.tensor(y[test_idx], dtype=draws.dtype)
     return U.rmse(draws, target).item(), U.regression_log_likelihood(draws, target, tau).item()
 
