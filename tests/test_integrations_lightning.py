@@ -167,3 +167,36 @@ def test_mc_prediction_summary(tmp_path: Path) -> None:
 def test_mc_prediction_bad_arguments(kwargs: dict, error: type, match: str) -> None:
     with pytest.raises(error, match=match):
         MCDropoutPrediction(**kwargs)
+
+
+class Stored(Net):
+    """Falcon's pattern: ``hidden_dropout`` stored, the forward reading another value."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hidden_dropout = 0.1  # a rate attribute by name, never read
+        self.config_rate = 0.2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = nn.functional.dropout(self.body(x), self.config_rate, self.training)
+        return self.head(self.attn_like(self.drop(h)))
+
+
+def test_a_stored_rate_the_forward_ignores_is_neither_set_nor_logged(tmp_path: Path) -> None:
+    model = Stored()
+    assert "hidden_dropout" in dict(dropkit.find_dropout(model))  # no pass has looked yet
+    # set at setup, before any batch showed the forward: named once a pass has looked
+    with pytest.warns(RuntimeWarning, match=r"\['hidden_dropout'\] were set, but .* unread"):
+        _trainer(tmp_path, 2, [DropoutSchedule(schedules.constant(0.3))]).fit(model, _loader())
+    with open(next(tmp_path.rglob("metrics.csv"))) as f:
+        logged = {k for row in csv.DictReader(f) for k, v in row.items() if v}
+    assert {"dropout/drop", "dropout/attn_like"} <= logged
+    assert "dropout/hidden_dropout" not in logged
+    assert model.drop.p == 0.3 and model.config_rate == 0.2
+    assert "hidden_dropout" not in dict(dropkit.find_dropout(model))
+
+
+def test_a_schedule_naming_an_ignored_rate_fails_at_the_first_batch(tmp_path: Path) -> None:
+    cb = DropoutSchedule({"hidden_dropout": schedules.constant(0.3)})
+    with pytest.raises(ValueError, match=r"DropoutSchedule: \['hidden_dropout'\] are not read"):
+        _trainer(tmp_path, 1, [cb]).fit(Stored(), _loader())

@@ -162,3 +162,27 @@ class TestMCDropoutTrainer:
                                               use_cpu=True)
         with pytest.raises((ValueError, TypeError), match="^MCDropoutTrainer: " + message):
             MCDropoutTrainer(model=bert(), args=args, **kwargs)
+
+
+def test_falcon_s_stored_rates_are_named_and_never_logged(tmp_path: Path) -> None:
+    """Falcon's layers store ``hidden_dropout`` and read the config's: the callback's
+    first step names them (set_rate's check at the model's next call), and the logs
+    carry only rates the forward uses."""
+    from foreign import falcon
+
+    args = transformers.TrainingArguments(
+        output_dir=str(tmp_path), num_train_epochs=1, per_device_train_batch_size=BATCH,
+        logging_strategy="epoch", save_strategy="no", report_to=[], use_cpu=True,
+        disable_tqdm=True)
+    model = falcon(p=0.3)
+    model.config.pad_token_id = 1
+    data = [{"input_ids": r["input_ids"], "attention_mask": r["attention_mask"],
+             "labels": r["input_ids"]} for r in (Rows()[i] for i in range(ROWS))]
+    trainer = transformers.Trainer(model=model, args=args, train_dataset=data,
+                                   callbacks=[DropoutScheduleCallback("constant:0.2")])
+    with pytest.warns(RuntimeWarning, match=r"'transformer.h.0.hidden_dropout'.* were set, "
+                                            r"but .* unread"):
+        trainer.train()
+    logged = {k for entry in trainer.state.log_history for k in entry}
+    assert not any(k.endswith("hidden_dropout") for k in logged)
+    assert not any(k.endswith("attention_dropout") for k in logged)  # SDPA never reads it

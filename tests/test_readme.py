@@ -74,7 +74,8 @@ def _trainer_context(tmp: Path) -> dict[str, object]:
     args = transformers.TrainingArguments(output_dir=str(tmp), num_train_epochs=3,
                                           report_to=[], use_cpu=True, disable_tqdm=True,
                                           save_strategy="no", per_device_train_batch_size=4)
-    return {"Trainer": transformers.Trainer, "model": bert(), "args": args, "data": data}
+    return {"Trainer": transformers.Trainer, "model": bert(), "args": args, "data": data,
+            "test_set": data}
 
 
 def _context(first_line: str, tmp: Path) -> dict[str, object]:

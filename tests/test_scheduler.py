@@ -86,3 +86,22 @@ class TestDropoutScheduler:
         with pytest.raises(ValueError):
             sched.step()
         assert m[0].p == 0.5 and sched.last_step == 0
+
+
+def test_an_example_input_keeps_rates_the_forward_ignores_out() -> None:
+    """Falcon's pattern: a layer stores ``hidden_dropout`` and reads another rate."""
+
+    class Stored(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = torch.nn.Linear(4, 4)
+            self.hidden_dropout = 0.1
+            self.config_rate = 0.2
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.dropout(self.fc(x), self.config_rate, self.training)
+
+    model = torch.nn.Sequential(Stored(), dn.Dropout(0.5))
+    sched = dropkit.DropoutScheduler(model, S.constant(0.3), example_input=torch.randn(2, 4))
+    assert sched.get_rates() == {"1": 0.3}
+    assert model[0].hidden_dropout == 0.1

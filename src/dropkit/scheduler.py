@@ -9,6 +9,7 @@ from torch import nn
 
 from dropkit._checks import check_int
 from dropkit.rates import find_dropout, set_rate
+from dropkit.sites import dropout_sites
 
 __all__ = ["DropoutScheduler"]
 
@@ -27,6 +28,11 @@ class DropoutScheduler:
         schedule: one callable ``step -> p`` for every site whose rate is a drop
             probability, or a mapping from site name to callable (other sites keep
             their rate).
+        example_input: optional; an input for a discovery pass
+            (:func:`dropkit.dropout_sites`) before the first rates are applied, so that
+            a rate attribute the forward never reads is not scheduled nor reported.
+            Without one, :func:`dropkit.set_rate` checks at the model's next call and
+            warns naming any such attribute.
 
     Example (early dropout, Liu et al. 2023: dropout for the first epochs only):
         >>> from dropkit import schedules
@@ -42,7 +48,11 @@ class DropoutScheduler:
         self,
         model: nn.Module,
         schedule: Callable[[int], float] | Mapping[str, Callable[[int], float]],
+        *,
+        example_input: Any = None,
     ) -> None:
+        if example_input is not None:  # observed: a stored rate the forward ignores is no site
+            dropout_sites(model, example_input)
         names = [name for name, _ in find_dropout(model)]
         if not names:
             raise ValueError("DropoutScheduler: the model has no dropout site to schedule")

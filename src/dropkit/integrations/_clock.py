@@ -18,8 +18,10 @@ from torch import nn
 
 from dropkit._checks import check_int
 from dropkit.errors import UsageError
+from dropkit.rates import find_dropout
 from dropkit.scheduler import DropoutScheduler
 from dropkit.schedules import Schedule, parse_schedule
+from dropkit.sites import dropout_sites
 
 __all__ = ["ScheduleClock", "INTERVALS"]
 
@@ -95,6 +97,7 @@ class ScheduleClock:
         self.scheduler: DropoutScheduler | None = None
         self.last_step: int = 0
         self._pending: int | None = None
+        self.observed: bool = False
 
     @property
     def spec(self) -> str | dict[str, str]:
@@ -111,6 +114,23 @@ class ScheduleClock:
         self.scheduler = DropoutScheduler(model, self.schedule)
         step, self._pending = self._pending, None
         return self._apply(step if step is not None else 0)
+
+    def observe(self, model: nn.Module, example_input: Any) -> dict[str, float] | None:
+        """Once, before the first training batch's forward: a discovery pass on it, so
+        that the sites are observed, then the current step's rates again, less any
+        attribute the forward does not read (None: already observed, nothing redone)."""
+        if self.observed or self.scheduler is None:
+            return None
+        self.observed = True
+        dropout_sites(model, example_input)
+        if isinstance(self.schedule, Mapping):  # a named site that turned out unread
+            listed = {name for name, _ in find_dropout(model)}
+            unread = sorted(set(self.schedule) - listed)
+            if unread:
+                raise ValueError(f"{self.owner}: {unread} are not read by the model's forward "
+                                 "(a discovery pass on the first batch saw it run past "
+                                 "them), so no schedule can drive them")
+        return self._apply(self.last_step)
 
     def _apply(self, step: int) -> dict[str, float]:
         if self.scheduler is None:

@@ -74,6 +74,11 @@ class DropoutSchedule(Callback):
         finite = int(total) if total is not None and total != float("inf") and total >= 0 \
             else None
         rates = self.clock.tick(clock, finite)
+        if self.clock.observed:  # else logged once the first batch has shown the sites
+            self._log(trainer, rates)
+
+    @staticmethod
+    def _log(trainer: pl.Trainer, rates: dict[str, float]) -> None:
         for logger in trainer.loggers:
             logger.log_metrics({f"dropout/{name}": p for name, p in rates.items()},
                                step=trainer.global_step)
@@ -84,6 +89,10 @@ class DropoutSchedule(Callback):
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
                              batch: Any, batch_idx: int) -> None:
+        # the first batch, before its forward: which stored rates the forward reads
+        observed = self.clock.observe(pl_module, _input_of(batch))
+        if observed is not None and self.clock.interval == "epoch":
+            self._log(trainer, observed)  # this epoch's rates, as applied
         if self.clock.interval == "step":
             self._tick(trainer, trainer.global_step, trainer.estimated_stepping_batches)
 

@@ -35,6 +35,7 @@ from torch import Tensor, nn
 from dropkit._checks import check_int
 from dropkit.integrations._clock import ScheduleArg, ScheduleClock
 from dropkit.mc import STRATEGIES, Output, mc_predict
+from dropkit.rates import find_dropout
 
 __all__ = ["DropoutScheduleCallback", "MCDropoutPredictionMixin", "MCDropoutTrainer"]
 
@@ -106,6 +107,10 @@ class DropoutScheduleCallback(TrainerCallback, ExportableState):
 
     def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        model = kwargs.get("model")
+        if model is not None:  # less what a discovery pass since saw the forward not read
+            listed = {name for name, _ in find_dropout(model)}
+            self.rates = {name: p for name, p in self.rates.items() if name in listed}
         rates = {f"dropout/{name}": p for name, p in self.rates.items()}
         if logs is not None:
             logs.update(rates)  # what the reporting callbacks after this one see
