@@ -430,6 +430,22 @@ class TestOutOfMemory:
         with pytest.raises(torch.OutOfMemoryError):
             dropkit.mc_predict(m, torch.randn(3, 4), 5, strategy="loop")
 
+    def test_the_cpu_allocator_s_failure_halves_too(self) -> None:
+        """On the CPU, running out of memory is a RuntimeError from the allocator."""
+
+        class CpuRows(self.Rows):  # type: ignore[name-defined]
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                if x.shape[0] > self.limit:
+                    raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. "
+                                       "DefaultCPUAllocator: can't allocate memory: you "
+                                       "tried to allocate 400000000000000 bytes.")
+                return x
+
+        m = nn.Sequential(nn.Linear(4, 64), dn.Dropout(0.5), CpuRows(limit=7 * 3))
+        with pytest.warns(RuntimeWarning, match=r"it drew them 7 at a time"):
+            out = dropkit.mc_predict(m, torch.randn(3, 4), 50, strategy="batch")
+        assert out.shape == (50, 3, 64)
+
     def test_what_fits_draws_without_a_warning(self) -> None:
         m = nn.Sequential(nn.Linear(4, 4), dn.Dropout(0.5), self.Rows(limit=15))
         with warnings.catch_warnings():
@@ -768,3 +784,28 @@ class TestRawDrawsUnderVmap:
                                                r"the model's own forward \(First\)"):
             dropkit.mc_predict(m, torch.randn(3, 64), 4, strategy="vmap")
         assert dropkit.mc_predict(m, torch.randn(3, 64), 4).shape == (4, 3, 4)  # auto
+
+
+class TestInputsAtTheEdges:
+    def test_an_empty_batch_gives_empty_samples(self) -> None:
+        m = nn.Sequential(nn.Linear(4, 8), dn.Dropout(0.5), nn.Linear(8, 3))
+        for strategy in ("auto", "vmap", "batch", "loop"):
+            assert dropkit.mc_predict(m, torch.randn(0, 4), 5, strategy=strategy).shape == (
+                5, 0, 3)
+
+    def test_a_model_that_is_not_a_module(self) -> None:
+        with pytest.raises(TypeError, match=r"^mc_predict: expected `model` to be a "
+                                            r"torch.nn.Module, got NoneType"):
+            dropkit.mc_predict(None, torch.randn(2, 4))  # type: ignore[arg-type]
+
+    def test_an_output_callable_that_raises_is_the_caller_s_error(self) -> None:
+        m = nn.Sequential(nn.Linear(4, 8), dn.Dropout(0.5), nn.Linear(8, 3))
+
+        def pick(out: torch.Tensor) -> torch.Tensor:
+            raise KeyError("logits")
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no strategy is blamed, none falls back
+            with pytest.raises(ValueError, match=r"^mc_predict: the output= callable raised "
+                                                 r"on a Tensor: KeyError: 'logits'"):
+                dropkit.mc_predict(m, torch.randn(2, 4), 4, output=pick)

@@ -77,3 +77,12 @@ class TestBackend:
         a = dn.Dropout(0.5, generator=gen(3))(x)
         b = dn.Dropout(0.5, generator=gen(3))(x)
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("backend", ["auto", "seeded", "torch"])
+def test_a_numpy_input_is_named_on_every_backend(backend: str) -> None:
+    import numpy as np
+
+    with pytest.raises(TypeError, match=r"^dropout: expected `input` to be a torch.Tensor, "
+                                        r"got ndarray"):
+        dn.Dropout(0.5, backend=backend)(np.ones(3))

@@ -12,7 +12,18 @@ from torch import nn
 import dropkit
 import dropkit.nn as dn
 from dropkit._trace import recording
-from foreign import Block, bert, gpt2, images, llama, text_batch, timm_model, tokens, vit
+from foreign import (
+    Block,
+    FunctionalDropout,
+    bert,
+    gpt2,
+    images,
+    llama,
+    text_batch,
+    timm_model,
+    tokens,
+    vit,
+)
 
 
 def _rates_seen(model: nn.Module, x: object, train: bool = True) -> list[float]:
@@ -413,3 +424,37 @@ class TestFamiliesBeyondTheFirstFour:
             dropkit.rdrop_forward(m, x, output="logits_per_image")
         a, b = dropkit.rdrop_forward(m, x, output="logits_per_image", strategy="loop")
         assert a.shape == b.shape == (2, 2)
+
+
+class TestAProbePassThatFails:
+    def test_falls_back_to_the_sites_own_modules_and_says_what_goes_unseen(self) -> None:
+        class TrainOnlyFails(nn.Module):
+            """A module whose training mode cannot run here (no dropout of its own)."""
+
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                if self.training:
+                    raise RuntimeError("training mode needs a target")
+                return x
+
+        m = nn.Sequential(nn.Linear(4, 8), TrainOnlyFails(), dn.Dropout(0.5), nn.Linear(8, 2))
+        with pytest.warns(RuntimeWarning, match=r"every module in training mode failed "
+                                                r"\(RuntimeError: training mode needs a target"
+                                                r"\).*raw noise in other modules' code is not"):
+            found = dropkit.dropout_sites(m, torch.randn(3, 4))
+        assert [(s.name, s.sampled) for s in found] == [("2", True)]
+
+
+def test_the_discovery_cache_keeps_no_model_alive() -> None:
+    """Models that are a site or a gate themselves: a bare dropout, a model whose own
+    forward calls F.dropout. Built, sampled and dropped 50 times: all freed."""
+    import gc
+    import weakref
+
+    refs = []
+    for i in range(50):
+        model = nn.Dropout(0.5) if i % 2 else FunctionalDropout(4, 0.5)
+        dropkit.mc_predict(model, torch.randn(3, 4), 2)
+        refs.append(weakref.ref(model))
+        del model
+    gc.collect()
+    assert sum(r() is not None for r in refs) == 0

@@ -229,7 +229,11 @@ def _select(out: Any, output: Output) -> Tensor:
         )
     picked: Any
     if callable(output):
-        picked = output(out)
+        try:
+            picked = output(out)
+        except Exception as error:  # the caller's callable, not the strategy, failed
+            raise _OutputError(f"mc_predict: the output= callable raised on "
+                               f"{_describe(out)}: {_reason(error)}") from error
     elif isinstance(out, Mapping) and output in out:
         picked = out[output]
     else:
@@ -350,6 +354,12 @@ def sampler(strategy: str, sites: list[Site]) -> Run:
     return _RUN[strategy]
 
 
+def out_of_memory(error: BaseException) -> bool:
+    """A device's out-of-memory error, or the CPU allocator's (a plain RuntimeError)."""
+    return isinstance(error, torch.OutOfMemoryError) or (
+        isinstance(error, RuntimeError) and "can't allocate memory" in str(error))
+
+
 def _in_memory(run: Run, name: str, model: nn.Module, x: Any, samples: int,
                chunk: int | None, output: Output) -> Tensor:
     """``run``, halving the number of samples drawn at once while the device runs out of
@@ -360,8 +370,8 @@ def _in_memory(run: Run, name: str, model: nn.Module, x: Any, samples: int,
         try:
             out = run(model, x, samples, size, output)
             break
-        except torch.OutOfMemoryError:
-            if size == 1 or name == "loop":
+        except Exception as error:
+            if not out_of_memory(error) or size == 1 or name == "loop":
                 raise
         # retried outside the handler: the traceback's frames hold the failed chunk's
         # tensors until it ends
@@ -388,8 +398,10 @@ def _why_not(site: Site) -> str:
 
 
 def _check_differ(out: Tensor, active: list[Site]) -> None:
-    """Never silent: identical samples would read as zero uncertainty."""
-    if out.shape[0] < 2 or any(not torch.equal(out[0], out[t]) for t in range(1, out.shape[0])):
+    """Never silent: identical samples would read as zero uncertainty (an empty batch
+    has nothing to compare)."""
+    if out.shape[0] < 2 or out[0].numel() == 0 or any(
+            not torch.equal(out[0], out[t]) for t in range(1, out.shape[0])):
         return
     raise RuntimeError(
         f"mc_predict: all {out.shape[0]} samples are identical although the model has "
@@ -455,6 +467,9 @@ def mc_predict(
         RuntimeError: when all T >= 2 samples are identical although sites with rates
             above 0 exist; it names the sites dropkit could not make sample.
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"mc_predict: expected `model` to be a torch.nn.Module, got "
+                        f"{type(model).__name__}")
     check_int("mc_predict", samples, "samples", 1)
     if chunk_size is not None:
         check_int("mc_predict", chunk_size, "chunk_size", 1)
@@ -650,7 +665,9 @@ def _whole_chunk(run: Run, model: nn.Module, x: Any, per_call: int, output: Outp
         _, t = _timed(run, model, x, per_call, output, sync)
         if t < 0.05:
             t = min(t, _timed(run, model, x, per_call, output, sync)[1])
-    except torch.OutOfMemoryError:
+    except Exception as error:
+        if not out_of_memory(error):
+            raise
         return math.inf  # a whole chunk does not fit: not the fastest
     return t
 

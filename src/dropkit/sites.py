@@ -445,15 +445,27 @@ def discover(model: nn.Module, example_input: Any) -> list[Site]:
     skips = _skipping(static)
     held = [s for s, _ in skips]
     probes = _probes(static, held)
-    evidence = _Evidence(static, {value: s for s, value in probes}, _batch_size(example_input))
     with untouched(model), _rates_held(skips, 0.0):
         # Pass 1: every module but normalization in training mode, every probed rate at
         # its probe: which site each dropout call and raw draw belongs to, and whose code
         # made it (its gate).
-        ran_probe: dict[int, bool] = {}
-        on = [m for m in model.modules() if not _stays_in_eval(m)]
-        with _rates_held(probes, None):
-            _pass(model, example_input, on, lambda c: evidence.add(c, False), ran_probe)
+        try:
+            evidence, ran_probe = _probe(model, example_input, static, probes,
+                                         [m for m in model.modules() if not _stays_in_eval(m)])
+        except Exception as error:  # noqa: BLE001 - a training-mode forward that fails
+            # where the model's own modes work: probe with the sites' modules and their
+            # parents alone in training mode, and say what goes unseen
+            dropouts = {id(s.module) for s in static if s.kind == "module"}
+            holders = [m for m in model.modules()
+                       if any(id(c) in dropouts for c in m.children())]
+            evidence, ran_probe = _probe(model, example_input, static, probes,
+                                         [*gates_of(static), *holders])
+            warnings.warn(  # only once the narrower pass worked: the mode was the cause
+                f"dropout_sites: the discovery pass with every module in training mode "
+                f"failed ({type(error).__name__}: {str(error).strip()[:200]}); it ran again "
+                "with only the dropout sites' modules and their parents in training mode, so "
+                "raw noise in other modules' code is not observed", RuntimeWarning,
+                stacklevel=3)
         # Pass 2: only the gates on, the real rates: what mc_mode will sample.
         ran: dict[int, bool] = {}
         gates = gates_of([*static, *evidence.found.values()]) + [
@@ -463,6 +475,17 @@ def discover(model: nn.Module, example_input: Any) -> list[Site]:
     found, unread = evidence.result(ran, held, [s for s, _ in probes], ran_probe, parents)
     _record_reads(found, unread)
     return found
+
+
+def _probe(model: nn.Module, x: Any, static: list[Site], probes: list[tuple[Site, float]],
+           on: list[nn.Module]) -> tuple[_Evidence, dict[int, bool]]:
+    """Pass 1 with ``on`` in training mode and every probe rate set: the evidence, and
+    the modules whose forward ran."""
+    evidence = _Evidence(static, {value: s for s, value in probes}, _batch_size(x))
+    ran: dict[int, bool] = {}
+    with _rates_held(probes, None):
+        _pass(model, x, on, lambda c: evidence.add(c, False), ran)
+    return evidence, ran
 
 
 def _batch_size(x: Any) -> int | None:
@@ -482,8 +505,36 @@ def _pass(model: nn.Module, x: Any, on: Iterable[nn.Module],
 
 _COMPILED_HOOKS_WARNING = r"Using `torch\.compile\(module\)` when there are global hooks"
 _PLAIN = (bool, int, float, str, type(None))
-_DISCOVERED: weakref.WeakKeyDictionary[nn.Module, tuple[object, list[Site]]] = (
+# Per model: (signature, its sites with every module held weakly). A strong reference
+# in a value would keep the model alive whenever it is a site or a gate itself (a bare
+# nn.Dropout, a model calling F.dropout in its own forward).
+_Held = tuple[Site, "weakref.ref[nn.Module]", tuple[tuple[str, "weakref.ref[nn.Module]"], ...]]
+_DISCOVERED: weakref.WeakKeyDictionary[nn.Module, tuple[object, list[_Held]]] = (
     weakref.WeakKeyDictionary())
+
+
+def _remember(model: nn.Module, key: object, sites: list[Site]) -> None:
+    _DISCOVERED[model] = (key, [(replace(s, module=_DETACHED, gates=()), weakref.ref(s.module),
+                                 tuple((n, weakref.ref(g)) for n, g in s.gates))
+                                for s in sites])
+
+
+def _recalled(model: nn.Module, key: object = ...) -> list[Site] | None:
+    """The sites remembered for ``model`` (under ``key``, unless ``...``), or None."""
+    hit = _DISCOVERED.get(model)
+    if hit is None or (key is not ... and hit[0] != key):
+        return None
+    sites = []
+    for shell, module, gates in hit[1]:
+        held = module()
+        if held is None:
+            return None
+        sites.append(replace(shell, module=held, gates=tuple(
+            (n, g) for n, g in ((n, r()) for n, r in gates) if g is not None)))
+    return sites
+
+
+_DETACHED = nn.Module()  # a remembered site's module while the cache holds it weakly
 
 
 def _input_key(x: Any) -> object:
@@ -542,19 +593,18 @@ def discover_cached(model: nn.Module, example_input: Any, key: object = ...) -> 
         key = signature(model, example_input)
     if key is None:
         return discover(model, example_input)
-    hit = _DISCOVERED.get(model)
-    if hit is not None and hit[0] == key:
-        return hit[1]
+    hit = _recalled(model, key)
+    if hit is not None:
+        return hit
     found = discover(model, example_input)
-    _DISCOVERED[model] = (key, found)
+    _remember(model, key, found)
     return found
 
 
 def last_discovered(model: nn.Module) -> list[Site] | None:
     """The sites the last discovery pass over ``model`` (:func:`discover_cached`) found,
     whatever its input; None where none ran."""
-    hit = _DISCOVERED.get(model)
-    return None if hit is None else hit[1]
+    return _recalled(model)
 
 
 def dropout_sites(model: nn.Module, example_input: Any = None) -> list[Site]:
@@ -586,7 +636,7 @@ def dropout_sites(model: nn.Module, example_input: Any = None) -> list[Site]:
     key = signature(model, example_input)
     found = discover(model, example_input)
     if key is not None:
-        _DISCOVERED[model] = (key, found)
+        _remember(model, key, found)
     return found
 
 

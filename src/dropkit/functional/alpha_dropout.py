@@ -62,7 +62,7 @@ def _alpha(
 def alpha_dropout(
     input: Tensor,
     p: float = 0.5,
-    training: bool = True,
+    training: bool = False,
     inplace: bool = False,
     *,
     generator: torch.Generator | None = None,
@@ -80,7 +80,9 @@ def alpha_dropout(
     Args:
         input: a floating-point tensor of any shape.
         p: probability of dropping an element. Default: 0.5.
-        training, inplace, generator: as in :func:`dropkit.functional.dropout`.
+        training: draw only if True. Default: False, as torch's ``alpha_dropout`` (its
+            functional dropout defaults to True; its alpha dropouts do not).
+        inplace, generator: as in :func:`dropkit.functional.dropout`.
 
     Module: :class:`dropkit.nn.AlphaDropout`.
     """
@@ -91,14 +93,15 @@ def alpha_dropout(
 def feature_alpha_dropout(
     input: Tensor,
     p: float = 0.5,
-    training: bool = True,
+    training: bool = False,
     inplace: bool = False,
     *,
     generator: torch.Generator | None = None,
 ) -> Tensor:
     """Alpha dropout of whole channels: the mask is ``(N, C, 1, ...)``, as in torch.
 
-    Args and moments as in :func:`alpha_dropout`; the input is ``(N, C, *)``.
+    Args (``training`` False by default, as torch's) and moments as in
+    :func:`alpha_dropout`; the input is ``(N, C, *)``.
     Module: :class:`dropkit.nn.FeatureAlphaDropout`.
     """
     return _alpha("feature_alpha_dropout", input, p, training, inplace, generator, feature=True)
