@@ -573,3 +573,44 @@ def test_gpu_check_script_runs(tmp_path) -> None:
                            timeout=120)
     if not torch.cuda.is_available():
         assert plain.returncode == 0 and "no CUDA GPU is reachable" in plain.stdout
+
+
+class TestNonFiniteInputs:
+    """A dropped NaN or Inf gives NaN, as torch's ``x * mask`` does (and dropkit's torch
+    backend): NaN propagation must not depend on which backend ``auto`` takes."""
+
+    @staticmethod
+    def _poisoned() -> torch.Tensor:
+        x = torch.randn(4096 + 7, generator=gen(3))
+        x[::5] = float("nan")
+        x[1::7] = float("inf")
+        x[2::11] = float("-inf")
+        return x
+
+    @pytest.mark.parametrize("path", ["reference", "kernel"])
+    @pytest.mark.parametrize("op", ["dropout", "alpha_dropout", "bias_dropout_add"])
+    def test_like_torch(self, monkeypatch, path: str, op: str) -> None:
+        monkeypatch.setattr(ops, "KERNELS_ON_CPU", path == "kernel")
+        x = self._poisoned()
+        if op == "bias_dropout_add":
+            out = seeded.bias_dropout_add(x.view(-1, 1), torch.zeros(1), torch.zeros(x.numel(), 1),
+                                          0.4, seed=7).flatten()
+        else:
+            out = getattr(seeded, op)(x, 0.4, seed=7)
+        dropped = seeded.uniform(x.numel(), seed=7) < 0.4  # the mask the ops draw
+        finite = torch.isfinite(x)
+        # every non-finite input is non-finite out, dropped or kept (dropped: NaN)
+        assert not torch.isfinite(out[~finite]).any()
+        assert out[~finite & dropped].isnan().all()
+        assert torch.isfinite(out[finite]).all()
+        # torch's own dropout on the same input: the same non-finite positions
+        ref = torch.nn.functional.dropout(x, 0.4, True)
+        assert torch.equal(~torch.isfinite(ref), ~finite)
+
+    def test_a_dropped_negative_is_minus_zero_as_in_torch(self, monkeypatch) -> None:
+        x = -torch.rand(4096, generator=gen(4)) - 0.5
+        for path in (False, True):
+            monkeypatch.setattr(ops, "KERNELS_ON_CPU", path)
+            out = seeded.dropout(x, 0.5, seed=1)
+            zeros = out == 0
+            assert zeros.any() and torch.signbit(out[zeros]).all()

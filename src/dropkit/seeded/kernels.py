@@ -41,9 +41,12 @@ def _mask_affine_tile(x_ptr, out_ptr, n, p, scale, shift, fill, seed, offset, pi
     inside = (idx >= 0) & (idx < n)
     x = tl.load(x_ptr + idx, mask=inside, other=0.0)
     y = x.to(tl.float32) * scale
+    # dropped: x * 0, as torch's x * mask: NaN and Inf give NaN, a negative -0.0
+    z = x.to(tl.float32) * 0.0
     if AFFINE:  # a constexpr branch: dropout keeps -0.0 * scale = -0.0, as torch does
         y = y + shift
-    y = tl.where(keep, y, fill)
+        z = z + fill
+    y = tl.where(keep, y, z)
     tl.store(out_ptr + idx, y.to(x.dtype, fp_downcast_rounding="rtne"), mask=inside)
 
 
@@ -53,7 +56,8 @@ def _mask_affine_tile(x_ptr, out_ptr, n, p, scale, shift, fill, seed, offset, pi
 @triton.jit(do_not_specialize=["seed"])
 def mask_affine_kernel(x_ptr, out_ptr, n, p, scale, shift, fill, seed, offset,
                        BLOCK: tl.constexpr, AFFINE: tl.constexpr):
-    """out = x * scale (+ shift if AFFINE) where kept, else fill.
+    """out = x * scale (+ shift if AFFINE) where kept, else x * 0 (+ fill if AFFINE): a
+    dropped NaN or Inf gives NaN, as torch's dropout does.
 
     Dropout is (1 / (1 - p), 0, 0); alpha dropout (a, b, a * alpha' + b); either's
     backward is (scale, 0, 0) with x := grad.
@@ -97,7 +101,8 @@ def bias_dropout_add_kernel(x_ptr, bias_ptr, res_ptr, out_ptr, n, h, p, scale, s
     x = tl.load(x_ptr + idx, mask=inside, other=0.0)
     b = tl.load(bias_ptr + col, mask=inside, other=0.0)
     r = tl.load(res_ptr + idx, mask=inside, other=0.0)
-    y = r.to(tl.float32) + tl.where(keep, (x.to(tl.float32) + b.to(tl.float32)) * scale, 0.0)
+    v = x.to(tl.float32) + b.to(tl.float32)
+    y = r.to(tl.float32) + tl.where(keep, v * scale, v * 0.0)  # dropped NaN stays NaN
     tl.store(out_ptr + idx, y.to(x.dtype, fp_downcast_rounding="rtne"), mask=inside)
 
 

@@ -55,7 +55,7 @@ def _compute_dtype(x: Tensor) -> torch.dtype:
 def _mask_affine_impl(x: Tensor, p: float, seed: int, offset: int, scale: float,
                       shift: float, fill: float) -> Tensor:
     xc = x.contiguous()
-    affine = shift != 0.0
+    affine = shift != 0.0 or fill != 0.0
     if _use_kernel(xc):
         from dropkit.seeded import kernels
 
@@ -67,10 +67,13 @@ def _mask_affine_impl(x: Tensor, p: float, seed: int, offset: int, scale: float,
                 **kernels.LAUNCH)
         return out.view(x.shape)
     keep = keep_mask(xc.numel(), p, seed, offset, xc.device).view(x.shape)
-    y = xc.to(_compute_dtype(xc)) * scale  # rounded like the kernel: product, then sum
+    xd = xc.to(_compute_dtype(xc))
+    y = xd * scale  # rounded like the kernel: product, then sum
+    dropped = xd * 0.0  # as torch's x * mask: NaN and Inf give NaN, a negative -0.0
     if affine:
         y = y + shift
-    return torch.where(keep, y, torch.full((), fill, dtype=y.dtype)).to(x.dtype)
+        dropped = dropped + fill
+    return torch.where(keep, y, dropped).to(x.dtype)
 
 
 MAX_SAMPLES_PER_LAUNCH = 65535  # CUDA's limit on grid axis 1
@@ -98,7 +101,7 @@ def _mask_affine_seeds_impl(xs: Tensor, p: float, seeds: Tensor, offset: int, sc
         kernels.mask_affine_seeds_kernel[(programs, size)](
             xc, out, seeds.to(device=xs.device, dtype=torch.int64).contiguous(), n,
             0 if shared else n, p, scale, shift, fill, offset, BLOCK=BLOCK,
-            AFFINE=shift != 0.0, **kernels.LAUNCH)
+            AFFINE=shift != 0.0 or fill != 0.0, **kernels.LAUNCH)
     return out
 
 
@@ -118,7 +121,8 @@ def _bias_dropout_add_impl(x: Tensor, bias: Tensor, residual: Tensor, p: float, 
         return out.view(x.shape)
     keep = keep_mask(xc.numel(), p, seed, offset, xc.device).view(x.shape)
     dt = _compute_dtype(xc)
-    dropped = torch.where(keep, (xc.to(dt) + bc.to(dt)) * _scale(p), torch.zeros((), dtype=dt))
+    v = xc.to(dt) + bc.to(dt)
+    dropped = torch.where(keep, v * _scale(p), v * 0.0)  # a dropped NaN stays NaN
     return (rc.to(dt) + dropped).to(x.dtype)
 
 
@@ -169,8 +173,9 @@ def _to_front(t: Tensor, bdim: int | None, size: int) -> Tensor:
 
 
 class MaskAffine(torch.autograd.Function):
-    """``x * scale + shift`` where kept, ``fill`` where dropped, the keep mask recomputed from
-    (seed, offset); ``seed`` a 0-dim int64 tensor. Dropout is (1 / (1 - p), 0, 0)."""
+    """``x * scale + shift`` where kept, ``x * 0 + fill`` where dropped, the keep mask
+    recomputed from (seed, offset); ``seed`` a 0-dim int64 tensor. Dropout is
+    (1 / (1 - p), 0, 0)."""
 
     @staticmethod
     def forward(x: Tensor, p: float, seed: Tensor, offset: int, scale: float, shift: float,
