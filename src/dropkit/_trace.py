@@ -17,6 +17,7 @@ from __future__ import annotations
 import inspect
 import os
 import random
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
@@ -265,14 +266,25 @@ def call_model(model: nn.Module, x: Any) -> Any:
     return model(*args, **kwargs)
 
 
+def _compiled(model: nn.Module) -> bool:
+    """Whether ``model`` holds a ``torch.compile``'d module. Dynamo is looked up only if
+    this process imported it already (a compiled model did): importing it costs, and
+    beside Triton's interpreter it can abort the process at exit."""
+    dynamo = sys.modules.get("torch._dynamo")
+    if dynamo is None:
+        return False
+    kind = dynamo.eval_frame.OptimizedModule
+    return any(isinstance(m, kind) for m in model.modules())
+
+
 def no_grad_pass(model: nn.Module, x: Any, on: Iterable[nn.Module],
                  on_call: Callable[[Call], Any], ran: dict[int, bool],
                  clock: Callable[[], float] = time.perf_counter) -> tuple[float, float]:
     """One recorded pass under ``no_grad`` with exactly ``on`` in training mode; returns
     the clock at its start and end."""
     with ExitStack() as stack:
-        # a torch.compile'd model runs eagerly: Dynamo would trace the recorder's hooks
-        stack.enter_context(torch.compiler.set_stance("force_eager"))
+        if _compiled(model):  # run eagerly: Dynamo would trace the recorder's hooks
+            stack.enter_context(torch.compiler.set_stance("force_eager"))
         stack.enter_context(torch.no_grad())
         stack.enter_context(only_training(model, on))
         stack.enter_context(recording(model, on_call, ran, clock))

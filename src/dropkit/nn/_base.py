@@ -154,7 +154,7 @@ class ElementwiseRateModule(SeededBackendMixin, InplaceRateModule):
         """The module's draw: ``dropkit.seeded.<seeded_fn>`` where the backend says so,
         ``torch_fn(input, p, training, inplace, generator=)`` otherwise."""
         # not a tensor: the torch path's checks name what they expected
-        if self.training and isinstance(input, Tensor) and self._seeded(input):
+        if self.training and isinstance(input, (Tensor, Proxy)) and self._seeded(input):
             from dropkit import seeded  # imports Triton only when a seeded call happens
 
             out = getattr(seeded, seeded_fn)(input, self.p, True, seed=self._new_seed())
