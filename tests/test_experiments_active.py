@@ -69,3 +69,31 @@ def test_bad_arguments_before_any_training(tmp_path, kwargs: dict, match: str) -
     with pytest.raises(UsageError, match=match):
         run_active(_options(tmp_path), **kwargs)
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slow
+def test_resume_refuses_changed_settings_and_another_command_s_folder(tmp_path) -> None:
+    from dropkit.experiments.compare import run_compare
+
+    kwargs = dict(acquisitions=("random",), initial=20, step=10, samples=4)
+    run_active(_options(tmp_path / "a", epochs=1), budget=20, **kwargs)
+    results = (tmp_path / "a" / "results.json").read_text()
+    with pytest.raises(UsageError, match=r"cannot `resume` a run made with step=10 with "
+                                         r"step=15"):
+        run_active(_options(tmp_path / "a", epochs=1), budget=40, resume=True,
+                   **{**kwargs, "step": 15})
+    with pytest.raises(UsageError, match=r"made with dropout=0.5 with dropout=0.3"):
+        run_active(_options(tmp_path / "a", epochs=1), budget=20, resume=True, dropout=0.3,
+                   **kwargs)
+    assert (tmp_path / "a" / "results.json").read_text() == results  # nothing rewritten
+    # more labels and another acquisition extend the run
+    grown = run_active(_options(tmp_path / "a", epochs=1), budget=30, resume=True,
+                       **{**kwargs, "acquisitions": ("random", "bald")})
+    assert grown["labels"] == [20, 30] and set(grown["curves"]) == {"random", "bald"}
+    # a compare folder is compare's
+    run_compare(_options(tmp_path / "c", epochs=1), seeds=1, rates=("0.5",))
+    with pytest.raises(UsageError, match=r"holds a run of `dropkit compare`"):
+        run_active(_options(tmp_path / "c", epochs=1), budget=20, resume=True, **kwargs)
+    with pytest.raises(UsageError, match=r"cannot `resume` a run made with "
+                                         r"rates=\['0.5'\] with rates=\['0.3'\]"):
+        run_compare(_options(tmp_path / "c", epochs=1), seeds=1, rates=("0.3",))

@@ -47,3 +47,94 @@ class TestWritableDir:
                 as caught:
             io.check_writable_dir(tmp_path / "f" / "sub")
         assert caught.value.argument == "out"
+
+
+class TestFolderLock:
+    """One writer per run folder: two runs on one `--out` mixed their files."""
+
+    def test_a_second_writer_is_refused_naming_the_first(self, tmp_path) -> None:
+        import os
+
+        with io.folder_lock(tmp_path / "run", "train"):
+            pid = os.getpid()
+            with pytest.raises(UsageError, match=rf"^train: `out` .* is being written by "
+                                                  rf"another dropkit process \(pid {pid}\)"):
+                with io.folder_lock(tmp_path / "run", "train"):
+                    pass  # pragma: no cover
+        with io.folder_lock(tmp_path / "run", "compare"):  # released on exit
+            pass
+
+    def test_released_when_the_block_raises(self, tmp_path) -> None:
+        with pytest.raises(RuntimeError):
+            with io.folder_lock(tmp_path, "train"):
+                raise RuntimeError("boom")
+        with io.folder_lock(tmp_path, "train"):
+            pass
+
+    def test_a_killed_holder_leaves_no_stale_lock(self, tmp_path) -> None:
+        """The kernel drops a flock with its process: SIGKILL, then the folder is free."""
+        import signal
+        import subprocess
+        import sys
+
+        holder = subprocess.Popen(
+            [sys.executable, "-c", "import sys, time; from dropkit.experiments import io\n"
+             f"with io.folder_lock({str(tmp_path)!r}, 'train'):\n"
+             "    print('held', flush=True); time.sleep(60)"],
+            stdout=subprocess.PIPE, text=True)
+        try:
+            assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+            with pytest.raises(UsageError, match=rf"pid {holder.pid}\)"):
+                with io.folder_lock(tmp_path, "train"):
+                    pass  # pragma: no cover
+        finally:
+            holder.send_signal(signal.SIGKILL)
+            holder.wait()
+        with io.folder_lock(tmp_path, "train"):  # the lock file is left, unlocked
+            assert (tmp_path / io.LOCK).exists()
+
+
+def test_two_cli_runs_on_one_out_the_second_refused_in_one_line(tmp_path, capsys) -> None:
+    from dropkit import cli
+
+    with io.folder_lock(tmp_path / "d", "train"):  # a run in progress there
+        code = cli.main(["train", "--epochs", "1", "--out", str(tmp_path / "d")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert err.startswith("dropkit train: error: train: --out ")
+    assert "is being written by another dropkit process" in err
+    assert not (tmp_path / "d" / "config.json").exists()  # refused before any work
+
+
+class TestManifest:
+    """A folder holds one run of one command: changed settings are refused by name."""
+
+    def test_recorded_then_checked(self, tmp_path) -> None:
+        io.check_manifest(tmp_path, "active", {"step": 10, "budget": 40, "dims": (1, 2)},
+                          frozenset({"budget"}))
+        # the same settings (a tuple read back as a list), and a key that may change
+        io.check_manifest(tmp_path, "active", {"step": 10, "budget": 90, "dims": [1, 2]},
+                          frozenset({"budget"}))
+        saved = json.loads((tmp_path / io.MANIFEST).read_text())
+        assert saved == {"command": "active", "settings": {"step": 10, "budget": 90,
+                                                           "dims": [1, 2]}}
+        with pytest.raises(UsageError, match=r"^active: cannot `resume` a run made with "
+                                             r"dims=\[1, 2\], step=10 with dims=\[3\], step=15;"
+                                             r" .*only budget may change") as caught:
+            io.check_manifest(tmp_path, "active", {"step": 15, "budget": 90, "dims": [3]},
+                              frozenset({"budget"}))
+        assert caught.value.argument == "dims"
+        assert json.loads((tmp_path / io.MANIFEST).read_text()) == saved  # unchanged
+
+    def test_another_command_s_folder_is_refused(self, tmp_path) -> None:
+        io.check_manifest(tmp_path, "compare", {"rates": ["0.5"]})
+        with pytest.raises(UsageError, match=r"^active: `out` .* holds a run of "
+                                             r"`dropkit compare`"):
+            io.check_manifest(tmp_path, "active", {"step": 10})
+
+    @pytest.mark.parametrize("text", ["{not json", "[1, 2]", '{"command": "active"}'])
+    def test_an_unreadable_manifest_is_named(self, tmp_path, text) -> None:
+        (tmp_path / io.MANIFEST).write_text(text)
+        with pytest.raises(UsageError, match=r"^active: cannot read .*settings.json.*not a "
+                                             r"dropkit manifest"):
+            io.check_manifest(tmp_path, "active", {"step": 10})

@@ -22,6 +22,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, NoReturn
 
 from dropkit import __version__
@@ -317,6 +318,17 @@ def _as_flags(error: BaseException, options: Sequence[str]) -> str:
     return message
 
 
+def _writer(args: argparse.Namespace) -> AbstractContextManager[object]:
+    """The lock on the command's ``--out`` folder: one writer at a time. Under torchrun
+    rank 0 alone writes, so it alone takes it."""
+    out = getattr(args, "out", None)
+    if out is None or os.environ.get("RANK", "0") != "0" or getattr(args, "list", False):
+        return nullcontext()
+    from dropkit.experiments.io import folder_lock
+
+    return folder_lock(out, args.command)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "demo":
@@ -325,7 +337,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_demo(seed=args.seed)
         return 0
     try:
-        _run(args)
+        with _writer(args):
+            _run(args)
     except (UsageError, ImportError) as error:  # ImportError: an extra is not installed
         rank = os.environ.get("RANK", "0")
         if rank == "0":

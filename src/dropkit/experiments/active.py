@@ -29,7 +29,7 @@ from dropkit import acquisition as A
 from dropkit.errors import UsageError
 from dropkit.experiments.data import Dataset
 from dropkit.experiments.engine import MC_STRATEGY, RunOptions, TrainConfig, load_final, train
-from dropkit.experiments.io import atomic_write_json
+from dropkit.experiments.io import atomic_write_json, check_manifest
 from dropkit.experiments.report import plt, print_table, save_figure, write_report
 
 __all__ = ["run_active", "ACQUISITIONS", "ACTIVE_LR", "acquire", "initial_labels"]
@@ -138,6 +138,12 @@ def run_active(options: RunOptions | None = None, *, acquisitions: tuple[str, ..
     if data.task != "classification":
         raise UsageError(f"active: `dataset` must be a classification set, {config.dataset!r} "
                          "is regression", "dataset")
+    defining = {**asdict(config), "initial": initial, "step": step, "samples": samples,
+                "candidate_samples": candidate_samples, "consistent": consistent}
+    # more rounds, seeds or acquisitions extend the run; anything else would mix two runs
+    check_manifest(out, "active", {**defining, "budget": budget, "seeds": seeds,
+                                   "acquisitions": list(acquisitions)},
+                   frozenset({"budget", "seeds", "acquisitions"}))
     options.log(f"dropkit active: {config.dataset}, {config.model}, {', '.join(acquisitions)}, "
                 f"{initial} + {step} per round up to {budget} labels, T = {samples} -> {out}")
     rounds = (budget - initial) // step + 1

@@ -20,7 +20,7 @@ from dropkit._checks import check_int
 from dropkit.errors import UsageError
 from dropkit.experiments.data import Dataset
 from dropkit.experiments.engine import RunOptions, TrainConfig, train_seeds, validation_split
-from dropkit.experiments.io import atomic_write_json
+from dropkit.experiments.io import atomic_write_json, check_manifest
 from dropkit.experiments.report import mean_spread, pct, plt, print_table, save_figure, write_report
 
 __all__ = ["RateSpec", "parse_rate", "run_compare", "run_grid", "summarize"]
@@ -165,6 +165,7 @@ def run_compare(
     specs = [parse_rate(r) for r in rates]
     check_int("compare", seeds, "seeds", 1)
     base, out, data = options.prepare(60, "runs/compare")
+    check_manifest(out, "compare", {**asdict(base), "seeds": seeds, "rates": list(rates)})
     log(f"dropkit compare: {base.dataset}, {base.model}, {base.epochs} epochs, {seeds} seed(s) "
         f"-> {out}")
     results = run_grid(specs, seeds, base, out, data=data, progress=options.progress, log=log)

@@ -33,7 +33,7 @@ from dropkit.experiments.engine import (
     predict,
     train_seeds,
 )
-from dropkit.experiments.io import atomic_write_json
+from dropkit.experiments.io import atomic_write_json, check_manifest
 from dropkit.experiments.report import print_table, reliability_diagram, write_report
 from dropkit.mc import mc_predict
 
@@ -82,6 +82,8 @@ def run_ensemble(options: RunOptions | None = None, *, members: int = 5, dropout
         raise UsageError(f"ensemble: expected `members` to be an int >= 2, got "
                          f"members={members!r}", "members")
     base, out, data = options.prepare(20, "runs/ensemble", dropout=0.0, input_dropout=0.0)
+    check_manifest(out, "ensemble", {**asdict(base), "members": members, "dropout": dropout,
+                                     "input_dropout": input_dropout})
     if data.task != "classification":
         raise UsageError(f"ensemble: `dataset` must be a classification set, "
                          f"{base.dataset!r} is regression", "dataset")

@@ -15,7 +15,7 @@ from dropkit._checks import check_int
 from dropkit.errors import UsageError
 from dropkit.experiments.compare import RateSpec, run_grid
 from dropkit.experiments.engine import RunOptions
-from dropkit.experiments.io import atomic_write_json
+from dropkit.experiments.io import atomic_write_json, check_manifest
 from dropkit.experiments.report import mean_spread, plt, print_table, save_figure, write_report
 
 __all__ = ["run_sweep", "DEFAULT_RATES"]
@@ -43,6 +43,8 @@ def run_sweep(
                              f"got {p}", "rates")
     check_int("sweep", seeds, "seeds", 1)
     base, out, data = options.prepare(20, "runs/sweep")
+    check_manifest(out, "sweep", {**asdict(base), "seeds": seeds, "rates": list(rates),
+                                  "input_dropout": input_dropout})
     log(f"dropkit sweep: {base.dataset}, hidden p in {list(rates)}, input p {input_dropout}, "
         f"{base.epochs} epochs, {seeds} seed(s) -> {out}")
     specs = [RateSpec(input_dropout, p) for p in rates]

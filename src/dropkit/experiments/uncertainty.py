@@ -23,7 +23,7 @@ from dropkit import uncertainty as U
 from dropkit.errors import UsageError
 from dropkit.experiments.data import Dataset
 from dropkit.experiments.engine import MC_STRATEGY, RunOptions, build_model, train
-from dropkit.experiments.io import atomic_write_json
+from dropkit.experiments.io import atomic_write_json, check_manifest
 from dropkit.experiments.report import (
     mean_spread,
     plt,
@@ -86,6 +86,7 @@ def run_uncertainty(
                          f"samples={samples}", "samples")
     config, out, data = options.prepare(30, "runs/uncertainty", seed=seed, dropout=dropout,
                                         input_dropout=input_dropout)
+    check_manifest(out, "uncertainty", {**asdict(config), "samples": samples})
     if data.task != "classification":
         raise UsageError(f"uncertainty: `dataset` must be a classification set, "
                          f"{config.dataset!r} is regression (see `dropkit reproduce "
