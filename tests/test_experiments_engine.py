@@ -121,8 +121,34 @@ class TestTrain:
 
     def test_refuses_to_overwrite_a_run(self, tmp_path) -> None:
         train(TrainConfig(epochs=1, **TINY), tmp_path, progress=False)
-        with pytest.raises(UsageError, match="already holds a run; set `resume` to continue"):
+        with pytest.raises(UsageError, match=r"already holds a run \(checkpoint.pt, "
+                                             r"metrics.jsonl\); set `resume` to continue"):
             train(TrainConfig(epochs=1, **TINY), tmp_path, progress=False)
+        (tmp_path / "checkpoint.pt").unlink()  # metrics alone are a run's too
+        with pytest.raises(UsageError, match=r"already holds a run \(metrics.jsonl\)"):
+            train(TrainConfig(epochs=1, **TINY), tmp_path, progress=False)
+
+    def test_resume_with_fewer_epochs_than_done_is_refused(self, tmp_path) -> None:
+        train(TrainConfig(epochs=2, **TINY), tmp_path, progress=False)
+        config = (tmp_path / "config.json").read_text()
+        with pytest.raises(UsageError, match=r"has done 2 epochs; resume with `epochs` >= 2, "
+                                             r"got epochs=1"):
+            train(TrainConfig(epochs=1, **TINY), tmp_path, resume=True, progress=False)
+        assert (tmp_path / "config.json").read_text() == config  # nothing rewritten
+
+    def test_metrics_a_kill_left_short_are_repaired_on_resume(self, tmp_path) -> None:
+        """A kill between the checkpoint's rename and the metrics' (simulated by cutting
+        the last line): resume rebuilds the file from the checkpoint's history."""
+        train(TrainConfig(epochs=3, **TINY), tmp_path / "straight", progress=False)
+        train(TrainConfig(epochs=2, **TINY), tmp_path / "cut", progress=False)
+        path = tmp_path / "cut" / "metrics.jsonl"
+        path.write_text(path.read_text().splitlines(keepends=True)[0])  # 1 of 2 lines
+        lines: list[str] = []
+        train(TrainConfig(epochs=3, **TINY), tmp_path / "cut", resume=True, progress=False,
+              log=lines.append)
+        assert any("metrics.jsonl repaired from the checkpoint: it held 1 of 2" in s
+                   for s in lines)
+        assert _metrics(tmp_path / "cut") == _metrics(tmp_path / "straight")
 
     def test_resume_with_another_configuration_is_refused(self, tmp_path) -> None:
         train(TrainConfig(epochs=1, **TINY), tmp_path, progress=False)

@@ -259,10 +259,11 @@ def _open_run(config: TrainConfig, out: Path, resume: bool, data: Dataset | None
     ctx = _init_distributed()
     if ctx.main:
         check_writable_dir(out)
-    if (out / CHECKPOINT).exists() and not resume:
+    held = [name for name in (CHECKPOINT, METRICS) if (out / name).exists()]
+    if held and not resume:
         raise UsageError(
-            f"train: `out` {str(out)!r} already holds a run; set `resume` to continue it or "
-            "choose another folder", "out")
+            f"train: `out` {str(out)!r} already holds a run ({', '.join(held)}); set `resume` "
+            "to continue it or choose another folder", "out")
     data = data if data is not None else dataset_for(config)
     device = torch.device(f"cuda:{ctx.rank % torch.cuda.device_count()}"
                           if torch.cuda.is_available() else "cpu")
@@ -336,8 +337,26 @@ def _restore(run: _Run, log: Callable[[str], None]) -> None:
         run.early = EarlyStopping.from_state(state["early_stopping"])
     torch.set_rng_state(state["rng"]["torch"].cpu())
     run.history = list(state["history"])
+    if len(run.history) > run.config.epochs:
+        raise UsageError(f"train: the run in {str(run.out)!r} has done {len(run.history)} "
+                         f"epochs; resume with `epochs` >= {len(run.history)}, got "
+                         f"epochs={run.config.epochs}", "epochs")
     if run.ctx.main:
+        _repair_metrics(run, log)
         log(f"resuming {run.out} after epoch {len(run.history)}")
+
+
+def _repair_metrics(run: _Run, log: Callable[[str], None]) -> None:
+    """The metrics as the checkpoint holds them: a kill between the checkpoint's rename
+    and the metrics' left the file an epoch short, and it would stay so."""
+    lines = "".join(json.dumps(r) + "\n" for r in run.history)
+    path = run.out / METRICS
+    held = path.read_text(encoding="utf-8") if path.exists() else None
+    if held != lines:
+        atomic_write_text(path, lines)
+        kept = held.count("\n") if held is not None else 0
+        log(f"{METRICS} repaired from the checkpoint: it held {kept} of "
+            f"{len(run.history)} epochs")
 
 
 def _epoch(run: _Run, epoch: int) -> dict[str, Any]:
