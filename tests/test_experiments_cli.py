@@ -121,11 +121,29 @@ def test_train_on_the_seeded_backend_resumes(tmp_path) -> None:
         (["train", "--early-stopping", "0"], "expected patience >= 1, got 0"),
         (["train", "--early-stopping", "3", "--epochs", "1"],
          "--early-stopping to be None unless --val-fraction > 0"),
-        (["train", "--min-delta", "-1"], "expected a number >= 0, got -1.0"),
+        (["train", "--min-delta", "-1"], "expected a finite number >= 0, got -1.0"),
         (["train", "--augment", "flip:1", "--epochs", "1"], "expected --augment as shift:K"),
         (["train", "--layerdrop", "0.2", "--epochs", "1"],
          "expected --layerdrop to be 0 unless --model is 'resmlp'"),
-        (["train", "--rdrop", "-1"], "expected a number >= 0, got -1.0"),
+        (["train", "--rdrop", "-1"], "expected a finite number >= 0, got -1.0"),
+        # accepted silently or a traceback before (the hostile-user sweep of issue 31)
+        (["train", "--lr", "inf"], "expected a finite number > 0, got inf"),
+        (["train", "--min-delta", "inf"], "expected a finite number >= 0, got inf"),
+        (["train", "--rdrop", "inf"], "expected a finite number >= 0, got inf"),
+        (["train", "--seed", "4611686018427387904", "--epochs", "1"],
+         "expected --seed to be an int in [0, 2**32)"),
+        (["train", "--schedule", "early:0.5,2.9", "--epochs", "1"],
+         "expected a whole number of steps, got 2.9"),
+        (["train", "--schedule", "early:0.5,inf", "--epochs", "1"],
+         "expected a whole number of steps, got inf"),
+        (["train", "--augment", "shift:nan", "--epochs", "1"],
+         "a shift is a whole number of pixels in [1, 8]"),
+        (["train", "--train-size", "5000", "--epochs", "1"],
+         "expected --train-size <= 4000 (the training examples of mnist5k)"),
+        (["train", "--early-stopping", "1", "--val-fraction", "0.1", "--train-size", "4",
+          "--epochs", "1"], "leaves no validation example"),
+        (["train", "--dataset", "boston", "--model", "cnn", "--epochs", "1"],
+         "expected --model 'mlp', got 'cnn'"),
     ],
 )
 def test_bad_input_is_one_line(argv, message, capsys, tmp_path) -> None:
@@ -136,6 +154,12 @@ def test_bad_input_is_one_line(argv, message, capsys, tmp_path) -> None:
     assert code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()  # refused before any work: no folder left
+
+
+def test_an_empty_out_is_refused(capsys) -> None:
+    assert main(["train", "--epochs", "1", "--out", ""]) == 2
+    assert "expected --out to name a folder, got ''" in capsys.readouterr().err
 
 
 def test_unwritable_out_dir(tmp_path, capsys) -> None:

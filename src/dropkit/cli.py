@@ -19,6 +19,7 @@ of the argument it names. Any other exception is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -66,8 +67,8 @@ def _float_where(what: str, bound: str, ok: Callable[[float], bool]) -> Callable
 
 
 _rate = _float_where("a drop probability", "in [0, 1)", lambda v: 0 <= v < 1)
-_positive_float = _float_where("a number", "> 0", lambda v: v > 0)
-_nonnegative_float = _float_where("a number", ">= 0", lambda v: v >= 0)
+_positive_float = _float_where("a finite number", "> 0", lambda v: 0 < v < math.inf)
+_nonnegative_float = _float_where("a finite number", ">= 0", lambda v: 0 <= v < math.inf)
 _fraction = _float_where("a validation fraction", "in [0, 0.5]", lambda v: 0 <= v <= 0.5)
 
 

@@ -214,13 +214,20 @@ def curriculum(p: float, gamma: float) -> Schedule:
 
 #: Schedules by name, as :func:`parse_schedule` and the command line read them:
 #: each takes its numbers in the factory's order.
+def _steps(value: float) -> int:
+    """A count of steps written in a spec: a whole, finite number (2.9 is not 2)."""
+    if not math.isfinite(value) or value != int(value):
+        raise ValueError(f"expected a whole number of steps, got {value:g}")
+    return int(value)
+
+
 SCHEDULES: dict[str, Callable[..., Schedule]] = {
     "constant": lambda p: constant(p),
-    "linear": lambda a, b, n: linear(a, b, int(n)),
-    "cosine": lambda a, b, n: cosine(a, b, int(n)),
-    "early": lambda p, c: early(p, int(c)),
-    "early-linear": lambda p, c: early(p, int(c), ramp="linear"),
-    "late": lambda p, s: late(p, int(s)),
+    "linear": lambda a, b, n: linear(a, b, _steps(n)),
+    "cosine": lambda a, b, n: cosine(a, b, _steps(n)),
+    "early": lambda p, c: early(p, _steps(c)),
+    "early-linear": lambda p, c: early(p, _steps(c), ramp="linear"),
+    "late": lambda p, s: late(p, _steps(s)),
     "curriculum": lambda p, g: curriculum(p, g),
 }
 

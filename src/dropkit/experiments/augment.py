@@ -55,7 +55,7 @@ def parse_augment(spec: str) -> Augment:
             number = float(value)
         except ValueError:
             raise bad(f"{value!r} is not a number") from None
-        if name == "shift" and (number != int(number) or not 1 <= number <= 8):
+        if name == "shift" and not (1 <= number <= 8 and number == int(number)):  # NaN fails
             raise bad("a shift is a whole number of pixels in [1, 8]")
         if name == "rotate" and not 0 < number <= 180:
             raise bad("a rotation is a number of degrees in (0, 180]")

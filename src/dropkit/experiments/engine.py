@@ -51,6 +51,7 @@ BEST = "best.pt"  # the best epoch's weights under early stopping
 VAL_SPLIT_SEED = 20141  # one validation split for every run and seed of a data set
 BACKENDS = ("torch", "seeded")
 METRICS = "metrics.jsonl"
+RUN_SEED_LIMIT = 2**32  # a run's seed; its streams are derived by multiplying it
 # The experiments' Monte Carlo strategy, fixed: mc_predict's "auto" chooses by timing,
 # and another choice on another machine (or a resumed process) would draw other samples
 # from the same seed. The loop is the reference recipe and runs every model.
@@ -106,8 +107,11 @@ class TrainConfig:
                 raise bad(name, f"an int >= {least}")
         if self.train_size is not None and self.train_size < 1:
             raise bad("train_size", "None or an int >= 1")
-        if not self.lr > 0:
-            raise bad("lr", "a learning rate > 0")
+        if not 0 < self.lr < math.inf:
+            raise bad("lr", "a finite learning rate > 0")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not (
+                0 <= self.seed < RUN_SEED_LIMIT):
+            raise bad("seed", "an int in [0, 2**32) (the run derives its streams from it)")
         if self.backend not in BACKENDS:
             raise bad("backend", f"one of {', '.join(BACKENDS)}")
         if isinstance(self.val_fraction, bool) or not 0.0 <= self.val_fraction <= 0.5:
@@ -119,10 +123,10 @@ class TrainConfig:
             if self.val_fraction <= 0:
                 raise bad("early_stopping", "None unless `val_fraction` > 0 gives a validation "
                           "split to watch")
-        if isinstance(self.min_delta, bool) or not self.min_delta >= 0:
-            raise bad("min_delta", "a number >= 0")
-        if isinstance(self.rdrop, bool) or not self.rdrop >= 0:
-            raise bad("rdrop", "R-Drop's alpha, a number >= 0")
+        if isinstance(self.min_delta, bool) or not 0 <= self.min_delta < math.inf:
+            raise bad("min_delta", "a finite number >= 0")
+        if isinstance(self.rdrop, bool) or not 0 <= self.rdrop < math.inf:
+            raise bad("rdrop", "R-Drop's alpha, a finite number >= 0")
         if not 0.0 <= self.layerdrop < 1.0:
             raise bad("layerdrop", "a drop probability in [0, 1)")
         if self.layerdrop and self.model != "resmlp":
@@ -265,6 +269,7 @@ def _open_run(config: TrainConfig, out: Path, resume: bool, data: Dataset | None
             f"train: `out` {str(out)!r} already holds a run ({', '.join(held)}); set `resume` "
             "to continue it or choose another folder", "out")
     data = data if data is not None else dataset_for(config)
+    _check_fits(config, data)
     device = torch.device(f"cuda:{ctx.rank % torch.cuda.device_count()}"
                           if torch.cuda.is_available() else "cpu")
     if config.augment and data.image_shape is None:
@@ -306,6 +311,22 @@ def _open_run(config: TrainConfig, out: Path, resume: bool, data: Dataset | None
                 {"world_size": ctx.world, "backend": dist.get_backend(),
                  "mask_agreement_rank0_rank1": agreement}, indent=2) + "\n")
     return run
+
+
+def _check_fits(config: TrainConfig, data: Dataset) -> None:
+    """What only the data set can tell: enough training examples, a model for its task."""
+    if config.train_size is not None and config.train_size > len(data.x_train):
+        raise UsageError(f"train: expected `train_size` <= {len(data.x_train)} (the training "
+                         f"examples of {config.dataset}), got train_size={config.train_size}",
+                         "train_size")
+    size = config.train_size or len(data.x_train)
+    if config.val_fraction and len(validation_split(size, config.val_fraction)[1]) == 0:
+        raise UsageError(f"train: `val_fraction` {config.val_fraction} of {size} training "
+                         "examples leaves no validation example; use more examples or a larger "
+                         "fraction", "val_fraction")
+    if data.task != "classification" and config.model != "mlp":
+        raise UsageError(f"train: {config.dataset!r} is a regression set, which trains a "
+                         f"regression MLP; expected `model` 'mlp', got {config.model!r}", "model")
 
 
 def validation_split(size: int, fraction: float) -> tuple[Tensor, Tensor]:

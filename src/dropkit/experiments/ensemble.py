@@ -82,11 +82,11 @@ def run_ensemble(options: RunOptions | None = None, *, members: int = 5, dropout
         raise UsageError(f"ensemble: expected `members` to be an int >= 2, got "
                          f"members={members!r}", "members")
     base, out, data = options.prepare(20, "runs/ensemble", dropout=0.0, input_dropout=0.0)
-    check_manifest(out, "ensemble", {**asdict(base), "members": members, "dropout": dropout,
-                                     "input_dropout": input_dropout})
     if data.task != "classification":
         raise UsageError(f"ensemble: `dataset` must be a classification set, "
                          f"{base.dataset!r} is regression", "dataset")
+    check_manifest(out, "ensemble", {**asdict(base), "members": members, "dropout": dropout,
+                                     "input_dropout": input_dropout})
     configs = {"member": base,
                "dropout": replace(base, dropout=dropout, input_dropout=input_dropout)}
     log(f"dropkit ensemble: {base.dataset}, {base.model}, {members} members vs one dropout "

@@ -55,6 +55,8 @@ def atomic_torch_save(path: str | os.PathLike[str], obj: Any) -> None:
 
 def check_writable_dir(path: str | os.PathLike[str]) -> Path:
     """Create ``path`` if needed and prove it is writable, before any work starts."""
+    if not str(path).strip():  # Path("") is ".": the current folder, never meant
+        raise UsageError("check_writable_dir: expected `out` to name a folder, got ''", "out")
     path = Path(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -75,6 +77,7 @@ def folder_lock(path: str | os.PathLike[str], owner: str) -> Iterator[Path]:
     stale lock (the file stays, unlocked, and the next writer takes it)."""
     import fcntl  # POSIX; imported here so that the module loads everywhere
 
+    created = not Path(path).exists()
     folder = check_writable_dir(path)
     handle = open(folder / LOCK, "a+")  # noqa: SIM115 - held until the block ends
     try:
@@ -93,6 +96,10 @@ def folder_lock(path: str | os.PathLike[str], owner: str) -> Iterator[Path]:
         yield folder
     finally:
         handle.close()  # closing the descriptor releases the lock
+        if created and [p.name for p in folder.iterdir()] == [LOCK]:
+            # refused before any work (a bad argument): leave no folder behind
+            (folder / LOCK).unlink(missing_ok=True)
+            folder.rmdir()
 
 
 def check_manifest(folder: Path, command: str, settings: dict[str, Any],

@@ -86,11 +86,11 @@ def run_uncertainty(
                          f"samples={samples}", "samples")
     config, out, data = options.prepare(30, "runs/uncertainty", seed=seed, dropout=dropout,
                                         input_dropout=input_dropout)
-    check_manifest(out, "uncertainty", {**asdict(config), "samples": samples})
     if data.task != "classification":
         raise UsageError(f"uncertainty: `dataset` must be a classification set, "
                          f"{config.dataset!r} is regression (see `dropkit reproduce "
                          "uci-boston`)", "dataset")
+    check_manifest(out, "uncertainty", {**asdict(config), "samples": samples})
     log(f"dropkit uncertainty: {config.dataset}, {config.model}, {config.epochs} epochs, "
         f"T = {samples} -> {out}")
     train(config, out / "model", resume=True, progress=options.progress, data=data, log=log)
