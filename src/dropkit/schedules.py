@@ -212,8 +212,6 @@ def curriculum(p: float, gamma: float) -> Schedule:
     return Curriculum(p, gamma)
 
 
-#: Schedules by name, as :func:`parse_schedule` and the command line read them:
-#: each takes its numbers in the factory's order.
 def _steps(value: float) -> int:
     """A count of steps written in a spec: a whole, finite number (2.9 is not 2)."""
     if not math.isfinite(value) or value != int(value):
@@ -221,6 +219,8 @@ def _steps(value: float) -> int:
     return int(value)
 
 
+#: Schedules by name, as :func:`parse_schedule` and the command line read them:
+#: each takes its numbers in the factory's order.
 SCHEDULES: dict[str, Callable[..., Schedule]] = {
     "constant": lambda p: constant(p),
     "linear": lambda a, b, n: linear(a, b, _steps(n)),
