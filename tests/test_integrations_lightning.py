@@ -198,5 +198,7 @@ def test_a_stored_rate_the_forward_ignores_is_neither_set_nor_logged(tmp_path: P
 
 def test_a_schedule_naming_an_ignored_rate_fails_at_the_first_batch(tmp_path: Path) -> None:
     cb = DropoutSchedule({"hidden_dropout": schedules.constant(0.3)})
-    with pytest.raises(ValueError, match=r"DropoutSchedule: \['hidden_dropout'\] are not read"):
+    with pytest.raises(ValueError, match=r"DropoutSchedule: `schedule` names "
+                                         r"\['hidden_dropout'\], which the model's forward "
+                                         r"does not read"):
         _trainer(tmp_path, 1, [cb]).fit(Stored(), _loader())

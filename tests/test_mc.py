@@ -272,6 +272,23 @@ class TestAutoChoice:
         assert mc.last_choice.strategy == "loop"
         assert "vmap failed in module '0' (LayerDrop)" in mc.last_choice.reason
 
+    def test_an_input_with_no_signature_is_not_timed_at_every_call(self, monkeypatch) -> None:
+        from dropkit import mc
+
+        class Scale(nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.fc, self.drop = nn.Linear(4, 4), dn.Dropout(0.5)
+
+            def forward(self, x: torch.Tensor, options: object) -> torch.Tensor:
+                return self.drop(self.fc(x))
+
+        monkeypatch.setattr(mc, "_timed", lambda *a: pytest.fail("timed"))
+        out = dropkit.mc_predict(Scale(), (torch.randn(3, 4), object()), 4)
+        assert out.shape == (4, 3, 4)
+        assert mc.last_choice.strategy == "vmap"
+        assert mc.last_choice.reason.startswith("not timed: the input is not a plain")
+
     def test_an_explicit_strategy_is_recorded_as_asked(self) -> None:
         from dropkit import mc
 

@@ -458,3 +458,27 @@ def test_the_discovery_cache_keeps_no_model_alive() -> None:
         del model
     gc.collect()
     assert sum(r() is not None for r in refs) == 0
+
+
+def test_a_site_seen_unread_is_looked_at_afresh_by_the_next_pass() -> None:
+    """Static discovery remembers what a pass saw unread; a later pass looks again, so a
+    changed code path (another attention implementation) brings the site back."""
+
+    class Switch(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+            self.drop = nn.Dropout(0.3)
+            self.use_module = False
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = self.fc(x)
+            return self.drop(h) if self.use_module else F.dropout(h, 0.2, self.training)
+
+    m, x = Switch(), torch.randn(3, 4)
+    assert [(s.name, s.kind) for s in dropkit.dropout_sites(m, x)] == [(":dropout", "functional")]
+    assert dropkit.find_dropout(m) == []
+    m.use_module = True
+    found = dropkit.dropout_sites(m, x)
+    assert [(s.name, s.kind, s.settable) for s in found] == [("drop", "module", True)]
+    assert [n for n, _ in dropkit.find_dropout(m)] == ["drop"]

@@ -442,7 +442,9 @@ def mc_predict(
             model, input signature and chunk size each is timed on a few samples, which
             are kept, and the one predicted fastest for the whole call runs from then on;
             a strategy that fails is skipped with a warning naming the module;
-            :data:`dropkit.mc.last_choice` says what ran and why). ``"batch"`` only
+            :data:`dropkit.mc.last_choice` says what ran and why; an input that is not
+            a plain structure of tensors and values has no signature and is not timed:
+            vmap, else the loop). ``"batch"`` only
             where tiling the input is observed not to mix samples (the output's dim 0
             doubles and nothing else grows, a copy's rows unchanged by the other's).
             An explicit strategy is never switched; one that cannot run is an error
@@ -532,22 +534,27 @@ def _asked(strategy: str, model: nn.Module, x: Any, samples: int, chunk: int | N
         check_batchable("mc_predict", "sample", active)
         check_uncoupled("mc_predict", model, x, output, key)
     _choose(Choice(strategy, "asked for", {}))
-    with torch.no_grad(), only_training(model, gates_of(sites)):
-        try:
-            return _in_memory(sampler(strategy, sites), strategy, model, x, samples, chunk,
-                              output)
-        except (_OutputError, torch.OutOfMemoryError):
+    with torch.no_grad(), only_training(model, gates_of(sites)), \
+            vmap_failures_named("mc_predict", "sample", model, strategy):
+        return _in_memory(sampler(strategy, sites), strategy, model, x, samples, chunk, output)
+
+
+@contextmanager
+def vmap_failures_named(fn: str, action: str, model: nn.Module,
+                        strategy: str) -> Iterator[None]:
+    """Inside, an explicit 'vmap' that torch cannot run raises an error naming the module
+    (the caller's own errors, ValueError and TypeError, and running out of memory pass
+    as they are)."""
+    try:
+        yield
+    except (ValueError, TypeError):
+        raise
+    except Exception as error:
+        if strategy != "vmap" or out_of_memory(error):
             raise
-        except Exception as error:
-            if strategy != "vmap":
-                raise
-            raise vmap_failure("mc_predict", "sample", model, error) from error
-
-
-def vmap_failure(fn: str, action: str, model: nn.Module, error: BaseException) -> RuntimeError:
-    """The error for an explicit 'vmap' that torch could not run: it names the module."""
-    return RuntimeError(f"{fn}: strategy 'vmap' cannot {action} {_failing_module(model, error)}"
-                        f": {_reason(error)}; use 'batch' or 'loop'")
+        raise RuntimeError(f"{fn}: strategy 'vmap' cannot {action} "
+                           f"{_failing_module(model, error)}: {_reason(error)}; use 'batch' "
+                           "or 'loop'") from error
 
 
 def _reason(error: BaseException) -> str:
@@ -563,9 +570,12 @@ _CHOSEN: weakref.WeakKeyDictionary[nn.Module, tuple[object, Choice]] = (
 
 def _candidates(model: nn.Module, x: Any, output: Output, active: list[Site],
                 key: object) -> list[str]:
-    """The strategies that can give independent samples here, vmap first."""
+    """The strategies that can give independent samples here, vmap first. Batch only
+    where its observation can be reused: with no signature it would cost three passes
+    at every call."""
     order = ["vmap", "batch", "loop"]
-    if any(_batch_problem(s) for s in active) or _coupling(model, x, output, key) is not None:
+    if (key is None or any(_batch_problem(s) for s in active)
+            or _coupling(model, x, output, key) is not None):
         order.remove("batch")
     return order
 
@@ -579,7 +589,10 @@ def _auto(model: nn.Module, x: Any, samples: int, chunk: int | None, output: Out
     held = _CHOSEN.get(model)
     order = _candidates(model, x, output, active, signed)
     with torch.no_grad(), only_training(model, gates_of(sites)):
-        if held is None or held[0] != key or key is None:
+        if key is None:  # an input with no signature: timing could not be reused
+            choice = Choice(order[0], "not timed: the input is not a plain structure of "
+                            "tensors, so a timing could not be reused", {})
+        elif held is None or held[0] != key:
             if samples >= 2 and len(order) > 1:
                 # timed on samples thrown away, every random stream then put back: a
                 # seeded call gives the same samples whether or not it was the first
@@ -588,8 +601,7 @@ def _auto(model: nn.Module, x: Any, samples: int, chunk: int | None, output: Out
             else:
                 choice = Choice(order[0], "one sample, or one strategy that applies: "
                                 "nothing to time", {})
-            if key is not None:
-                _CHOSEN[model] = (key, choice)
+            _CHOSEN[model] = (key, choice)
         else:
             choice = held[1]
         _choose(choice)
@@ -626,9 +638,11 @@ def _measure(model: nn.Module, x: Any, samples: int, chunk: int | None, output: 
             run(model, x, 1, None, output)  # warm-up
             _, t1 = _timed(run, model, x, 1, output, sync)
             _, tk = _timed(run, model, x, k, output, sync)
-        except (_OutputError, torch.OutOfMemoryError):
+        except _OutputError:
             raise
         except Exception as error:  # noqa: BLE001 - any failure means: time the next one
+            if out_of_memory(error):
+                raise
             # not a warning: auto's job is to find what runs (last_choice says why)
             failed.append(f"{name} failed in {_failing_module(model, error)} "
                           f"({_reason(error)})")

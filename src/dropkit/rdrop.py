@@ -109,7 +109,7 @@ def rdrop_forward(model: nn.Module, x: Any, *, output: Any = None,
     ``"batch"`` where a site draws once per batch (DropConnect, LayerDrop: the two
     halves would share it). Raises if the two passes came out identical.
     """
-    from dropkit.mc import check_batchable, check_uncoupled, sampler, vmap_failure
+    from dropkit.mc import check_batchable, check_uncoupled, sampler, vmap_failures_named
     from dropkit.sites import discover_cached
 
     if strategy not in STRATEGIES:
@@ -127,14 +127,8 @@ def rdrop_forward(model: nn.Module, x: Any, *, output: Any = None,
     if strategy == "batch":
         check_batchable("rdrop_forward", "draw two masks for", active)
         check_uncoupled("rdrop_forward", model, x, output)
-    try:
+    with vmap_failures_named("rdrop_forward", "draw two masks for", model, strategy):
         out = sampler(strategy, sites)(model, x, 2, None, output)
-    except (ValueError, TypeError, torch.OutOfMemoryError):
-        raise
-    except Exception as error:
-        if strategy != "vmap":
-            raise
-        raise vmap_failure("rdrop_forward", "draw two masks for", model, error) from error
     if torch.equal(out[0], out[1]):
         raise RuntimeError(
             "rdrop_forward: the two passes are identical although dropout sites with rates "

@@ -78,6 +78,20 @@ def _refuse_drawn_elsewhere(fn: str, sites: list[Site], error: type[Exception]) 
                     "global generator, not from the generator a plan sets on the module")
 
 
+def _check_at_first_call(model: nn.Module) -> None:
+    """:func:`_refuse_drawn_elsewhere` on the arguments of ``model``'s next call, before
+    it runs; a refused call leaves the check in place for the call after it."""
+
+    def check(found: list[Site]) -> None:
+        try:
+            _refuse_drawn_elsewhere("SeedPlan", found, RuntimeError)
+        except RuntimeError:
+            on_first_call(model, check)
+            raise
+
+    on_first_call(model, check)
+
+
 class SeedPlan:
     """Seed every dropout site of ``model`` from (``seed``, site name, step, rank).
 
@@ -160,8 +174,7 @@ class SeedPlan:
             self.generators[s.name] = g
         self.set_step(0)
         if example_input is None:  # observed at the first call, before anything draws
-            on_first_call(model, lambda found: _refuse_drawn_elsewhere(
-                "SeedPlan", found, RuntimeError))
+            _check_at_first_call(model)
 
     def seeds(self, step: int | None = None) -> dict[str, int]:
         """Each site's seed at ``step`` (default: the current one), on this rank."""

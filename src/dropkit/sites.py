@@ -220,11 +220,12 @@ def _module_rate_attribute(m: nn.Module) -> str | None:
     return None
 
 
-def _static_sites(model: nn.Module) -> list[Site]:
-    """Modules and rate attributes, less the attributes a discovery pass saw unread."""
+def _static_sites(model: nn.Module, remembered: bool = True) -> list[Site]:
+    """Modules and rate attributes, less (where ``remembered``) those the last discovery
+    pass saw the forward run past unread."""
     sites = []
     for name, m in model.named_modules():
-        seen = _READ.get(m, {})
+        seen = _READ.get(m, {}) if remembered else {}
         declared = getattr(type(m), "rate_attributes", None)  # a module with several rates
         if isinstance(declared, tuple):
             sites += [Site(f"{name}.{a}" if name else a, "attribute", name, m, a, ((name, m),))
@@ -254,8 +255,9 @@ def gates_of(sites: Iterable[Site]) -> list[nn.Module]:
 
 class _Evidence:
     """What the two discovery passes show of each static site, and the functional and
-    noise sites they find. Pass 1 (:data:`PROBE`) tells which site each call belongs to,
-    pass 2 (:data:`CONFIRM`) whether it samples with only the gates on, at its real rate."""
+    noise sites they find. Pass 1 (the probe) tells which site each call belongs to and
+    whose code made it; pass 2 (the confirmation) whether it samples with only the gates
+    on, at its real rate."""
 
     def __init__(self, sites: list[Site], probes: dict[float, Site], batch: int | None) -> None:
         self.sites = sites
@@ -338,6 +340,19 @@ class _Evidence:
             self.found[ident] = site = self._rated(site, call.p)
         self.mark(site, call, None, True)
 
+    def _ran_past(self, site: Site, ran: dict[int, bool], parents: dict[int, nn.Module]
+                  ) -> bool:
+        """The forward ran the code that holds ``site`` (a rate attribute's module, a
+        dropout module's parent; the module itself did not run) and nothing of it was
+        seen: no call carried its probe, no draw was its."""
+        if id(site) in self.read or self.calls[id(site)]:
+            return False
+        if site.kind == "attribute":
+            return id(site.module) in ran
+        parent = parents.get(id(site.module))
+        return (site.kind == "module" and parent is not None and id(parent) in ran
+                and id(site.module) not in ran)
+
     def _per_example(self, call: Call) -> bool:
         """A raw draw whose dim 0 is the input's batch: one draw per example."""
         out = call.output
@@ -362,11 +377,7 @@ class _Evidence:
         no call carried the probe, no draw was theirs."""
         out, unread = [], []
         for s in [*self.sites, *self.found.values()]:
-            where = s.module if s.kind == "attribute" else parents.get(id(s.module))
-            if (s.kind in ("attribute", "module") and s in probed and where is not None
-                    and id(where) in ran_probe and id(s.module) not in (
-                        ran_probe if s.kind == "module" else {})
-                    and id(s) not in self.read and not self.calls[id(s)]):
+            if s in probed and self._ran_past(s, ran_probe, parents):
                 unread.append(s)
                 continue
             sampled: bool | None = None if s in held else self.sampled[id(s)]
@@ -385,29 +396,28 @@ def _identity(call: Call) -> tuple[int, str, str]:
     return (id(call.module), call.function, call.where)
 
 
-def _skipping(sites: list[Site]) -> list[tuple[Site, float]]:
-    """The LayerDrop sites (transformers' ``layerdrop``, :class:`dropkit.nn.LayerDrop`),
-    with their rates: a pass that must see every layer holds them at 0, since a skipped
-    layer hides the sites inside it (their coin is still drawn, and seen)."""
-    return [(s, s.rate) for s in sites if s.kind == "attribute" and (
+def _skipping(sites: list[Site]) -> list[Site]:
+    """The LayerDrop sites (transformers' ``layerdrop``, :class:`dropkit.nn.LayerDrop`): a
+    pass that must see every layer holds them at 0, since a skipped layer hides the sites
+    inside it (their coin is still drawn, and seen)."""
+    return [s for s in sites if s.kind == "attribute" and (
         s.attr in SHARED_ATTRIBUTES or getattr(type(s.module), "skips_layers", False))]
 
 
 @contextmanager
 def every_layer(sites: list[Site]) -> Iterator[None]:
     """Inside, the LayerDrop sites among ``sites`` skip nothing (:func:`_skipping`)."""
-    with _rates_held(_skipping(sites), 0.0):
+    with _rates_held([(s, 0.0) for s in _skipping(sites)]):
         yield
 
 
 @contextmanager
-def _rates_held(sites: list[tuple[Site, float]], value: float | None) -> Iterator[None]:
-    """Inside, each of ``sites`` has rate ``value`` (None: the probe rate paired with it
-    by :func:`_probes`); on exit the rate it had."""
-    saved = [(s, getattr(s.module, str(s.attr))) for s, _ in sites]
+def _rates_held(rates: list[tuple[Site, float]]) -> Iterator[None]:
+    """Inside, each site has the rate paired with it; on exit the rate it had."""
+    saved = [(s, getattr(s.module, str(s.attr))) for s, _ in rates]
     try:
-        for s, probe in sites:
-            setattr(s.module, str(s.attr), probe if value is None else value)
+        for s, rate in rates:
+            setattr(s.module, str(s.attr), rate)
         yield
     finally:
         for s, rate in saved:
@@ -441,11 +451,10 @@ def discover(model: nn.Module, example_input: Any) -> list[Site]:
     """:func:`dropout_sites` with an example input: two recorded passes under
     ``no_grad`` (see the module's docstring), modes, buffers and random streams left as
     they were."""
-    static = _static_sites(model)
-    skips = _skipping(static)
-    held = [s for s, _ in skips]
+    static = _static_sites(model, remembered=False)  # looked at afresh: the code may differ
+    held = _skipping(static)
     probes = _probes(static, held)
-    with untouched(model), _rates_held(skips, 0.0):
+    with untouched(model), _rates_held([(s, 0.0) for s in held]):
         # Pass 1: every module but normalization in training mode, every probed rate at
         # its probe: which site each dropout call and raw draw belongs to, and whose code
         # made it (its gate).
@@ -468,9 +477,8 @@ def discover(model: nn.Module, example_input: Any) -> list[Site]:
                 stacklevel=3)
         # Pass 2: only the gates on, the real rates: what mc_mode will sample.
         ran: dict[int, bool] = {}
-        gates = gates_of([*static, *evidence.found.values()]) + [
-            g for gs in evidence.gates.values() for _, g in gs]
-        _pass(model, example_input, gates, lambda c: evidence.add(c, True), ran)
+        gates = {id(g): g for gs in evidence.gates.values() for _, g in gs}  # every site's
+        _pass(model, example_input, gates.values(), lambda c: evidence.add(c, True), ran)
     parents = {id(c): m for m in model.modules() for c in m.children()}
     found, unread = evidence.result(ran, held, [s for s, _ in probes], ran_probe, parents)
     _record_reads(found, unread)
@@ -483,7 +491,7 @@ def _probe(model: nn.Module, x: Any, static: list[Site], probes: list[tuple[Site
     the modules whose forward ran."""
     evidence = _Evidence(static, {value: s for s, value in probes}, _batch_size(x))
     ran: dict[int, bool] = {}
-    with _rates_held(probes, None):
+    with _rates_held(probes):
         _pass(model, x, on, lambda c: evidence.add(c, False), ran)
     return evidence, ran
 

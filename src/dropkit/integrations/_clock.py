@@ -127,9 +127,10 @@ class ScheduleClock:
             listed = {name for name, _ in find_dropout(model)}
             unread = sorted(set(self.schedule) - listed)
             if unread:
-                raise ValueError(f"{self.owner}: {unread} are not read by the model's forward "
-                                 "(a discovery pass on the first batch saw it run past "
-                                 "them), so no schedule can drive them")
+                raise UsageError(f"{self.owner}: `schedule` names {unread}, which the "
+                                 "model's forward does not read (a discovery pass on the "
+                                 "first batch saw it run past them): no schedule can drive "
+                                 "them", "schedule")
         return self._apply(self.last_step)
 
     def _apply(self, step: int) -> dict[str, float]:
