@@ -1,9 +1,29 @@
+import argparse
+import errno
 import subprocess
 import sys
 
 import pytest
 
-from dropkit.cli import main
+from dropkit import cli
+from dropkit.cli import build_parser, main
+
+# Values no typed flag of the command line accepts: not numbers, empty, NaN, negative,
+# infinite (1e400 overflows to inf), and a word no choice list holds.
+BAD_VALUES = ["abc", "", "nan", "-1", "-inf", "1e400", "0x10", "bogus"]
+
+
+def _typed_flags() -> list[tuple[str, str]]:
+    """(command, flag) for every flag whose value the parser checks (a type or choices)."""
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return [(name, action.option_strings[-1])
+            for name, sub in commands.choices.items() for action in sub._actions
+            if action.option_strings and action.nargs != 0
+            and (action.type is not None or action.choices is not None)]
+
+
+FLAGS = _typed_flags()
 
 
 class TestCli:
@@ -38,3 +58,49 @@ class TestCli:
             main(["demo", "--help"])
         assert exc.value.code == 0
         assert "--seed" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command, flag", FLAGS)
+def test_every_typed_flag_refuses_every_bad_value_in_one_line(command, flag, capsys) -> None:
+    """The sweep a hostile user runs: every checked flag of every command, every bad
+    value. A value the parser wrongly accepted would reach --help and exit 0."""
+    assert len(FLAGS) >= 60  # the sweep covers the command line, not a corner of it
+    for value in BAD_VALUES:
+        with pytest.raises(SystemExit) as exc:
+            main([command, flag, value, "--help"])
+        err = capsys.readouterr().err
+        assert exc.value.code == 2, (command, flag, value)
+        assert err.count("\n") == 1 and "error:" in err and "Traceback" not in err, err
+
+
+class TestOutOfResources:
+    """A full disk or an allocation the machine cannot make: one line, exit 1."""
+
+    @pytest.mark.parametrize("error, message", [
+        (OSError(errno.ENOSPC, "No space left on device", "runs/a/checkpoint.pt"),
+         "no space left on the device writing runs/a/checkpoint.pt"),
+        (RuntimeError("[enforce fail at alloc_cpu.cpp:121] DefaultCPUAllocator: can't "
+                      "allocate memory: you tried to allocate 400000000000 bytes"),
+         "out of memory: use a smaller --hidden"),
+        (MemoryError(), "out of memory"),
+    ])
+    def test_one_line_and_how_to_continue(self, error, message, capsys, monkeypatch,
+                                          tmp_path) -> None:
+        def run(args) -> None:
+            raise error
+
+        monkeypatch.setattr(cli, "_run", run)
+        assert main(["train", "--out", str(tmp_path / "o")]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err
+        assert "nothing written is lost: rerun with --resume to continue" in err
+        assert main(["compare", "--out", str(tmp_path / "c")]) == 1
+        assert "rerun the same command to continue" in capsys.readouterr().err
+
+    def test_any_other_error_is_a_bug_with_its_traceback(self, monkeypatch, tmp_path) -> None:
+        def run(args) -> None:
+            raise RuntimeError("a bug")
+
+        monkeypatch.setattr(cli, "_run", run)
+        with pytest.raises(RuntimeError, match="a bug"):
+            main(["train", "--out", str(tmp_path / "o")])

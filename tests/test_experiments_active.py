@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from dropkit.errors import UsageError
-from dropkit.experiments.active import ACTIVE_LR, acquire, initial_labels, run_active
+from dropkit.experiments.active import ACTIVE_LR, acquire, initial_labels, read_state, run_active
 from dropkit.experiments.engine import RunOptions
 
 TINY = {"hidden": 32, "batch_size": 10}
@@ -64,6 +64,11 @@ def test_a_resumed_run_equals_a_straight_one(tmp_path, capsys) -> None:
     ({"acquisitions": ("bald", "guess")}, "expected `acquisitions` among random, bald"),
     ({"budget": 5}, r"expected `budget` >= `initial` \(20\), got budget=5"),
     ({"step": 0}, "expected `step` to be an int >= 1"),
+    ({"initial": 5000, "budget": 5000}, r"expected `budget` <= 4000 \(the training examples "
+                                        r"there are to label\), got budget=5000"),
+    ({"dropout": 0.0}, r"Monte Carlo dropout samples nothing .* expected `dropout` > 0"),
+    ({"samples": 10**9}, r"^active: scoring 256 pool points with 1,000,000,000 samples "
+                         r"needs about .* GiB of memory"),
 ])
 def test_bad_arguments_before_any_training(tmp_path, kwargs: dict, match: str) -> None:
     with pytest.raises(UsageError, match=match):
@@ -97,3 +102,52 @@ def test_resume_refuses_changed_settings_and_another_command_s_folder(tmp_path) 
     with pytest.raises(UsageError, match=r"cannot `resume` a run made with "
                                          r"rates=\['0.5'\] with rates=\['0.3'\]"):
         run_compare(_options(tmp_path / "c", epochs=1), seeds=1, rates=("0.3",))
+
+
+def test_train_size_is_the_pool(tmp_path) -> None:
+    """`train_size` was accepted and ignored: the pool is the first N training examples."""
+    options = RunOptions(epochs=1, out=tmp_path, progress=False, log=lambda *_: None,
+                         overrides={**TINY, "train_size": 60})
+    run_active(options, acquisitions=("bald",), initial=20, step=10, budget=30, samples=4)
+    state = json.loads((tmp_path / "runs" / "bald-seed0" / "state.json").read_text())
+    assert len(state["labelled"]) == 30 and max(state["labelled"]) < 60
+    with pytest.raises(UsageError, match=r"expected `budget` <= 60"):
+        run_active(RunOptions(out=tmp_path / "b", overrides={"train_size": 60}), budget=70)
+
+
+class TestReadState:
+    """state.json is checked against the run before a round trusts it."""
+
+    FIRST = [3, 1, 4]
+
+    def _write(self, tmp_path, state) -> object:
+        path = tmp_path / "state.json"
+        path.write_text(json.dumps(state))
+        return path
+
+    def test_a_consistent_state_reads_back(self, tmp_path) -> None:
+        state = {"labelled": [3, 1, 4, 9, 8], "rounds": [{"labels": 3, "test_error": 0.5}]}
+        assert read_state(self._write(tmp_path, state), self.FIRST, 2, 10) == state
+
+    @pytest.mark.parametrize(("state", "problem"), [
+        ({"labelled": [3, 1, 4, -1, 8], "rounds": [{"labels": 3, "test_error": 0.5}]},
+         r"an index that is not a training example in \[0, 10\)"),
+        ({"labelled": [3, 1, 4, 10, 8], "rounds": [{"labels": 3, "test_error": 0.5}]},
+         r"an index that is not a training example"),
+        ({"labelled": [3, 1, 4, True, 8], "rounds": [{"labels": 3, "test_error": 0.5}]},
+         r"an index that is not a training example"),
+        ({"labelled": [3, 1, 4, 8, 8], "rounds": [{"labels": 3, "test_error": 0.5}]},
+         "an index labelled twice"),
+        ({"labelled": [1, 3, 4], "rounds": []}, "initial labels other than this run's seed"),
+        ({"labelled": [3, 1, 4], "rounds": [{"labels": 4, "test_error": 0.5}]},
+         "rounds that do not follow"),
+        ({"labelled": [3, 1, 4], "rounds": [{"labels": 3, "test_error": None}]},
+         "rounds that do not follow"),
+        ({"labelled": [3, 1, 4, 5, 6, 7, 8], "rounds": [{"labels": 3, "test_error": 0.5}]},
+         "7 labels after 1 rounds"),
+        ({"labelled": "3,1,4", "rounds": []}, "no lists `labelled` and `rounds`"),
+    ])
+    def test_a_state_that_does_not_fit_is_named(self, tmp_path, state, problem) -> None:
+        with pytest.raises(UsageError, match=rf"^active: .*state.json' holds {problem}.*start "
+                                             r"afresh in another folder"):
+            read_state(self._write(tmp_path, state), self.FIRST, 2, 10)

@@ -144,6 +144,35 @@ def test_train_on_the_seeded_backend_resumes(tmp_path) -> None:
           "--epochs", "1"], "leaves no validation example"),
         (["train", "--dataset", "boston", "--model", "cnn", "--epochs", "1"],
          "expected --model 'mlp', got 'cnn'"),
+        (["active", "--train-size", "5000", "--epochs", "1"], "expected --train-size <= 4000"),
+        (["active", "--initial", "5000", "--budget", "5000", "--epochs", "1"],
+         "expected --budget <= 4000 (the training examples there are to label)"),
+        (["active", "--train-size", "50", "--budget", "60", "--epochs", "1"],
+         "expected --budget <= 50"),
+        (["train", "--data-root", "/tmp", "--epochs", "1"],
+         "expected --data-root to be unset unless --dataset is one of mnist, fashion-mnist"),
+        (["sweep", "--download", "--epochs", "1"], "expected --download to be unset unless"),
+        (["uncertainty", "--samples", "1000000000", "--epochs", "1"],
+         "keeping 1,000,000,000 samples of the test set needs about"),
+        (["active", "--samples", "1000000000", "--epochs", "1"], "expected a smaller --samples"),
+        (["uncertainty", "--dropout", "0", "--input-dropout", "0", "--epochs", "1"],
+         "Monte Carlo dropout samples nothing in a network without dropout"),
+        (["ensemble", "--dropout", "0", "--input-dropout", "0", "--epochs", "1"],
+         "expected --dropout or --input-dropout > 0"),
+        (["active", "--dropout", "0", "--epochs", "1"], "expected --dropout > 0, got dropout=0"),
+        (["train", "--hidden", "100000000", "--epochs", "1"], "expected a smaller --hidden"),
+        (["compare", "--hidden", "100000000", "--epochs", "1"], "expected a smaller --hidden"),
+        (["active", "--hidden", "100000000", "--epochs", "1"], "expected a smaller --hidden"),
+        *[(["train", "--schedule", spec, "--epochs", "1"], "--schedule")
+          for spec in ("", "early", "early:", "early:a,b", "linear:0.5,0,-3", "early:1.5,3",
+                       "early:nan,3", "early:0.5,3,4", "constant:2")],
+        *[(["train", "--augment", spec, "--epochs", "1"], "--augment")
+          for spec in ("shift", "shift:0", "shift:9", "rotate:-1", "rotate:nan", "rotate:inf",
+                       "shift:2+shift:2", "shift:2+", "+")],
+        *[(["compare", "--rates", spec, "--epochs", "1"], "--rates")
+          for spec in ("x", "0.5/", "/0.5", "1.5", "-0.1", "nan", "0.2/inf", "")],
+        (["train", "--augment", "shift:2", "--dataset", "boston", "--epochs", "1"],
+         "--augment moves images, and data set 'boston' has none"),
     ],
 )
 def test_bad_input_is_one_line(argv, message, capsys, tmp_path) -> None:
@@ -155,6 +184,18 @@ def test_bad_input_is_one_line(argv, message, capsys, tmp_path) -> None:
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err and "Traceback" not in err
     assert not (tmp_path / "o").exists()  # refused before any work: no folder left
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["bogus-claim"], "unknown claim(s) ['bogus-claim']"),
+    (["mask-statistics", "--docs", "/proc/none/page.md"], "cannot write to --docs '/proc/none'"),
+    (["mask-statistics", "--docs", "."], "expected --docs to name a file, got the folder"),
+])
+def test_reproduce_refuses_before_any_claim_runs(argv, message, capsys, tmp_path) -> None:
+    code = main(["reproduce", *argv, "--quick", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and message in err
+    assert not (tmp_path / "o" / "mask-statistics").exists()  # no claim ran
 
 
 def test_an_empty_out_is_refused(capsys) -> None:

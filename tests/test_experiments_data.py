@@ -80,6 +80,15 @@ class TestIdx:
         with pytest.raises(ValueError, match=r"header says \(10,\) .* holds 4"):
             D.read_idx(path)
 
+    @pytest.mark.parametrize("content", [b"", b"\x00\x00", bytes([0, 0, 8, 3, 0, 0]),
+                                         bytes([1, 2, 3, 4, 5]), b"\x1f\x8b garbled gzip"])
+    def test_a_corrupt_file_is_a_usage_error_naming_it(self, tmp_path, content) -> None:
+        path = tmp_path / ("x.gz" if content.startswith(b"\x1f\x8b") else "x.idx")
+        path.write_bytes(content)
+        with pytest.raises(UsageError, match=rf"^{path}: ") as caught:
+            D.read_idx(path)
+        assert caught.value.argument == "data_root"
+
     def test_download_checks_sha256(self, idx_folder, tmp_path) -> None:
         source, hashes = idx_folder
         dest = tmp_path / "fetched"

@@ -4,6 +4,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,8 @@ import torch
 from dropkit.errors import UsageError
 from dropkit.experiments.engine import (
     TrainConfig,
+    check_fits,
+    check_samples,
     dataset_for,
     evaluate,
     load_final,
@@ -203,12 +206,88 @@ class TestTrain:
          ("lr", float("inf"), r"^TrainConfig: expected `lr` to be a finite learning rate"),
          ("rdrop", float("inf"), r"^TrainConfig: expected `rdrop` to be R-Drop's alpha, a "
                                  r"finite number"),
-         ("seed", 2**62, r"^TrainConfig: expected `seed` to be an int in \[0, 2\*\*32\)")],
+         ("seed", 2**62, r"^TrainConfig: expected `seed` to be an int in \[0, 2\*\*32\)"),
+         ("data_root", "/data", r"^TrainConfig: expected `data_root` to be unset unless "
+                                r"`dataset` is one of mnist, fashion-mnist"),
+         ("download", True, r"'mnist5k' comes with its package\), got download=True")],
     )
     def test_bad_configuration_speaks_python_not_flags(self, field, value, message) -> None:
         with pytest.raises(UsageError, match=message) as caught:
             TrainConfig(**{field: value}).validate()
         assert caught.value.argument == field
+
+
+class TestCheckedLoads:
+    """A checkpoint that does not fit its run is one error naming the file, never a
+    traceback from load_state_dict, never a run that trains on NaN."""
+
+    def test_weights_of_another_shape_are_named(self, tmp_path) -> None:
+        config = TrainConfig(epochs=1, **TINY)
+        train(config, tmp_path, progress=False)
+        wider = replace(config, hidden=48)
+        with pytest.raises(UsageError, match=r"checkpoint.pt' holds weights that do not fit "
+                                             r"this model \(RuntimeError: Error\(s\) in loading"):
+            load_final(wider, dataset_for(config), tmp_path)
+
+    def test_non_finite_weights_are_refused_naming_lr(self, tmp_path) -> None:
+        from dropkit.experiments.io import load_checked, save_checked
+
+        config = TrainConfig(epochs=1, **TINY)
+        train(config, tmp_path, progress=False)
+        state = load_checked(tmp_path / "checkpoint.pt")
+        first = next(iter(state["model"]))
+        state["model"][first][0] = float("nan")  # a diverged run, faithfully checksummed
+        save_checked(tmp_path / "checkpoint.pt", state)
+        with pytest.raises(UsageError, match=rf"non-finite weights \({first}\): the run "
+                                             r"diverged") as caught:
+            train(replace(config, epochs=2), tmp_path, resume=True, progress=False)
+        assert caught.value.argument == "lr"
+
+    def test_a_damaged_best_pt_is_named_at_resume_before_any_epoch(self, tmp_path) -> None:
+        config = TrainConfig(epochs=1, val_fraction=0.2, early_stopping=2, **TINY)
+        train(config, tmp_path, progress=False)
+        (tmp_path / "best.pt").write_bytes(b"")
+        metrics = (tmp_path / "metrics.jsonl").read_text()
+        with pytest.raises(UsageError, match=r"cannot read .*best.pt.*start afresh"):
+            train(replace(config, epochs=3), tmp_path, resume=True, progress=False)
+        assert (tmp_path / "metrics.jsonl").read_text() == metrics  # no epoch ran
+
+    def test_a_checkpoint_of_another_structure_is_named(self, tmp_path) -> None:
+        from dropkit.experiments.io import load_checked, save_checked
+
+        config = TrainConfig(epochs=1, **TINY)
+        train(config, tmp_path, progress=False)
+        state = load_checked(tmp_path / "checkpoint.pt")
+        del state["rng"]
+        save_checked(tmp_path / "checkpoint.pt", state)
+        with pytest.raises(UsageError, match=r"checkpoint.pt' does not fit this run "
+                                             r"\(KeyError: 'rng'\); start afresh"):
+            train(replace(config, epochs=2), tmp_path, resume=True, progress=False)
+
+
+class TestChecksBeforeWork:
+    def test_a_network_the_memory_cannot_hold_is_refused_naming_hidden(self, monkeypatch
+                                                                       ) -> None:
+        from dropkit.experiments import memory
+
+        config = TrainConfig(**TINY)
+        data = dataset_for(config)
+        check_fits(config, data)  # 784-32-32-10: about 27k parameters
+        monkeypatch.setattr(memory, "available_bytes", lambda: 10_000)
+        with pytest.raises(UsageError, match=r"^train: training a mlp of 26,506 parameters "
+                                             r"needs about .* GiB of memory and .* GiB is "
+                                             r"available; expected a smaller `hidden`"):
+            check_fits(config, data)
+
+    def test_monte_carlo_without_dropout_is_refused_before_training(self) -> None:
+        config = TrainConfig(dropout=0.0, input_dropout=0.0, **TINY)
+        data = dataset_for(config)
+        with pytest.raises(UsageError, match=r"^uncertainty: Monte Carlo dropout samples "
+                                             r"nothing .* expected `dropout` or "
+                                             r"`input_dropout` > 0, got dropout=0, "
+                                             r"input_dropout=0"):
+            check_samples(config, data, "uncertainty")
+        check_samples(replace(config, input_dropout=0.2), data, "uncertainty")  # samples
 
 
 def test_sigkill_mid_run_resumes_from_the_last_checkpoint(tmp_path) -> None:

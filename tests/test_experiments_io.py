@@ -135,6 +135,72 @@ class TestManifest:
     @pytest.mark.parametrize("text", ["{not json", "[1, 2]", '{"command": "active"}'])
     def test_an_unreadable_manifest_is_named(self, tmp_path, text) -> None:
         (tmp_path / io.MANIFEST).write_text(text)
-        with pytest.raises(UsageError, match=r"^active: cannot read .*settings.json.*not a "
-                                             r"dropkit manifest"):
+        with pytest.raises(UsageError, match=r"settings.json.*it is corrupt: start afresh"):
             io.check_manifest(tmp_path, "active", {"step": 10})
+
+
+class TestCheckedFiles:
+    """A checkpoint carries its checksum: changed bytes are refused, naming the file."""
+
+    STATE = {"model": {"w": torch.arange(6.0).view(2, 3), "b": torch.zeros(3, dtype=torch.bool)},
+             "rng": torch.ByteTensor([1, 2, 3]), "history": [{"epoch": 1, "loss": 0.5}],
+             "step": torch.tensor(7)}
+
+    def test_round_trip(self, tmp_path) -> None:
+        io.save_checked(tmp_path / "c.pt", self.STATE)
+        back = io.load_checked(tmp_path / "c.pt")
+        assert io.digest(back) == io.digest(self.STATE)
+        assert torch.equal(back["model"]["w"], self.STATE["model"]["w"])
+        assert back["history"] == self.STATE["history"]
+
+    def test_the_digest_sees_values_dtypes_shapes_and_order(self) -> None:
+        base = io.digest({"a": torch.ones(2), "b": 1})
+        assert base == io.digest({"a": torch.ones(2), "b": 1})
+        for other in ({"a": torch.ones(2) * 2, "b": 1}, {"a": torch.ones(2).double(), "b": 1},
+                      {"a": torch.ones(1, 2), "b": 1}, {"b": 1, "a": torch.ones(2)},
+                      {"a": torch.ones(2), "b": 1.0}, {"a": torch.ones(2), "b": [1]}):
+            assert io.digest(other) != base, other
+
+    def test_a_flipped_byte_in_the_weights_is_refused(self, tmp_path) -> None:
+        path = tmp_path / "c.pt"
+        io.save_checked(path, {"model": {"w": torch.full((256,), 0.25)}})
+        raw = bytearray(path.read_bytes())
+        at = bytes(raw).index(torch.full((4,), 0.25).numpy().tobytes())  # inside the weights
+        raw[at + 1] ^= 0xFF
+        path.write_bytes(bytes(raw))
+        torch.load(path, weights_only=True)  # torch alone reads it without complaint
+        with pytest.raises(UsageError, match=r"c.pt' does not match its checksum.*start afresh"):
+            io.load_checked(path)
+
+    @pytest.mark.parametrize("content", [b"", b"junk" * 10, None])
+    def test_unreadable_or_unchecked_files_are_named(self, tmp_path, content) -> None:
+        path = tmp_path / "c.pt"
+        if content is None:  # readable, but written without a checksum
+            torch.save({"model": {}}, path)
+        else:
+            path.write_bytes(content)
+        with pytest.raises(UsageError, match=r"c.pt.*start afresh in another folder"):
+            io.load_checked(path)
+
+    @pytest.mark.parametrize("text, match", [("{oops", "cannot read"), ("[1]", "holds a list"),
+                                             (b"\xff\xfe", "cannot read")])
+    def test_read_json_names_the_file(self, tmp_path, text, match) -> None:
+        path = tmp_path / "state.json"
+        path.write_bytes(text if isinstance(text, bytes) else text.encode())
+        with pytest.raises(UsageError, match=r"state.json.*start afresh") as caught:
+            io.read_json(path)
+        assert match in str(caught.value)
+
+
+def test_a_full_disk_error_names_the_file_and_leaves_no_temporary(tmp_path, monkeypatch) -> None:
+    import errno
+
+    def full(fd) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(io.os, "fsync", full)
+    with pytest.raises(OSError) as caught:
+        io.atomic_write_text(tmp_path / "metrics.jsonl", "x\n")
+    assert caught.value.errno == errno.ENOSPC
+    assert caught.value.filename == str(tmp_path / "metrics.jsonl")
+    assert list(tmp_path.iterdir()) == []

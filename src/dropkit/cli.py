@@ -13,12 +13,16 @@ Run::
 
 Bad arguments exit with status 2 and one line on stderr, never a traceback: the parser's
 own checks, and the library's :class:`~dropkit.errors.UsageError`, worded with the flag
-of the argument it names. Any other exception is a bug and keeps its traceback.
+of the argument it names (a corrupt run file or data file is one too, naming the file).
+A full disk or memory the machine does not have exits with status 1 and one line; every
+file is replaced whole, so nothing written before is lost and the run continues where it
+stopped. Any other exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import math
 import os
 import sys
@@ -347,9 +351,33 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stderr.write(f"dropkit {args.command}: error: {line}\n")
         return 2
     except KeyboardInterrupt:
-        sys.stderr.write(f"dropkit {args.command}: interrupted; rerun with --resume to continue\n")
+        sys.stderr.write(f"dropkit {args.command}: interrupted; {_to_continue(args)}\n")
         return 130
+    except (OSError, RuntimeError, MemoryError) as error:
+        short = _out_of_resources(error)
+        if short is None:
+            raise  # a bug: its traceback
+        sys.stderr.write(f"dropkit {args.command}: error: {short}; {_to_continue(args)}\n")
+        return 1
     return 0
+
+
+def _to_continue(args: argparse.Namespace) -> str:
+    how = "rerun with --resume" if hasattr(args, "resume") else "rerun the same command"
+    return f"every file is replaced whole, so nothing written is lost: {how} to continue"
+
+
+def _out_of_resources(error: BaseException) -> str | None:
+    """One line for a full disk or an allocation the machine cannot make; None else."""
+    from dropkit.mc import out_of_memory
+
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        where = f" writing {error.filename}" if error.filename else ""
+        return f"no space left on the device{where}: free some space"
+    if isinstance(error, MemoryError) or out_of_memory(error):
+        return ("out of memory: use a smaller --hidden, --batch-size or --samples, or a "
+                "machine with more memory")
+    return None
 
 
 if __name__ == "__main__":

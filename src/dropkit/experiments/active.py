@@ -17,7 +17,7 @@ set is saved after each round (atomically), so ``--resume`` continues exactly.
 
 from __future__ import annotations
 
-import json
+import math
 from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -28,11 +28,20 @@ import torch
 from dropkit import acquisition as A
 from dropkit.errors import UsageError
 from dropkit.experiments.data import Dataset
-from dropkit.experiments.engine import MC_STRATEGY, RunOptions, TrainConfig, load_final, train
-from dropkit.experiments.io import atomic_write_json, check_manifest
+from dropkit.experiments.engine import (
+    MC_STRATEGY,
+    RunOptions,
+    TrainConfig,
+    check_samples,
+    load_final,
+    train,
+)
+from dropkit.experiments.io import CORRUPT, atomic_write_json, check_manifest, read_json
+from dropkit.experiments.memory import FLOAT_BYTES, check_fits_memory
 from dropkit.experiments.report import plt, print_table, save_figure, write_report
 
-__all__ = ["run_active", "ACQUISITIONS", "ACTIVE_LR", "acquire", "initial_labels"]
+__all__ = ["run_active", "ACQUISITIONS", "ACTIVE_LR", "acquire", "initial_labels",
+           "read_state", "SCORE_BATCH"]
 
 ACQUISITIONS = A.ACQUISITIONS
 # The learning rate of each round's network unless one is given: on 20 to 220 labels the
@@ -40,6 +49,7 @@ ACQUISITIONS = A.ACQUISITIONS
 # neighbours had 10-20%, whatever the acquisition); 0.01 trained every round (4 seeds
 # at 120 and at 220 labels: 11-17% and 8-10%).
 ACTIVE_LR = 0.01
+SCORE_BATCH = 256  # pool points scored at once (acquire's batch_size)
 
 
 def initial_labels(y: torch.Tensor, n: int, n_classes: int, seed: int) -> list[int]:
@@ -61,12 +71,39 @@ def acquire(name: str, model: torch.nn.Module, pool_x: torch.Tensor, step: int, 
     (:func:`dropkit.acquisition.acquire`; the per-point scores' samples seeded too)."""
     torch.manual_seed(seed)
     return A.acquire(model, pool_x, step, name, samples, seed=seed, strategy=MC_STRATEGY,
-                     candidate_samples=candidate_samples, consistent=consistent).tolist()
+                     candidate_samples=candidate_samples, consistent=consistent,
+                     batch_size=SCORE_BATCH).tolist()
 
 
 def _subset(data: Dataset, idx: list[int]) -> Dataset:
     index = torch.tensor(idx)
     return replace(data, x_train=data.x_train[index], y_train=data.y_train[index])
+
+
+def read_state(path: Path, first: list[int], step: int, pool: int) -> dict[str, Any]:
+    """The labelled set and the rounds done, from ``path``, checked against the run: the
+    seeded initial labels ``first``, then ``step`` more per round, every index a distinct
+    training example below ``pool``, every round's labels and a finite test error."""
+    state = read_json(path)
+    labelled, rounds = state.get("labelled"), state.get("rounds")
+    problem = None
+    if not isinstance(labelled, list) or not isinstance(rounds, list):
+        problem = "no lists `labelled` and `rounds`"
+    elif not all(type(i) is int and 0 <= i < pool for i in labelled):
+        problem = f"an index that is not a training example in [0, {pool})"
+    elif len(set(labelled)) != len(labelled):
+        problem = "an index labelled twice"
+    elif labelled[: len(first)] != first:
+        problem = "initial labels other than this run's seed draws"
+    elif any(not isinstance(r, dict) or r.get("labels") != len(first) + i * step
+             or not isinstance(r.get("test_error"), (int, float))
+             or not math.isfinite(r["test_error"]) for i, r in enumerate(rounds)):
+        problem = "rounds that do not follow from `initial` and `step` with finite errors"
+    elif len(labelled) - len(first) not in (step * max(len(rounds) - 1, 0), step * len(rounds)):
+        problem = f"{len(labelled)} labels after {len(rounds)} rounds"
+    if problem is not None:
+        raise UsageError(f"active: {str(path)!r} holds {problem}; {CORRUPT}")
+    return {"labelled": labelled, "rounds": rounds}
 
 
 def _curve(config: TrainConfig, data: Dataset, out: Path, name: str, seed: int, initial: int,
@@ -75,11 +112,11 @@ def _curve(config: TrainConfig, data: Dataset, out: Path, name: str, seed: int, 
            ) -> list[dict[str, Any]]:
     folder = out / "runs" / f"{name}-seed{seed}"
     state_path = folder / "state.json"
+    first = initial_labels(data.y_train, initial, data.n_classes, seed)
     if state_path.exists():  # resume: the labelled set and the rounds done
-        state = json.loads(state_path.read_text())
+        state = read_state(state_path, first, step, len(data.y_train))
     else:
-        state = {"labelled": initial_labels(data.y_train, initial, data.n_classes, seed),
-                 "rounds": []}
+        state = {"labelled": first, "rounds": []}
     while True:
         r = len(state["rounds"])
         target = initial + r * step  # labels of round r
@@ -138,6 +175,15 @@ def run_active(options: RunOptions | None = None, *, acquisitions: tuple[str, ..
     if data.task != "classification":
         raise UsageError(f"active: `dataset` must be a classification set, {config.dataset!r} "
                          "is regression", "dataset")
+    if config.train_size is not None:  # the pool: the first train_size training examples
+        data = _subset(data, list(range(config.train_size)))
+    if budget > len(data.y_train):
+        raise UsageError(f"active: expected `budget` <= {len(data.y_train)} (the training "
+                         f"examples there are to label), got budget={budget}", "budget")
+    check_samples(config, data, "active", ("dropout",))
+    most = max(samples, candidate_samples or 0)
+    check_fits_memory("active", 3 * most * SCORE_BATCH * data.n_classes * FLOAT_BYTES,
+                      f"scoring {SCORE_BATCH} pool points with {most:,} samples", "samples")
     defining = {**asdict(config), "initial": initial, "step": step, "samples": samples,
                 "candidate_samples": candidate_samples, "consistent": consistent}
     # more rounds, seeds or acquisitions extend the run; anything else would mix two runs

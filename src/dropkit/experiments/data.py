@@ -15,6 +15,7 @@ import hashlib
 import os
 import struct
 import urllib.request
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,18 +96,20 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     try:
         with opener(path, "rb") as f:
             data = f.read()
-    except (OSError, EOFError) as error:
-        raise ValueError(f"{path}: not a readable IDX file ({error}); delete it and fetch it again") from None
-    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
-        raise ValueError(f"{path}: not an IDX file of unsigned bytes (bad magic number)")
-    ndim = data[3]
+    except (OSError, EOFError, zlib.error) as error:
+        raise UsageError(f"{path}: not a readable IDX file ({error}); delete it and fetch it "
+                         "again", "data_root") from None
+    ndim = data[3] if len(data) >= 4 else 0
+    if len(data) < 4 + 4 * ndim or data[:3] != b"\x00\x00\x08" or ndim == 0:
+        raise UsageError(f"{path}: not an IDX file of unsigned bytes (bad header); delete it "
+                         "and fetch it again", "data_root")
     dims = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
     body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
     if body.size != int(np.prod(dims)):
-        raise ValueError(
+        raise UsageError(
             f"{path}: IDX header says {dims} ({int(np.prod(dims))} values) but the file "
-            f"holds {body.size}; the file is truncated or corrupt: delete it and fetch it again"
-        )
+            f"holds {body.size}; the file is truncated or corrupt: delete it and fetch it again",
+            "data_root")
     return body.reshape(dims)
 
 
@@ -150,17 +153,19 @@ def fetch_idx(
                     f.write(r.read())
             except OSError as error:
                 tmp.unlink(missing_ok=True)
-                raise ValueError(f"{name}: could not download {base_url + filename}: {error}") from None
+                raise UsageError(f"{name}: could not download {base_url + filename}: {error}",
+                                 "download") from None
             if _sha256(tmp) != expected:
                 tmp.unlink()
-                raise ValueError(f"{name}: downloaded {filename} has the wrong SHA-256; not kept")
+                raise UsageError(f"{name}: downloaded {filename} has the wrong SHA-256; not kept",
+                                 "download")
             os.replace(tmp, path)
         actual = _sha256(path)
         if actual != expected:
-            raise ValueError(
+                raise UsageError(
                 f"{name}: {path} has SHA-256 {actual[:12]}..., expected {expected[:12]}...: the "
-                "file is corrupt or not the official one; delete it and fetch it again"
-            )
+                "file is corrupt or not the official one; delete it and fetch it again",
+                "data_root")
         paths[filename] = path
     return paths
 
@@ -173,7 +178,8 @@ def _idx_dataset(name: str, root: str | None, download: bool, files=None, base_u
     x_test = read_idx(paths["t10k-images-idx3-ubyte.gz"]).reshape(-1, 784) / 255.0
     y_test = read_idx(paths["t10k-labels-idx1-ubyte.gz"])
     if len(x_train) != len(y_train) or len(x_test) != len(y_test):
-        raise ValueError(f"{name}: image and label files in {root} disagree in length")
+        raise UsageError(f"{name}: image and label files in {root} disagree in length",
+                         "data_root")
     f32 = torch.float32
     return Dataset(
         name, torch.tensor(x_train, dtype=f32), torch.tensor(y_train, dtype=torch.long),

@@ -32,9 +32,17 @@ from dropkit import models, schedules
 from dropkit._trace import only_training
 from dropkit.errors import UsageError
 from dropkit.experiments.augment import Augment, augment, parse_augment
-from dropkit.experiments.data import DATASETS, Dataset, load_dataset
+from dropkit.experiments.data import DATASETS, IDX_FILES, Dataset, load_dataset
 from dropkit.experiments.early_stopping import EarlyStopping
-from dropkit.experiments.io import atomic_torch_save, atomic_write_text, check_writable_dir
+from dropkit.experiments.io import (
+    atomic_write_text,
+    check_manifest,
+    check_writable_dir,
+    first_sentence,
+    load_checked,
+    save_checked,
+)
+from dropkit.experiments.memory import FLOAT_BYTES, check_fits_memory
 from dropkit.mask import bernoulli_mask
 from dropkit.models import MODELS
 from dropkit.rdrop import rdrop_forward, rdrop_loss
@@ -44,7 +52,8 @@ from dropkit.sites import dropout_sites
 
 __all__ = ["MC_STRATEGY",
            "TrainConfig", "train", "train_seeds", "prepare", "dataset_for", "build_model",
-           "evaluate", "RunOptions", "predict", "load_final", "MODELS", "validation_split"]
+           "evaluate", "RunOptions", "predict", "load_final", "MODELS", "validation_split",
+           "check_fits", "load_weights", "check_samples"]
 
 CHECKPOINT = "checkpoint.pt"
 BEST = "best.pt"  # the best epoch's weights under early stopping
@@ -52,6 +61,7 @@ VAL_SPLIT_SEED = 20141  # one validation split for every run and seed of a data 
 BACKENDS = ("torch", "seeded")
 METRICS = "metrics.jsonl"
 RUN_SEED_LIMIT = 2**32  # a run's seed; its streams are derived by multiplying it
+RESUMABLE = frozenset({"epochs", "download"})  # what a resumed run may change
 # The experiments' Monte Carlo strategy, fixed: mc_predict's "auto" chooses by timing,
 # and another choice on another machine (or a resumed process) would draw other samples
 # from the same seed. The loop is the reference recipe and runs every model.
@@ -132,9 +142,13 @@ class TrainConfig:
         if self.layerdrop and self.model != "resmlp":
             raise bad("layerdrop", "0 unless `model` is 'resmlp' (the model with residual "
                       "blocks to skip)")
-        if self.augment:
+        for name in ("data_root", "download"):
+            if getattr(self, name) not in (None, False) and self.dataset not in IDX_FILES:
+                raise bad(name, f"unset unless `dataset` is one of {', '.join(IDX_FILES)} (read "
+                          f"from IDX files; {self.dataset!r} comes with its package)")
+        if self.augment is not None:
             parse_augment(self.augment)
-        if self.schedule:
+        if self.schedule is not None:
             schedules.parse_schedule(self.schedule)
 
 
@@ -218,14 +232,17 @@ def _mask_agreement(generator: torch.Generator, ctx: _Dist, device: torch.device
     return (gathered[0] == gathered[1]).double().mean().item()
 
 
-def _check_resumable(saved: dict[str, Any], config: TrainConfig) -> None:
+def _check_resumable(saved: Any, config: TrainConfig, path: Path) -> None:
+    if not isinstance(saved, dict):
+        raise UsageError(f"train: {str(path)!r} records no configuration; start afresh in "
+                         "another folder")
     current = asdict(config)
     for key, value in saved.items():
-        if key not in ("epochs", "download") and current.get(key) != value:
+        if key not in RESUMABLE and current.get(key) != value:
             raise UsageError(
                 f"train: cannot `resume` a run made with {key}={value!r} with "
                 f"{key}={current.get(key)!r}; resume with the same configuration (only "
-                "`epochs` may change)", "resume")
+                "`epochs` may change)", key)
 
 
 @dataclass
@@ -269,12 +286,11 @@ def _open_run(config: TrainConfig, out: Path, resume: bool, data: Dataset | None
             f"train: `out` {str(out)!r} already holds a run ({', '.join(held)}); set `resume` "
             "to continue it or choose another folder", "out")
     data = data if data is not None else dataset_for(config)
-    _check_fits(config, data)
+    check_fits(config, data)
+    if ctx.main:
+        check_manifest(out, "train", asdict(config), RESUMABLE)
     device = torch.device(f"cuda:{ctx.rank % torch.cuda.device_count()}"
                           if torch.cuda.is_available() else "cpu")
-    if config.augment and data.image_shape is None:
-        raise UsageError(f"train: `augment` moves images, and data set {config.dataset!r} has "
-                         "none", "augment")
     size = config.train_size if config.train_size is not None else len(data.x_train)
     train_idx, val_idx = validation_split(size, config.val_fraction)
     torch.manual_seed(config.seed)  # initial weights
@@ -313,8 +329,14 @@ def _open_run(config: TrainConfig, out: Path, resume: bool, data: Dataset | None
     return run
 
 
-def _check_fits(config: TrainConfig, data: Dataset) -> None:
-    """What only the data set can tell: enough training examples, a model for its task."""
+# Bytes per parameter while training: weights, gradients, SGD momentum, and the serialized
+# copy a checkpoint holds while it is written.
+TRAINING_COPIES = 4
+
+
+def check_fits(config: TrainConfig, data: Dataset) -> None:
+    """What only the data set and the machine can tell: enough training examples, a
+    model for its task, and memory to train it (its size counted on the meta device)."""
     if config.train_size is not None and config.train_size > len(data.x_train):
         raise UsageError(f"train: expected `train_size` <= {len(data.x_train)} (the training "
                          f"examples of {config.dataset}), got train_size={config.train_size}",
@@ -327,6 +349,27 @@ def _check_fits(config: TrainConfig, data: Dataset) -> None:
     if data.task != "classification" and config.model != "mlp":
         raise UsageError(f"train: {config.dataset!r} is a regression set, which trains a "
                          f"regression MLP; expected `model` 'mlp', got {config.model!r}", "model")
+    if config.augment and data.image_shape is None:
+        raise UsageError(f"train: `augment` moves images, and data set {config.dataset!r} has "
+                         "none", "augment")
+    with torch.device("meta"):  # shapes only: nothing allocated
+        size = sum(p.numel() for p in build_model(config, data, torch.Generator()).parameters())
+    check_fits_memory("train", size * FLOAT_BYTES * TRAINING_COPIES,
+                      f"training a {config.model} of {size:,} parameters", "hidden")
+
+
+def check_samples(config: TrainConfig, data: Dataset, command: str,
+                  rates: tuple[str, ...] = ("dropout", "input_dropout")) -> None:
+    """Monte Carlo dropout needs a network that samples: a configuration whose ``rates``
+    leave no dropout (observed on the untrained network) is refused before training,
+    where :func:`~dropkit.mc_predict` could refuse only after it."""
+    model = build_model(config, data, torch.Generator())
+    if any(s.draws for s in dropout_sites(model, data.x_train[:2])):
+        return
+    asked = ", ".join(f"{r}={getattr(config, r):g}" for r in rates)
+    wanted = " or ".join(f"`{r}`" for r in rates)
+    raise UsageError(f"{command}: Monte Carlo dropout samples nothing in a network without "
+                     f"dropout; expected {wanted} > 0, got {asked}", rates[0])
 
 
 def validation_split(size: int, fraction: float) -> tuple[Tensor, Tensor]:
@@ -340,9 +383,31 @@ def validation_split(size: int, fraction: float) -> tuple[Tensor, Tensor]:
 
 def _restore(run: _Run, log: Callable[[str], None]) -> None:
     """Continue from the checkpoint: weights, optimiser, schedule, every random stream."""
-    state = torch.load(run.out / CHECKPOINT, map_location=run.device, weights_only=True)
-    _check_resumable(state["config"], run.config)
-    run.model.load_state_dict(state["model"])
+    path = run.out / CHECKPOINT
+    state = load_checked(path, map_location=run.device)
+    _check_resumable(state.get("config"), run.config, path)
+    if (run.out / BEST).exists():  # checked now, not after the epochs it would end
+        load_weights(run.model, load_checked(run.out / BEST, run.device).get("model"),
+                     run.out / BEST)
+    try:
+        _load_state(run, state)
+    except UsageError:
+        raise
+    except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as error:
+        raise UsageError(f"train: {str(path)!r} does not fit this run "
+                         f"({first_sentence(error)}); start afresh in another folder") from None
+    if len(run.history) > run.config.epochs:
+        raise UsageError(f"train: the run in {str(run.out)!r} has done {len(run.history)} "
+                         f"epochs; resume with `epochs` >= {len(run.history)}, got "
+                         f"epochs={run.config.epochs}", "epochs")
+    if run.ctx.main:
+        _repair_metrics(run, log)
+        log(f"resuming {run.out} after epoch {len(run.history)}")
+
+
+def _load_state(run: _Run, state: dict[str, Any]) -> None:
+    """Weights, optimiser, schedule, every random stream and the history, from ``state``."""
+    load_weights(run.model, state["model"], run.out / CHECKPOINT)
     run.opt.load_state_dict(state["optimizer"])
     if run.sched is not None:
         run.sched.load_state_dict(state["scheduler"])
@@ -357,14 +422,23 @@ def _restore(run: _Run, log: Callable[[str], None]) -> None:
     if run.early is not None:
         run.early = EarlyStopping.from_state(state["early_stopping"])
     torch.set_rng_state(state["rng"]["torch"].cpu())
-    run.history = list(state["history"])
-    if len(run.history) > run.config.epochs:
-        raise UsageError(f"train: the run in {str(run.out)!r} has done {len(run.history)} "
-                         f"epochs; resume with `epochs` >= {len(run.history)}, got "
-                         f"epochs={run.config.epochs}", "epochs")
-    if run.ctx.main:
-        _repair_metrics(run, log)
-        log(f"resuming {run.out} after epoch {len(run.history)}")
+    run.history = [dict(r) for r in state["history"]]
+
+
+def load_weights(model: nn.Module, weights: Any, path: Path) -> None:
+    """``model.load_state_dict(weights)``, read from the file ``path``: weights of another
+    shape or with other keys, or a non-finite one, are a :class:`UsageError` naming it."""
+    try:
+        model.load_state_dict(weights)
+    except (RuntimeError, TypeError, AttributeError) as error:
+        raise UsageError(f"{str(path)!r} holds weights that do not fit this model "
+                         f"({first_sentence(error)}); start afresh in another folder") from None
+    bad = [name for name, t in model.state_dict().items()
+           if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        raise UsageError(f"{str(path)!r} holds non-finite weights ({', '.join(bad[:3])}): "
+                         "the run diverged; start afresh in another folder with a smaller "
+                         "`lr`", "lr")
 
 
 def _repair_metrics(run: _Run, log: Callable[[str], None]) -> None:
@@ -372,10 +446,10 @@ def _repair_metrics(run: _Run, log: Callable[[str], None]) -> None:
     and the metrics' left the file an epoch short, and it would stay so."""
     lines = "".join(json.dumps(r) + "\n" for r in run.history)
     path = run.out / METRICS
-    held = path.read_text(encoding="utf-8") if path.exists() else None
-    if held != lines:
+    held = path.read_bytes() if path.exists() else None  # bytes: a damaged file too
+    if held != lines.encode("utf-8"):
         atomic_write_text(path, lines)
-        kept = held.count("\n") if held is not None else 0
+        kept = held.count(b"\n") if held is not None else 0
         log(f"{METRICS} repaired from the checkpoint: it held {kept} of "
             f"{len(run.history)} epochs")
 
@@ -452,7 +526,7 @@ def train(
             record["stopped"] = run.early.update(epoch, record["val_loss"])
             record["best_epoch"] = run.early.best_epoch
             if run.early.improved_at(epoch) and run.ctx.main:
-                atomic_torch_save(run.out / BEST, run.model.state_dict())
+                save_checked(run.out / BEST, {"model": run.model.state_dict()})
         run.history.append(record)
         _save(run)
         if bar is not None:
@@ -468,8 +542,8 @@ def train(
         dist.barrier()
     if run.early is not None and (run.out / BEST).exists():
         # the best epoch's weights, as load_final gives them
-        run.model.load_state_dict(torch.load(run.out / BEST, map_location=run.device,
-                                             weights_only=True))
+        best = load_checked(run.out / BEST, map_location=run.device)
+        load_weights(run.model, best.get("model"), run.out / BEST)
     return run.history
 
 
@@ -486,9 +560,8 @@ def load_final(config: TrainConfig, data: Dataset, out: str | os.PathLike[str],
     model = build_model(config, data, generator)
     best = Path(out) / BEST
     if config.early_stopping is not None and best.exists():
-        model.load_state_dict(torch.load(best, weights_only=True))
-    else:
-        model.load_state_dict(torch.load(path, weights_only=True)["model"])
+        path = best
+    load_weights(model, load_checked(path).get("model"), path)
     return model
 
 
@@ -500,9 +573,12 @@ def dataset_for(config: TrainConfig) -> Dataset:
 def prepare(config: TrainConfig, out: str | os.PathLike[str], data: Dataset | None = None
             ) -> tuple[Path, Dataset]:
     """The preamble of every experiment: a valid configuration, a writable output folder
-    and the data, each checked before any training starts."""
+    and the data, each checked (:func:`check_fits`) before any training starts."""
     config.validate()
-    return check_writable_dir(out), data if data is not None else dataset_for(config)
+    folder = check_writable_dir(out)
+    data = data if data is not None else dataset_for(config)
+    check_fits(config, data)
+    return folder, data
 
 
 @dataclass(frozen=True)
@@ -568,7 +644,7 @@ def _save(run: _Run) -> None:
         drop_states = [s.cpu() for s in gathered]
     if not run.ctx.main:
         return
-    atomic_torch_save(run.out / CHECKPOINT, {
+    save_checked(run.out / CHECKPOINT, {
         "config": asdict(run.config),
         "model": run.model.state_dict(),
         "optimizer": run.opt.state_dict(),

@@ -29,6 +29,7 @@ from dropkit.experiments.engine import (
     MC_STRATEGY,
     RunOptions,
     TrainConfig,
+    check_samples,
     load_final,
     predict,
     train_seeds,
@@ -85,10 +86,11 @@ def run_ensemble(options: RunOptions | None = None, *, members: int = 5, dropout
     if data.task != "classification":
         raise UsageError(f"ensemble: `dataset` must be a classification set, "
                          f"{base.dataset!r} is regression", "dataset")
-    check_manifest(out, "ensemble", {**asdict(base), "members": members, "dropout": dropout,
-                                     "input_dropout": input_dropout})
     configs = {"member": base,
                "dropout": replace(base, dropout=dropout, input_dropout=input_dropout)}
+    check_samples(configs["dropout"], data, "ensemble")
+    check_manifest(out, "ensemble", {**asdict(base), "members": members, "dropout": dropout,
+                                     "input_dropout": input_dropout})
     log(f"dropkit ensemble: {base.dataset}, {base.model}, {members} members vs one dropout "
         f"network ({input_dropout:g} in / {dropout:g} hidden), {base.epochs} epochs -> {out}")
     histories = train_seeds({"member": base}, members, out, data=data, progress=options.progress,

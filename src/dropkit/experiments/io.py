@@ -1,7 +1,10 @@
-"""Atomic writes: a kill at any moment leaves either the old file or the new one, never half."""
+"""Run-folder files: atomic writes (a kill at any moment leaves either the old file or the
+new one, never half), checksummed checkpoints that refuse to load changed bytes, the lock
+that keeps one writer per folder, and the manifest of the settings that define a run."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -15,8 +18,9 @@ import torch
 
 from dropkit.errors import UsageError
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_json", "atomic_torch_save",
-           "check_writable_dir", "folder_lock", "LOCK", "check_manifest", "MANIFEST"]
+__all__ = ["CORRUPT", "atomic_write_bytes", "atomic_write_text", "atomic_write_json",
+           "atomic_torch_save", "check_writable_dir", "folder_lock", "LOCK", "check_manifest",
+           "MANIFEST", "save_checked", "load_checked", "digest", "read_json", "first_sentence"]
 
 MANIFEST = "settings.json"  # the settings that define a run folder's results
 
@@ -33,8 +37,11 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(error, OSError) and error.filename is None and error.errno is not None:
+            # name the file the write was for (a full disk's error names none)
+            raise OSError(error.errno, error.strerror, str(path)) from error
         raise
 
 
@@ -53,18 +60,95 @@ def atomic_torch_save(path: str | os.PathLike[str], obj: Any) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def check_writable_dir(path: str | os.PathLike[str]) -> Path:
-    """Create ``path`` if needed and prove it is writable, before any work starts."""
+DIGEST = "sha256"  # the key of a checked file's checksum
+CORRUPT = "it is corrupt: start afresh in another folder (or delete the folder)"
+
+
+def digest(obj: Any) -> str:
+    """SHA-256 of a nested structure of tensors, numbers, strings, lists and dicts: of
+    every tensor's dtype, shape and bytes, and of every other leaf's ``repr``, in order."""
+    h = hashlib.sha256()
+    _feed(h, obj)
+    return h.hexdigest()
+
+
+def _feed(h: Any, obj: Any) -> None:
+    if isinstance(obj, torch.Tensor):
+        t = obj.detach().cpu().contiguous().reshape(-1)
+        h.update(f"T{t.dtype}{tuple(obj.shape)}".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes())  # any dtype, as its bytes
+    elif isinstance(obj, dict):
+        h.update(f"D{len(obj)}".encode())
+        for key, value in obj.items():
+            _feed(h, key)
+            _feed(h, value)
+    elif isinstance(obj, (list, tuple)):
+        h.update(f"L{len(obj)}".encode())
+        for value in obj:
+            _feed(h, value)
+    else:
+        h.update(f"V{obj!r};".encode())
+
+
+def save_checked(path: str | os.PathLike[str], obj: dict[str, Any]) -> None:
+    """:func:`atomic_torch_save` of ``obj`` with its :func:`digest` under ``"sha256"``:
+    the checksum travels inside the file, so no second file can disagree with it after a
+    kill, and :func:`load_checked` catches a flipped byte that ``torch.load`` would not."""
+    atomic_torch_save(path, {**obj, DIGEST: digest(obj)})
+
+
+def load_checked(path: str | os.PathLike[str], map_location: Any = None) -> dict[str, Any]:
+    """What :func:`save_checked` wrote to ``path``, its checksum verified; a file that cannot
+    be read, is not dropkit's, or whose bytes changed is a :class:`UsageError` naming it."""
+    try:  # torch.load fails in many ways on a damaged file (zip, pickle, storage errors)
+        obj = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # noqa: BLE001 - each is the same fact: unreadable
+        raise UsageError(f"cannot read {str(path)!r} ({first_sentence(error)}); "
+                         f"{CORRUPT}") from None
+    if not isinstance(obj, dict) or not isinstance(obj.get(DIGEST), str):
+        raise UsageError(f"{str(path)!r} holds no checksum: it was not written by this "
+                         f"version of dropkit; {CORRUPT}")
+    body = {k: v for k, v in obj.items() if k != DIGEST}
+    if digest(body) != obj[DIGEST]:
+        raise UsageError(f"{str(path)!r} does not match its checksum: its bytes changed "
+                         f"after it was written; {CORRUPT}")
+    return body
+
+
+def first_sentence(error: BaseException) -> str:
+    """``Type: first sentence`` of an error: the part that fits one line."""
+    text = str(error).strip().splitlines()[0].split(". ")[0] if str(error).strip() else ""
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def read_json(path: str | os.PathLike[str], expected: type = dict) -> Any:
+    """The JSON in ``path``, of type ``expected``; unreadable or another shape is a
+    :class:`UsageError` naming the file."""
+    try:
+        obj = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:  # UnicodeDecodeError, JSONDecodeError
+        raise UsageError(f"cannot read {str(path)!r} ({first_sentence(error)}); "
+                         f"{CORRUPT}") from None
+    if not isinstance(obj, expected):
+        raise UsageError(f"{str(path)!r} holds a {type(obj).__name__}, expected a "
+                         f"{expected.__name__}; {CORRUPT}")
+    return obj
+
+
+def check_writable_dir(path: str | os.PathLike[str], argument: str = "out") -> Path:
+    """Create ``path`` if needed and prove it is writable, before any work starts; a
+    failure is a :class:`UsageError` naming ``argument``."""
     if not str(path).strip():  # Path("") is ".": the current folder, never meant
-        raise UsageError("check_writable_dir: expected `out` to name a folder, got ''", "out")
+        raise UsageError(f"check_writable_dir: expected `{argument}` to name a folder, got ''",
+                         argument)
     path = Path(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = tempfile.NamedTemporaryFile(dir=path, prefix=".probe.", delete=True)
         probe.close()
     except OSError as error:
-        raise UsageError(f"check_writable_dir: cannot write to `out` {str(path)!r} "
-                         f"({error.strerror})", "out") from None
+        raise UsageError(f"check_writable_dir: cannot write to `{argument}` {str(path)!r} "
+                         f"({error.strerror})", argument) from None
     return path
 
 
@@ -113,13 +197,10 @@ def check_manifest(folder: Path, command: str, settings: dict[str, Any],
     path = folder / MANIFEST
     now = json.loads(json.dumps(settings))  # as JSON holds them: tuples become lists
     if path.exists():
-        try:
-            saved = json.loads(path.read_text(encoding="utf-8"))
-            if not isinstance(saved, dict) or not isinstance(saved.get("settings"), dict):
-                raise ValueError("not a manifest")
-        except (OSError, ValueError) as error:
-            raise UsageError(f"{command}: cannot read {str(path)!r} ({error}); it is not a "
-                             "dropkit manifest: continue in another folder", "out") from None
+        saved = read_json(path)
+        if not isinstance(saved.get("settings"), dict):
+            raise UsageError(f"{str(path)!r} records no settings: it is not a dropkit "
+                             f"manifest; {CORRUPT}")
         if saved.get("command") != command:
             raise UsageError(f"{command}: `out` {str(folder)!r} holds a run of "
                              f"`dropkit {saved.get('command')}`; choose another folder", "out")

@@ -22,8 +22,9 @@ import torch
 from dropkit import uncertainty as U
 from dropkit.errors import UsageError
 from dropkit.experiments.data import Dataset
-from dropkit.experiments.engine import MC_STRATEGY, RunOptions, build_model, train
+from dropkit.experiments.engine import MC_STRATEGY, RunOptions, check_samples, load_final, train
 from dropkit.experiments.io import atomic_write_json, check_manifest
+from dropkit.experiments.memory import FLOAT_BYTES, check_fits_memory
 from dropkit.experiments.report import (
     mean_spread,
     plt,
@@ -90,13 +91,15 @@ def run_uncertainty(
         raise UsageError(f"uncertainty: `dataset` must be a classification set, "
                          f"{config.dataset!r} is regression (see `dropkit reproduce "
                          "uci-boston`)", "dataset")
+    check_samples(config, data, "uncertainty")
+    # the samples' probabilities (T, N, C) at once, with their logits and a log beside them
+    check_fits_memory("uncertainty", 3 * samples * len(data.x_test) * data.n_classes
+                      * FLOAT_BYTES, f"keeping {samples:,} samples of the test set", "samples")
     check_manifest(out, "uncertainty", {**asdict(config), "samples": samples})
     log(f"dropkit uncertainty: {config.dataset}, {config.model}, {config.epochs} epochs, "
         f"T = {samples} -> {out}")
     train(config, out / "model", resume=True, progress=options.progress, data=data, log=log)
-    state = torch.load(out / "model" / "checkpoint.pt", weights_only=True)
-    net = build_model(config, data, torch.Generator().manual_seed(seed + 1))
-    net.load_state_dict(state["model"])
+    net = load_final(config, data, out / "model", torch.Generator().manual_seed(seed + 1))
     net.eval()
     x, y = data.x_test, data.y_test
     torch.manual_seed(seed)

@@ -75,6 +75,11 @@ def run_reproduce(
         raise UsageError(f"reproduce: unknown claim(s) {unknown}; `dropkit reproduce --list` "
                          "lists them", "claims")
     out = check_writable_dir(out)
+    if docs is not None:  # the page is written after every claim ran: prove it can be
+        if Path(docs).is_dir():
+            raise UsageError(f"reproduce: expected `docs` to name a file, got the folder "
+                             f"{str(docs)!r}", "docs")
+        check_writable_dir(Path(docs).parent, "docs")
     chosen = [CLAIMS_BY_NAME[c] for c in claims] if claims else CLAIMS
     results = []
     for claim in chosen:
