@@ -99,7 +99,7 @@ def save_checked(path: str | os.PathLike[str], obj: dict[str, Any]) -> None:
 
 def load_checked(path: str | os.PathLike[str], map_location: Any = None) -> dict[str, Any]:
     """What :func:`save_checked` wrote to ``path``, its checksum verified; a file that cannot
-    be read, is not dropkit's, or whose bytes changed is a :class:`UsageError` naming it."""
+    be read, is not dropkit's, or whose bytes changed is a :class:`~dropkit.errors.UsageError` naming it."""
     try:  # torch.load fails in many ways on a damaged file (zip, pickle, storage errors)
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # noqa: BLE001 - each is the same fact: unreadable
@@ -123,7 +123,7 @@ def first_sentence(error: BaseException) -> str:
 
 def read_json(path: str | os.PathLike[str], expected: type = dict) -> Any:
     """The JSON in ``path``, of type ``expected``; unreadable or another shape is a
-    :class:`UsageError` naming the file."""
+    :class:`~dropkit.errors.UsageError` naming the file."""
     try:
         obj = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:  # UnicodeDecodeError, JSONDecodeError
@@ -137,7 +137,7 @@ def read_json(path: str | os.PathLike[str], expected: type = dict) -> Any:
 
 def check_writable_dir(path: str | os.PathLike[str], argument: str = "out") -> Path:
     """Create ``path`` if needed and prove it is writable, before any work starts; a
-    failure is a :class:`UsageError` naming ``argument``."""
+    failure is a :class:`~dropkit.errors.UsageError` naming ``argument``."""
     if not str(path).strip():  # Path("") is ".": the current folder, never meant
         raise UsageError(f"check_writable_dir: expected `{argument}` to name a folder, got ''",
                          argument)
@@ -156,7 +156,7 @@ def check_writable_dir(path: str | os.PathLike[str], argument: str = "out") -> P
 def folder_lock(path: str | os.PathLike[str], owner: str) -> Iterator[Path]:
     """Inside, this process alone writes the folder ``path`` (created if needed): an
     exclusive ``flock`` on ``path/.dropkit.lock``, which holds the owner's pid. A second
-    writer is refused with a :class:`UsageError` naming that pid, before any work. The
+    writer is refused with a :class:`~dropkit.errors.UsageError` naming that pid, before any work. The
     kernel drops the lock when its process ends, however it ends: a killed run leaves no
     stale lock (the file stays, unlocked, and the next writer takes it)."""
     import fcntl  # POSIX; imported here so that the module loads everywhere
@@ -192,7 +192,7 @@ def check_manifest(folder: Path, command: str, settings: dict[str, Any],
 
     A folder holds one run of one command: a manifest written by another command, or
     settings that differ from the recorded ones in a key outside ``may_change``, is
-    refused with a :class:`UsageError` naming each, before any work; a key that may
+    refused with a :class:`~dropkit.errors.UsageError` naming each, before any work; a key that may
     change is recorded anew. Call it once the folder may be continued (``resume``)."""
     path = folder / MANIFEST
     now = json.loads(json.dumps(settings))  # as JSON holds them: tuples become lists

@@ -42,7 +42,7 @@ def _gib(n: int) -> str:
 
 
 def check_fits_memory(command: str, need: int, what: str, argument: str) -> None:
-    """Raise a :class:`UsageError` naming ``argument`` when ``need`` bytes exceed what is
+    """Raise a :class:`~dropkit.errors.UsageError` naming ``argument`` when ``need`` bytes exceed what is
     available; ``what`` says what needs them."""
     free = available_bytes()
     if free is not None and need > free:
