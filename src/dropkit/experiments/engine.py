@@ -427,7 +427,8 @@ def _load_state(run: _Run, state: dict[str, Any]) -> None:
 
 def load_weights(model: nn.Module, weights: Any, path: Path) -> None:
     """``model.load_state_dict(weights)``, read from the file ``path``: weights of another
-    shape or with other keys, or a non-finite one, are a :class:`~dropkit.errors.UsageError` naming it."""
+    shape or with other keys, or a non-finite one, are a
+    :class:`~dropkit.errors.UsageError` naming it."""
     try:
         model.load_state_dict(weights)
     except (RuntimeError, TypeError, AttributeError) as error:

@@ -99,7 +99,8 @@ def save_checked(path: str | os.PathLike[str], obj: dict[str, Any]) -> None:
 
 def load_checked(path: str | os.PathLike[str], map_location: Any = None) -> dict[str, Any]:
     """What :func:`save_checked` wrote to ``path``, its checksum verified; a file that cannot
-    be read, is not dropkit's, or whose bytes changed is a :class:`~dropkit.errors.UsageError` naming it."""
+    be read, is not dropkit's, or whose bytes changed is a
+    :class:`~dropkit.errors.UsageError` naming it."""
     try:  # torch.load fails in many ways on a damaged file (zip, pickle, storage errors)
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # noqa: BLE001 - each is the same fact: unreadable
@@ -156,9 +157,9 @@ def check_writable_dir(path: str | os.PathLike[str], argument: str = "out") -> P
 def folder_lock(path: str | os.PathLike[str], owner: str) -> Iterator[Path]:
     """Inside, this process alone writes the folder ``path`` (created if needed): an
     exclusive ``flock`` on ``path/.dropkit.lock``, which holds the owner's pid. A second
-    writer is refused with a :class:`~dropkit.errors.UsageError` naming that pid, before any work. The
-    kernel drops the lock when its process ends, however it ends: a killed run leaves no
-    stale lock (the file stays, unlocked, and the next writer takes it)."""
+    writer is refused with a :class:`~dropkit.errors.UsageError` naming that pid, before
+    any work. The kernel drops the lock when its process ends, however it ends: a killed
+    run leaves no stale lock (the file stays, unlocked, and the next writer takes it)."""
     import fcntl  # POSIX; imported here so that the module loads everywhere
 
     created = not Path(path).exists()

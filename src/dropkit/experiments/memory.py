@@ -42,8 +42,8 @@ def _gib(n: int) -> str:
 
 
 def check_fits_memory(command: str, need: int, what: str, argument: str) -> None:
-    """Raise a :class:`~dropkit.errors.UsageError` naming ``argument`` when ``need`` bytes exceed what is
-    available; ``what`` says what needs them."""
+    """Raise a :class:`~dropkit.errors.UsageError` naming ``argument`` when ``need`` bytes
+    exceed what is available; ``what`` says what needs them."""
     free = available_bytes()
     if free is not None and need > free:
         raise UsageError(f"{command}: {what} needs about {_gib(need)} of memory and "
