@@ -144,6 +144,18 @@ def test_score_pool_streams_batches_through_mc_predict() -> None:
     assert not model.training  # modes untouched
 
 
+def test_score_pool_and_acquire_draw_from_a_generator() -> None:
+    model, pool = _model(), torch.randn(40, 6, generator=torch.Generator().manual_seed(1))
+    before = torch.get_rng_state()
+    a, b, c = (A.score_pool(model, pool, "bald", samples=6, batch_size=16,
+                            generator=torch.Generator().manual_seed(s)) for s in (1, 1, 2))
+    assert torch.equal(torch.get_rng_state(), before)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    picks = [A.acquire(model, pool, 5, "max-entropy", 6, strategy="loop",
+                       generator=torch.Generator().manual_seed(9)) for _ in range(2)]
+    assert torch.equal(picks[0], picks[1])
+
+
 def test_consistent_pool_scores_do_not_depend_on_the_batching() -> None:
     model, pool = _model(), torch.randn(30, 6, generator=torch.Generator().manual_seed(2))
     a = A.score_pool(model, pool, "bald", samples=6, batch_size=7, consistent=11)

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from conftest import assert_binomial, assert_mean, gen
+from dropkit import mask
 from dropkit.mask import (
     apply_noise,
     bernoulli_dropout,
@@ -153,3 +154,39 @@ class TestTorchFusedKernel:
         out = dropkit.mc_predict(torch.nn.Sequential(dn.Dropout(0.3)), torch.ones(1, 4000),
                                  2, strategy="vmap")
         assert_binomial(int(((out[0] == 0) == (out[1] == 0)).sum()), 4000, 0.3**2 + 0.7**2)
+
+
+class TestSharedDraws:
+    """Inside shared_draws, one generator serves every draw and the batch dim is shared."""
+
+    def test_the_batch_dim_is_broadcast_and_the_generator_shared(self) -> None:
+        x = torch.ones(5, 3, 4)
+        with mask.shared_draws(torch.Generator().manual_seed(1)) as g:
+            assert mask.shared_generator() is g
+            m = mask.bernoulli_mask(x, 0.5)
+            assert m.shape == (1, 3, 4)  # one network for the 5 inputs
+            assert mask.bernoulli_mask(x, 0.5, (2,), batch_dim=1).shape == (5, 1, 1)
+            assert mask.normal_noise(x, 0.0, 1.0, batch_dim=None).shape == (5, 3, 4)
+        again = mask.bernoulli_mask(x[:1], 0.5, generator=torch.Generator().manual_seed(1))
+        assert torch.equal(m, again)  # the shared generator's first draw, batch aside
+        assert mask.shared_generator() is None
+        assert mask.bernoulli_mask(x, 0.5).shape == (5, 3, 4)  # outside: as asked
+
+    def test_nested_contexts_restore_the_outer_one_even_after_an_error(self) -> None:
+        outer, inner = torch.Generator(), torch.Generator()
+        with mask.shared_draws(outer):
+            with pytest.raises(RuntimeError), mask.shared_draws(inner):
+                raise RuntimeError("boom")
+            assert mask.shared_generator() is outer
+        assert mask.shared_generator() is None
+
+    def test_torch_s_fused_kernel_is_never_taken_inside(self, monkeypatch) -> None:
+        monkeypatch.setattr(mask, "FUSED_DEVICES", frozenset({"cpu"}))
+        x = torch.ones(6, 8)
+        with mask.shared_draws(torch.Generator().manual_seed(0)):
+            y = mask.bernoulli_dropout(x, 0.5, True, False, (), None)
+        assert all(torch.equal(y[n], y[0]) for n in range(6))
+
+    @pytest.mark.parametrize(("shape", "dim"), [((7,), None), ((2, 7), 0), ((2, 3, 4), 0)])
+    def test_batch_first_is_torch_s_convention(self, shape, dim) -> None:
+        assert mask.batch_first(torch.empty(shape)) == dim

@@ -132,6 +132,18 @@ class TestForward:
         assert first.grad is not None and first.grad.abs().sum() > 0
 
     @pytest.mark.parametrize("strategy", ["batch", "vmap", "loop"])
+    def test_a_generator_makes_the_passes_reproducible(self, strategy) -> None:
+        model = _models()["torch module"].train()
+        x = torch.randn(5, 8, generator=gen(1))
+        before = torch.get_rng_state()
+        a = dropkit.rdrop_forward(model, x, strategy=strategy, generator=gen(3))
+        b = dropkit.rdrop_forward(model, x, strategy=strategy, generator=gen(3))
+        c = dropkit.rdrop_forward(model, x, strategy=strategy, generator=gen(4))
+        assert torch.equal(torch.get_rng_state(), before)  # the global stream untouched
+        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+        assert not torch.equal(a[0], c[0])
+
+    @pytest.mark.parametrize("strategy", ["batch", "vmap", "loop"])
     def test_two_passes_agree_with_two_plain_passes_in_distribution(self, strategy) -> None:
         # with a model whose output is its mask, each pass keeps each unit with 1 - p
         model = nn.Sequential(dn.Dropout(0.3)).train()

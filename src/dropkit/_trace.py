@@ -15,6 +15,7 @@ mode. :mod:`dropkit.sites` builds the registry of dropout sites on these.
 from __future__ import annotations
 
 import inspect
+import itertools
 import os
 import random
 import sys
@@ -31,7 +32,7 @@ from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
 __all__ = ["Call", "CallArgs", "recording", "untouched", "only_training", "call_model",
-           "split_inputs"]
+           "model_device", "split_inputs"]
 
 Reader = Callable[[tuple[Any, ...], Mapping[str, Any]], tuple[float, bool]]
 
@@ -302,3 +303,13 @@ def tensors_in(value: Any) -> list[Tensor]:
     if isinstance(value, Mapping):
         return [t for t in value.values() if isinstance(t, Tensor)]
     return []
+
+
+def model_device(model: nn.Module, x: Any = None) -> torch.device:
+    """Where a model's work runs: the device of its first parameter or buffer, else of the
+    input ``x``'s first tensor, else the CPU."""
+    first = next(itertools.chain(model.parameters(), model.buffers()), None)
+    if first is None and x is not None:
+        args, kwargs = split_inputs("model_device", x)
+        first = next((t for t in [*args, *kwargs.values()] if isinstance(t, Tensor)), None)
+    return first.device if first is not None else torch.device("cpu")

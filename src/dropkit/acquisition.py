@@ -28,6 +28,8 @@ from torch import Tensor, nn
 
 from dropkit import uncertainty as U
 from dropkit._checks import check_int
+from dropkit._dist import world as place
+from dropkit._rng import seed_from
 
 __all__ = ["bald", "max_entropy", "variation_ratio", "mean_std", "random", "top_k",
            "batchbald", "stochastic", "score_pool", "acquire", "STOCHASTIC_MODES", "SCORES",
@@ -197,15 +199,6 @@ def _inputs(pool: Tensor | Iterable[Any], batch_size: int) -> Iterable[Any]:
     return (b[0] if isinstance(b, (tuple, list)) else b for b in pool)
 
 
-def _world(group: Any) -> tuple[int, int]:
-    """(rank, world size) in ``group`` under torch.distributed; (0, 1) outside it."""
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()):
-        return 0, 1
-    return dist.get_rank(group), dist.get_world_size(group)
-
-
 def _gather(local: list[tuple[int, Tensor]], group: Any, world: int) -> list[Tensor]:
     """Every rank's ``(batch index, tensor)`` pairs, in batch order, on every rank."""
     if world == 1:
@@ -219,11 +212,13 @@ def _gather(local: list[tuple[int, Tensor]], group: Any, world: int) -> list[Ten
     return [t.to(device) for _, t in pairs]
 
 
-def _group_seed(consistent: bool | int, group: Any, world: int) -> bool | int:
-    """``consistent`` with True made one seed for the whole group (rank 0's draw)."""
+def _group_seed(consistent: bool | int, group: Any, world: int,
+                generator: torch.Generator | None = None) -> bool | int:
+    """``consistent`` with True made one seed for the whole group (rank 0's draw, from
+    ``generator`` or the global generator)."""
     if consistent is not True:
         return consistent
-    seed = [int(torch.randint(0, 2**31, ()))]
+    seed = [seed_from("score_pool", generator)]
     if world > 1:
         import torch.distributed as dist
 
@@ -235,7 +230,7 @@ def _group_seed(consistent: bool | int, group: Any, world: int) -> bool | int:
 def score_pool(model: nn.Module, pool: Tensor | Iterable[Any], acquisition: str = "bald",
                samples: int = 20, *, batch_size: int = 256, strategy: str = "auto",
                output: Any = None, consistent: bool | int = False, group: Any = None,
-               shard: bool = True) -> Tensor:
+               shard: bool = True, generator: torch.Generator | None = None) -> Tensor:
     """The acquisition score of every pool point, ``(N,)``, streamed batch by batch.
 
     Each batch goes through :func:`dropkit.mc_predict` (``samples`` passes, the model's
@@ -250,6 +245,9 @@ def score_pool(model: nn.Module, pool: Tensor | Iterable[Any], acquisition: str 
     Under ``torch.distributed`` (and ``shard``), rank r of ``group`` scores batches r,
     r + W, r + 2W, ... of the W ranks' pool (every rank passes the same pool) and every
     rank returns all N scores; ``consistent=True`` is one seed for the group.
+    ``generator``: the source of every draw (one seed from it, rank 0's under
+    ``torch.distributed``; batch i draws from that seed and i, so the scores do not
+    depend on how the batches are sharded); default: torch's global generator.
     """
     from dropkit.mc import mc_predict  # the acquisition functions need no model code
 
@@ -262,10 +260,16 @@ def score_pool(model: nn.Module, pool: Tensor | Iterable[Any], acquisition: str 
     samples = check_int("score_pool", samples, "samples", 2)
     batch_size = check_int("score_pool", batch_size, "batch_size", 1)
     score = SCORES[acquisition]
-    rank, world = _world(group) if shard else (0, 1)
-    consistent = _group_seed(consistent, group, world)  # the same networks in every batch
+    rank, world = place(group) if shard else (0, 1)
+    consistent = _group_seed(consistent, group, world, generator)  # the same networks
+    base = _group_seed(True, group, world, generator) if generator is not None else None
+
+    def batch_generator(i: int) -> torch.Generator | None:
+        return None if base is None else torch.Generator().manual_seed(base * 1_000_003 + i)
+
     local = [(i, score(mc_predict(model, x, samples, strategy=strategy, output=output,
-                                  consistent=consistent).softmax(-1)))
+                                  consistent=consistent, generator=batch_generator(i)
+                                  ).softmax(-1)))
              for i, x in enumerate(_inputs(pool, batch_size)) if i % world == rank]
     parts = _gather(local, group, world)
     if not parts:
@@ -300,7 +304,8 @@ def acquire(model: nn.Module, pool: Tensor | Iterable[Any], k: int,
             acquisition: str = "bald", samples: int = 20, *, seed: int = 0,
             candidates: int = 4, candidate_samples: int | None = None,
             consistent: bool = False, batch_size: int = 256, strategy: str = "auto",
-            output: Any = None, group: Any = None, shard: bool = True) -> Tensor:
+            output: Any = None, group: Any = None, shard: bool = True,
+            generator: torch.Generator | None = None) -> Tensor:
     """Indices of the ``k`` pool points to label next, ``(k,)``, by ``acquisition``.
 
     ``acquisition`` is one of :data:`ACQUISITIONS`. The per-point scores take the top k
@@ -320,7 +325,9 @@ def acquire(model: nn.Module, pool: Tensor | Iterable[Any], k: int,
     and every rank returns the same indices. Scores drawn without ``consistent`` follow
     ``strategy``: under ``"auto"`` the strategy timed fastest draws them, so the same
     global seed can give other samples on another machine or in a resumed process; pass
-    an explicit ``strategy`` for picks reproducible across processes.
+    an explicit ``strategy`` for picks reproducible across processes. ``generator``: the
+    source of the per-point scores' draws (:func:`score_pool`); default: torch's global
+    generator.
     """
     from dropkit.mc import mc_predict
 
@@ -335,7 +342,7 @@ def acquire(model: nn.Module, pool: Tensor | Iterable[Any], k: int,
     k = _check_k("acquire", k, n)
     g = torch.Generator().manual_seed(seed)
     options = {"batch_size": batch_size, "strategy": strategy, "output": output,
-               "group": group, "shard": shard}
+               "group": group, "shard": shard, "generator": generator}
     if acquisition == "random":
         return top_k(random(n, generator=g), k)
     if acquisition in SCORES:
@@ -345,7 +352,7 @@ def acquire(model: nn.Module, pool: Tensor | Iterable[Any], k: int,
     if acquisition == "power-bald":
         return stochastic(scores.clamp_min(0), k, "power", generator=g)
     best = top_k(scores, min(n, candidates * k)).cpu()
-    rank, world = _world(group) if shard else (0, 1)
+    rank, world = place(group) if shard else (0, 1)
     shards = best.tensor_split(world)
     local = [(rank, mc_predict(model, _rows(pool, shards[rank]), candidate_samples,
                                strategy="loop", output=output, consistent=seed).softmax(-1))

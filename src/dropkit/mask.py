@@ -6,6 +6,12 @@ noise) and a *scaling* (inverted dropout's 1 / (1 - p), alpha dropout's affine m
 DropBlock's kept fraction). This module owns the first two; each variant in
 :mod:`dropkit.functional` applies its own scaling in a few lines.
 
+Inside :func:`shared_draws` every draw comes from one generator and is shared along the
+input's batch dim: each pass is then one network for every input, whatever the batch
+(consistent Monte Carlo dropout, :mod:`dropkit.consistent`). A variant says which dim
+of the tensor it draws for is the batch (``batch_dim``; None where there is none, as for a
+weight mask or an unbatched input); nothing else in a variant knows about it.
+
 Noise is always drawn from a tensor derived from the input, never from a fresh
 factory tensor, so that it works inside ``torch.func.vmap(..., randomness="different")``:
 Monte Carlo dropout vectorizes its samples that way, and an in-place draw on an
@@ -16,7 +22,8 @@ unbatched tensor fails there. Every draw takes its generator from
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor
@@ -24,6 +31,9 @@ from torch import Tensor
 from dropkit._recompute import generator_for
 
 __all__ = [
+    "shared_draws",
+    "shared_generator",
+    "batch_first",
     "noise_shape",
     "uniform_noise",
     "bernoulli_mask",
@@ -33,6 +43,54 @@ __all__ = [
     "zeros_like_input",
     "bernoulli_dropout",
 ]
+
+
+class _Shared:
+    """The generator of the enclosing :func:`shared_draws` (a plain attribute, not a
+    ``ContextVar``: torch.compile traces an attribute read, and guards on it)."""
+
+    generator: torch.Generator | None = None
+
+
+_SHARED = _Shared()
+
+
+@contextmanager
+def shared_draws(generator: torch.Generator) -> Iterator[torch.Generator]:
+    """Inside, every draw of this module comes from ``generator`` and has size 1 along its
+    batch dim: one network for every input of the batch, and, with ``generator`` reseeded
+    alike, of every later batch (the noise no longer depends on the batch size).
+    Process-wide, as torch's default generator is: another thread's draws meanwhile are
+    shared too."""
+    outer, _SHARED.generator = _SHARED.generator, generator
+    try:
+        yield generator
+    finally:
+        _SHARED.generator = outer
+
+
+def shared_generator() -> torch.Generator | None:
+    """The generator of the enclosing :func:`shared_draws`, or None outside one: the one
+    question the draws outside this module (LayerDrop's coins, the seeded backend) ask."""
+    return _SHARED.generator
+
+
+def batch_first(x: Tensor) -> int | None:
+    """Torch's convention for an input of any shape: dim 0 is the batch when there are
+    two dims or more, and a 1D input is one unbatched example."""
+    return 0 if x.dim() > 1 else None
+
+
+def _plan(broadcast_dims: Sequence[int], generator: torch.Generator | None,
+          batch_dim: int | None) -> tuple[Sequence[int], torch.Generator | None]:
+    """The dims and generator of a draw: as asked, or, inside :func:`shared_draws`, the
+    shared generator with the batch dim broadcast too."""
+    shared = _SHARED.generator
+    if shared is None:
+        return broadcast_dims, generator
+    if batch_dim is not None and batch_dim not in broadcast_dims:
+        broadcast_dims = (*broadcast_dims, batch_dim)
+    return broadcast_dims, shared
 
 
 def noise_shape(shape: Sequence[int], broadcast_dims: Sequence[int]) -> tuple[int, ...]:
@@ -69,12 +127,15 @@ def uniform_noise(
     broadcast_dims: Sequence[int] = (),
     *,
     generator: torch.Generator | None = None,
+    batch_dim: int | None = 0,
 ) -> Tensor:
     """Uniform [0, 1) noise in the noise shape, in float32 or wider.
 
     Never in half precision: bf16 has 8 bits, too few to draw a rate from (a Bernoulli
     mask compares this with ``keep``; the Concrete relaxation transforms it).
+    ``batch_dim``: the dim of ``x`` that :func:`shared_draws` shares (None: none).
     """
+    broadcast_dims, generator = _plan(broadcast_dims, generator, batch_dim)
     generator = generator_for(generator, x.device, "dropkit mask")
     wide = torch.promote_types(x.dtype, torch.float32)
     noise = _empty_noise(x, broadcast_dims, wide)
@@ -93,6 +154,7 @@ def bernoulli_mask(
     broadcast_dims: Sequence[int] = (),
     *,
     generator: torch.Generator | None = None,
+    batch_dim: int | None = 0,
 ) -> Tensor:
     """A 0/1 mask in ``x``'s dtype, 1 with probability ``keep``, shared along ``broadcast_dims``.
 
@@ -101,13 +163,16 @@ def bernoulli_mask(
         keep: probability of a 1 (= 1 - p).
         broadcast_dims: dims along which the mask has size 1 (already normalized).
         generator: source of randomness; ``None`` uses the global generator.
+        batch_dim: the dim of ``x`` that :func:`shared_draws` shares; None where ``x``
+            has no batch dim (a weight, an unbatched input). Default: 0.
 
     Shape:
-        ``noise_shape(x.shape, broadcast_dims)``.
+        ``noise_shape(x.shape, broadcast_dims)`` (with size 1 at ``batch_dim`` as well
+        inside :func:`shared_draws`).
     """
     # A uniform draw compared with `keep` is about 3.4x faster on CPU than torch's
     # bernoulli_ (benchmarks/bench_mlp_step.py).
-    uniform = uniform_noise(x, broadcast_dims, generator=generator)
+    uniform = uniform_noise(x, broadcast_dims, generator=generator, batch_dim=batch_dim)
     mask = uniform < keep if _under_vmap() else uniform.lt_(keep)  # vmap has no lt_ rule
     return mask.to(x.dtype)
 
@@ -119,8 +184,11 @@ def normal_noise(
     broadcast_dims: Sequence[int] = (),
     *,
     generator: torch.Generator | None = None,
+    batch_dim: int | None = 0,
 ) -> Tensor:
-    """Gaussian noise N(mean, std^2) in ``x``'s dtype, shared along ``broadcast_dims``."""
+    """Gaussian noise N(mean, std^2) in ``x``'s dtype, shared along ``broadcast_dims``
+    (and ``batch_dim`` inside :func:`shared_draws`)."""
+    broadcast_dims, generator = _plan(broadcast_dims, generator, batch_dim)
     generator = generator_for(generator, x.device, "dropkit noise")
     noise = _empty_noise(x, broadcast_dims)
     if _under_vmap():
@@ -166,22 +234,26 @@ def bernoulli_dropout(
     generator: torch.Generator | None,
     *,
     scale: bool = True,
+    batch_dim: int | None = 0,
 ) -> Tensor:
     """Bernoulli dropout on checked arguments: the body every Bernoulli variant shares.
 
     Returns ``x`` itself in eval or at p = 0, exact zeros at p = 1 (never 0 / 0), and
     otherwise ``x * mask / (1 - p)`` with one draw shared along ``broadcast_dims``
-    (``scale=False``: no division, DropPath's ``scale_by_keep=False``).
+    (``scale=False``: no division, DropPath's ``scale_by_keep=False``); ``batch_dim`` as
+    in :func:`bernoulli_mask`.
     """
     if not training or p == 0.0:
         return x
     if p == 1.0:
         return zeros_like_input(x, inplace)
     if (generator is None and not broadcast_dims and scale and x.device.type in FUSED_DEVICES
+            and _SHARED.generator is None  # torch's kernel draws per element, from its own
             and generator_for(None, x.device, "dropkit mask") is None):  # no region
         return torch.nn.functional.dropout(x, p, True, in_place_ok(inplace))
     keep = 1.0 - p
-    noise = bernoulli_mask(x, keep, broadcast_dims, generator=generator)  # noise shape
+    noise = bernoulli_mask(x, keep, broadcast_dims, generator=generator,
+                           batch_dim=batch_dim)  # noise shape
     if scale:
         noise = noise.div_(keep)  # inverted dropout: E[output] = input
     return apply_noise(x, noise, inplace)

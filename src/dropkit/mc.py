@@ -17,7 +17,6 @@ al. 2014, section 7.5 (Monte Carlo model averaging). Learned from: baal's
 from __future__ import annotations
 
 import functools
-import itertools
 import logging
 import math
 import time
@@ -36,7 +35,15 @@ from torch.overrides import TorchFunctionMode
 
 import dropkit.functional as F
 from dropkit._checks import check_int
-from dropkit._trace import DROPOUT_CALLS, call_model, only_training, split_inputs, untouched
+from dropkit._rng import drawing_from, seed_from
+from dropkit._trace import (
+    DROPOUT_CALLS,
+    call_model,
+    model_device,
+    only_training,
+    split_inputs,
+    untouched,
+)
 from dropkit.nn._base import RateMixin
 from dropkit.sites import (
     Site,
@@ -80,13 +87,8 @@ last_choice: Choice | None = None
 
 
 def _on_gpu(model: nn.Module, x: Any) -> bool:
-    """Whether the work runs on an accelerator: the model's first parameter or buffer,
-    else the input's first tensor, is off the CPU."""
-    first = next(itertools.chain(model.parameters(), model.buffers()), None)
-    if first is None:
-        args, kwargs = split_inputs("mc_predict", x)
-        first = next((t for t in [*args, *kwargs.values()] if isinstance(t, Tensor)), None)
-    return first is not None and first.device.type not in ("cpu", "meta")
+    """Whether the work runs on an accelerator (:func:`model_device` off the CPU)."""
+    return model_device(model, x).type not in ("cpu", "meta")
 
 
 @contextmanager
@@ -286,6 +288,12 @@ def _joined(parts: list[Tensor]) -> Tensor:
     return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
+def batchable(sites: list[Site]) -> bool:
+    """Whether replicating the batch along dim 0 gives every site's draws independently
+    (:func:`check_batchable` names the site where not)."""
+    return all(_batch_problem(s) is None for s in sites)
+
+
 def _batch_problem(site: Site) -> str | None:
     """Why replicating the input along dim 0 would not give independent samples here."""
     if site.shares_noise_across_batch:
@@ -420,6 +428,7 @@ def mc_predict(
     chunk_size: int | None = None,
     output: Output = None,
     consistent: bool | int = False,
+    generator: torch.Generator | None = None,
 ) -> Tensor:
     """Draw ``samples`` stochastic forward passes of ``model`` on ``x``.
 
@@ -461,6 +470,11 @@ def mc_predict(
             scored in batches sees one set of networks; True draws a seed from torch's
             global generator. Runs T passes; refuses, by name, a site that cannot share
             its draw. Default: False.
+        generator: the source of the call's draws: torch's default generators (which
+            the model's own code draws from) are forked and seeded from it for the call
+            and left as they were, so one generator state gives the same samples with
+            the same strategy, and ``consistent=True`` draws its seed from it. Default:
+            None, torch's global generator.
 
     Returns:
         ``(samples, *selected_output.shape)``.
@@ -482,8 +496,11 @@ def mc_predict(
     if output is not None and not (isinstance(output, str) or callable(output)):
         raise TypeError(f"mc_predict: expected `output` to be None, a str or a callable, "
                         f"got {type(output).__name__}")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"mc_predict: expected `generator` to be a torch.Generator or None, "
+                        f"got {type(generator).__name__}")
     if isinstance(consistent, bool):
-        seed = int(torch.randint(0, 2**31, ())) if consistent else None
+        seed = seed_from("mc_predict", generator) if consistent else None
     else:
         seed = check_int("mc_predict", consistent, "consistent", 0, 2**31)
     if seed is not None and strategy not in ("auto", "loop"):
@@ -498,26 +515,54 @@ def mc_predict(
             "mc_predict: the model has no dropout to sample (none present, or every rate "
             "is 0): Monte Carlo samples would all be equal"
         )
-    if seed is not None:
-        out = _consistent(model, x, samples, output, active, seed)
-    elif strategy == "auto":
-        out = _auto(model, x, samples, chunk_size, output, sites, active, key)
-    else:
-        out = _asked(strategy, model, x, samples, chunk_size, output, sites, active, key)
+    with drawing_from("mc_predict", generator, model_device(model, x)):
+        if seed is not None:
+            out = _consistent(model, x, samples, output, active, seed, key)
+        elif strategy == "auto":
+            out = _auto(model, x, samples, chunk_size, output, sites, active, key)
+        else:
+            out = _asked(strategy, model, x, samples, chunk_size, output, sites, active, key)
     _check_differ(out, active)
     return out
 
 
 def _consistent(model: nn.Module, x: Any, samples: int, output: Output, active: list[Site],
-                seed: int) -> Tensor:
+                seed: int, key: object) -> Tensor:
     from dropkit.consistent import check_sites, consistent_passes
 
-    hooked, own = check_sites(active)
-    first = next(model.parameters(), None)
-    device = first.device if first is not None else torch.device("cpu")
-    with torch.no_grad(), only_training(model, own):
-        return consistent_passes(lambda: _forward(model, x, output), hooked, own, samples,
-                                 seed, device)
+    check_sites(active)
+    device = model_device(model, x)
+    with torch.no_grad(), only_training(model, gates_of(active)), _VmapSafeDropout():
+        _check_consistent(model, x, output, key, device)
+        return consistent_passes(lambda: _forward(model, x, output), samples, seed, device)
+
+
+# Per model: the signature whose consistent sampling was observed to share its draws.
+_SHARING_SEEN: weakref.WeakKeyDictionary[nn.Module, object] = weakref.WeakKeyDictionary()
+
+
+def _check_consistent(model: nn.Module, x: Any, output: Output, key: object,
+                      device: torch.device) -> None:
+    """Never silent: consistent sampling is observed to share its draws, once per model
+    and input signature: one network's pass over the batch tiled twice must give each
+    copy the untiled pass's output. Not observable where tiling mixes rows even
+    without dropout (:func:`_coupling`); the sites' check then stands alone."""
+    from dropkit.consistent import consistent_passes
+
+    if key is not None and _SHARING_SEEN.get(model) == key:
+        return
+    if _coupling(model, x, output, key) is None:
+        def network_0(inputs: Any) -> Tensor:
+            return consistent_passes(lambda: _forward(model, inputs, output), 1, 0, device)[0]
+
+        if _halves_differ(network_0(x), network_0(_tile(x, 2)[0])):
+            raise ValueError(
+                "mc_predict: consistent sampling was observed to draw per input: one "
+                "network's pass over the batch tiled twice gave the copies other outputs "
+                "than the batch alone; a dropout site draws outside dropkit's mask "
+                "primitive (a subclass that draws otherwise?); use consistent=False")
+    if key is not None:
+        _SHARING_SEEN[model] = key
 
 
 def _choose(choice: Choice) -> None:
@@ -746,14 +791,19 @@ def _observe_coupling(model: nn.Module, x: Any, output: Output) -> str | None:
         return (f"with the batch of {n} tiled twice the output has shape "
                 f"{tuple(tiled.shape)}, where dim 0 alone should double from "
                 f"{tuple(plain.shape)}")
+    if _halves_differ(plain, tiled):
+        return ("with the batch tiled twice, a copy's outputs change: its rows "
+                "depend on the other copy's inputs")
+    return None
+
+
+def _halves_differ(plain: Tensor, tiled: Tensor) -> bool:
+    """Whether either half of ``tiled`` (the batch tiled twice) differs from ``plain``
+    beyond the rounding of a larger matmul (a dropped unit moves an output by far more)."""
     halves = tiled.reshape(2, *plain.shape)  # (2, N, ...)
     scale = plain.abs().max().item() if plain.numel() else 0.0
-    for half in halves:  # equal up to the rounding of a larger matmul
-        if not torch.allclose(half, plain, rtol=1e-4, atol=1e-5 * max(scale, 1.0),
-                              equal_nan=True):
-            return ("with the batch tiled twice, a copy's outputs change: its rows "
-                    "depend on the other copy's inputs")
-    return None
+    return any(not torch.allclose(half, plain, rtol=1e-4, atol=1e-5 * max(scale, 1.0),
+                                  equal_nan=True) for half in halves)
 
 
 def check_uncoupled(fn: str, model: nn.Module, x: Any, output: Output,

@@ -16,7 +16,13 @@ from typing import Any
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-from dropkit.sites import Site, dropout_sites, last_discovered, on_first_call
+from dropkit.sites import (
+    Site,
+    check_site_names,
+    dropout_sites,
+    last_discovered,
+    on_first_call,
+)
 
 __all__ = ["find_dropout", "set_rate", "RateSpec"]
 
@@ -44,10 +50,7 @@ def plan_rates(fn: str, sites: list[Site], rate: RateSpec) -> dict[str, float]:
     """
     by_name = {s.name: s for s in sites}
     if isinstance(rate, Mapping):
-        unknown = sorted(set(rate) - set(by_name))
-        if unknown:
-            raise ValueError(f"{fn}: {unknown} are not dropout sites of this model; "
-                             f"expected names among {sorted(by_name)}")
+        check_site_names(fn, rate, by_name)
         plan = {name: rate[name] for name in by_name if name in rate}
     elif callable(rate):
         plan = {}

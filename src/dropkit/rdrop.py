@@ -19,10 +19,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dropkit._checks import check_nonnegative, check_probability
+from dropkit._rng import drawing_from
+from dropkit._trace import model_device
 
-__all__ = ["rdrop_loss", "rdrop_forward", "STRATEGIES", "TASKS"]
+__all__ = ["rdrop_loss", "rdrop_forward", "RDROP_STRATEGIES", "TASKS"]
 
-STRATEGIES = ("batch", "vmap", "loop")
+RDROP_STRATEGIES = ("batch", "vmap", "loop")
 TASKS = ("classification", "regression")
 _REDUCTIONS = ("mean", "sum")
 
@@ -95,7 +97,8 @@ def rdrop_loss(logits_a: Tensor, logits_b: Tensor, target: Tensor | None = None,
 
 
 def rdrop_forward(model: nn.Module, x: Any, *, output: Any = None,
-                  strategy: str = "batch") -> tuple[Tensor, Tensor]:
+                  strategy: str = "batch", generator: torch.Generator | None = None
+                  ) -> tuple[Tensor, Tensor]:
     """Two passes of ``model`` (in training mode) over ``x``, with two dropout masks.
 
     ``strategy``: ``"batch"`` (the paper's: the batch doubled, one pass, every example
@@ -107,13 +110,15 @@ def rdrop_forward(model: nn.Module, x: Any, *, output: Any = None,
     dropout site of the registry draws twice: module, functional and attention dropout.
     Refuses, before any pass: a model in eval, a model with nothing to drop, and
     ``"batch"`` where a site draws once per batch (DropConnect, LayerDrop: the two
-    halves would share it). Raises if the two passes came out identical.
+    halves would share it). Raises if the two passes came out identical. ``generator``:
+    the source of the passes' draws, as :func:`dropkit.mc_predict` takes it (default:
+    torch's global generator).
     """
     from dropkit.mc import check_batchable, check_uncoupled, sampler, vmap_failures_named
     from dropkit.sites import discover_cached
 
-    if strategy not in STRATEGIES:
-        raise ValueError(f"rdrop_forward: expected `strategy` to be one of {STRATEGIES}, got "
+    if strategy not in RDROP_STRATEGIES:
+        raise ValueError(f"rdrop_forward: expected `strategy` to be one of {RDROP_STRATEGIES}, got "
                          f"strategy={strategy!r}")
     if not model.training:
         raise ValueError("rdrop_forward: the model is in eval mode, where dropout does not "
@@ -127,7 +132,8 @@ def rdrop_forward(model: nn.Module, x: Any, *, output: Any = None,
     if strategy == "batch":
         check_batchable("rdrop_forward", "draw two masks for", active)
         check_uncoupled("rdrop_forward", model, x, output)
-    with vmap_failures_named("rdrop_forward", "draw two masks for", model, strategy):
+    with vmap_failures_named("rdrop_forward", "draw two masks for", model, strategy), \
+            drawing_from("rdrop_forward", generator, model_device(model, x)):
         out = sampler(strategy, sites)(model, x, 2, None, output)
     if torch.equal(out[0], out[1]):
         raise RuntimeError(

@@ -9,7 +9,7 @@ from torch import nn
 
 from dropkit._checks import check_int
 from dropkit.rates import find_dropout, set_rate
-from dropkit.sites import dropout_sites
+from dropkit.sites import check_site_names, dropout_sites
 
 __all__ = ["DropoutScheduler"]
 
@@ -57,12 +57,7 @@ class DropoutScheduler:
         if not names:
             raise ValueError("DropoutScheduler: the model has no dropout site to schedule")
         if isinstance(schedule, Mapping):
-            unknown = sorted(set(schedule) - set(names))
-            if unknown:
-                raise ValueError(
-                    f"DropoutScheduler: {unknown} are not dropout sites of this model; "
-                    f"expected names among {names}"
-                )
+            check_site_names("DropoutScheduler", schedule, names)
             bad = [n for n, s in schedule.items() if not callable(s)]
         else:
             bad = [] if callable(schedule) else ["<all>"]

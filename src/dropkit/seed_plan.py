@@ -30,7 +30,9 @@ import torch.distributed as dist
 from torch import nn
 
 from dropkit._checks import check_int
-from dropkit.sites import Site, dropout_sites, on_first_call
+from dropkit._dist import rank
+from dropkit._trace import model_device
+from dropkit.sites import Site, check_site_names, dropout_sites, on_first_call
 
 __all__ = ["SeedPlan"]
 
@@ -50,7 +52,7 @@ def _group_rank(group: Any, shared: bool) -> int:
     if not (dist.is_available() and dist.is_initialized()):
         return 0
     if not shared:
-        return dist.get_rank()
+        return rank()
     return min(dist.get_process_group_ranks(group if group is not None else dist.group.WORLD))
 
 
@@ -151,14 +153,8 @@ class SeedPlan:
                 "them a stream; use dropkit's modules there (dropkit.nn.Dropout, ...)")
         shared = list(shared) if not isinstance(shared, str) else [shared]
         names = [s.name for s in sites]
-        unknown = sorted(set(shared) - set(names))
-        if unknown:
-            raise ValueError(f"SeedPlan: `shared` names {unknown}, which are not dropout sites "
-                             f"of this model; expected names among {names}")
-        if device is None:
-            first = next(model.parameters(), None)
-            device = first.device if first is not None else torch.device("cpu")
-        device = torch.device(device)
+        check_site_names("SeedPlan", shared, names, "shared")
+        device = model_device(model) if device is None else torch.device(device)
         self.shared = sorted(set(shared) | {s.name for s in sites
                                             if getattr(s.module, "seed_per_rank", True) is False})
         self._ranks = {s.name: _group_rank(group, s.name in self.shared) for s in sites}

@@ -615,6 +615,18 @@ def last_discovered(model: nn.Module) -> list[Site] | None:
     return _recalled(model)
 
 
+def check_site_names(fn: str, names: Iterable[str], known: Iterable[str],
+                     argument: str | None = None) -> None:
+    """Raise naming every name in ``names`` (the argument ``argument``, if named) that is
+    not among the sites ``known``."""
+    known = sorted(known)
+    unknown = sorted(set(names) - set(known))
+    if unknown:
+        which = f"`{argument}` names {unknown}, which" if argument else f"{unknown}"
+        raise ValueError(f"{fn}: {which} are not dropout sites of this model; "
+                         f"expected names among {known}")
+
+
 def dropout_sites(model: nn.Module, example_input: Any = None) -> list[Site]:
     """Every dropout site of ``model``, in module order (see :mod:`dropkit.sites`).
 

@@ -13,7 +13,7 @@ from torch import Tensor
 
 from dropkit._checks import check_call, check_ndim
 from dropkit._fx import leaf_function
-from dropkit.mask import bernoulli_mask, in_place_ok, zeros_like_input
+from dropkit.mask import batch_first, bernoulli_mask, in_place_ok, zeros_like_input
 
 __all__ = ["alpha_dropout", "feature_alpha_dropout", "alpha_affine", "SELU_ALPHA_PRIME"]
 
@@ -50,7 +50,8 @@ def _alpha(
     # unit variance for standard-normal inputs.
     a, b = alpha_affine(p)
     dims = tuple(range(2, x.dim())) if feature else ()  # feature: mask (N, C, 1, ...)
-    mask = bernoulli_mask(x, 1.0 - p, dims, generator=generator)
+    mask = bernoulli_mask(x, 1.0 - p, dims, generator=generator,
+                          batch_dim=0 if feature else batch_first(x))
     shift = mask.mul(-a * SELU_ALPHA_PRIME).add_(a * SELU_ALPHA_PRIME + b)  # a*alpha'*(1-m) + b
     scale = mask.mul_(a)
     if in_place_ok(inplace):

@@ -16,7 +16,7 @@ from dropkit._checks import (
     check_probability,
 )
 from dropkit._fx import leaf_function
-from dropkit.mask import uniform_noise
+from dropkit.mask import batch_first, uniform_noise
 
 __all__ = ["concrete_dropout"]
 
@@ -66,7 +66,7 @@ def concrete_dropout(
     if not training:
         return input
     p_t = torch.as_tensor(p, dtype=torch.float32, device=input.device)
-    u = uniform_noise(input, generator=generator)  # float32 or wider
+    u = uniform_noise(input, generator=generator, batch_dim=batch_first(input))  # float32+
     p_t = p_t.to(u.dtype)
     logit = (
         torch.log(p_t + EPS) - torch.log1p(EPS - p_t) + torch.log(u + EPS) - torch.log1p(EPS - u)

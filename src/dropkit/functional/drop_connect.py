@@ -45,4 +45,4 @@ def drop_connect(
     """
     p = check_call("drop_connect", weight, p, training, generator, name="weight")
     rows = tuple(range(1, weight.dim())) if rowwise else ()  # rowwise: (out, 1, ..., 1)
-    return bernoulli_dropout(weight, p, training, False, rows, generator)
+    return bernoulli_dropout(weight, p, training, False, rows, generator, batch_dim=None)

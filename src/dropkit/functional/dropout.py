@@ -22,7 +22,7 @@ from dropkit._checks import (
     normalize_dims,
 )
 from dropkit._fx import leaf_function
-from dropkit.mask import bernoulli_dropout
+from dropkit.mask import batch_first, bernoulli_dropout
 
 __all__ = ["dropout", "dropout1d", "dropout2d", "dropout3d"]
 
@@ -67,7 +67,8 @@ def dropout(
     """
     p = check_call("dropout", input, p, training, generator)
     dims = normalize_dims("dropout", broadcast_dims, input.dim())
-    return bernoulli_dropout(input, p, training, inplace, dims, generator)
+    return bernoulli_dropout(input, p, training, inplace, dims, generator,
+                             batch_dim=batch_first(input))
 
 
 def _channel_dropout(
@@ -85,7 +86,9 @@ def _channel_dropout(
     # without channels: torch once reinterpreted 3D inputs to dropout2d silently.
     check_ndim(fn, input, (spatial_ndim + 1, spatial_ndim + 2), layout)
     spatial = tuple(range(input.dim() - spatial_ndim, input.dim()))  # mask: (N, C, 1, ...)
-    return bernoulli_dropout(input, p, training, inplace, spatial, generator)
+    batched = input.dim() == spatial_ndim + 2
+    return bernoulli_dropout(input, p, training, inplace, spatial, generator,
+                             batch_dim=0 if batched else None)
 
 
 @leaf_function  # one node under torch.fx

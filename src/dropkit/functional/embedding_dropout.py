@@ -65,5 +65,6 @@ def embedding_dropout(
     if p == 1.0:
         return zeros_like_input(out)
     keep = 1.0 - p
-    rows = bernoulli_mask(weight, keep, (1,), generator=generator).div_(keep)  # (V, 1)
+    rows = bernoulli_mask(weight, keep, (1,), generator=generator,  # (V, 1)
+                          batch_dim=None).div_(keep)  # a weight: one draw serves the batch
     return out * F.embedding(input, rows)  # (*, 1): one factor per token, shared over D

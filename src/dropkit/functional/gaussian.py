@@ -14,7 +14,7 @@ from torch import Tensor
 
 from dropkit._checks import check_call, check_floating, check_generator, check_nonnegative
 from dropkit._fx import leaf_function
-from dropkit.mask import normal_noise
+from dropkit.mask import batch_first, normal_noise
 
 __all__ = ["gaussian_dropout", "gaussian_noise"]
 
@@ -42,7 +42,8 @@ def gaussian_dropout(
     p = check_call("gaussian_dropout", input, p, training, generator, allow_one=False)
     if not training or p == 0.0:
         return input
-    noise = normal_noise(input, 1.0, math.sqrt(p / (1.0 - p)), generator=generator)
+    noise = normal_noise(input, 1.0, math.sqrt(p / (1.0 - p)), generator=generator,
+                         batch_dim=batch_first(input))
     return input * noise
 
 
@@ -68,4 +69,5 @@ def gaussian_noise(
     check_generator("gaussian_noise", generator, input)
     if not training or std == 0.0:
         return input
-    return input + normal_noise(input, 0.0, std, generator=generator)
+    return input + normal_noise(input, 0.0, std, generator=generator,
+                                batch_dim=batch_first(input))

@@ -50,4 +50,6 @@ def locked_dropout(
         "a 3D (T, N, H) / (N, T, H) input or an unbatched 2D (T, H) input",
     )
     time_dim = 1 if batch_first and input.dim() == 3 else 0
-    return bernoulli_dropout(input, p, training, False, (time_dim,), generator)
+    batch_dim = None if input.dim() == 2 else 1 - time_dim  # unbatched (T, H): none
+    return bernoulli_dropout(input, p, training, False, (time_dim,), generator,
+                             batch_dim=batch_dim)

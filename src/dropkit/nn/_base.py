@@ -11,7 +11,7 @@ from torch.fx import Proxy
 from dropkit._checks import check_probability
 from dropkit._fx import TracedAsLeaf
 from dropkit._triton import HAS_TRITON
-from dropkit.mask import in_place_ok
+from dropkit.mask import in_place_ok, shared_generator
 
 
 class RateMixin(TracedAsLeaf):
@@ -111,6 +111,8 @@ class SeededBackendMixin:
         """The one place that decides whether a call takes the seeded path."""
         if self.backend == "torch" or (self.backend == "auto" and isinstance(input, Proxy)):
             return False  # a traced root "auto" module: the torch path, as on the CPU
+        if shared_generator() is not None:
+            return False  # consistent sampling: every draw from the shared generator
         if isinstance(input, Proxy):
             raise TypeError(
                 f"{type(self).__name__}: backend={self.backend!r} cannot be traced by torch.fx "

@@ -17,12 +17,13 @@ from torch import nn
 
 from dropkit._checks import check_probability
 from dropkit._recompute import generator_for
+from dropkit.mask import shared_generator
 
-__all__ = ["LayerDrop", "SCHEDULES"]
+__all__ = ["LayerDrop", "DEPTH_SCHEDULES"]
 
 #: How the rates of the blocks follow from ``p``: the same for every block (the paper's),
 #: or growing linearly with depth to ``p`` at the last block (stochastic depth's rule).
-SCHEDULES = ("constant", "linear")
+DEPTH_SCHEDULES = ("constant", "linear")  # the rate over depth (not over time)
 
 
 class LayerDrop(nn.Module):
@@ -58,8 +59,8 @@ class LayerDrop(nn.Module):
         if not blocks or not all(isinstance(b, nn.Module) for b in blocks):
             raise TypeError(f"LayerDrop: expected `layers` to be one or more nn.Modules, got "
                             f"{[type(b).__name__ for b in blocks]}")
-        if schedule not in SCHEDULES:
-            raise ValueError(f"LayerDrop: expected `schedule` to be one of {SCHEDULES}, got "
+        if schedule not in DEPTH_SCHEDULES:
+            raise ValueError(f"LayerDrop: expected `schedule` to be one of {DEPTH_SCHEDULES}, got "
                              f"schedule={schedule!r}")
         if rates is not None:
             rates = [check_probability("LayerDrop", r, name="rates[]", allow_one=False)
@@ -98,8 +99,11 @@ class LayerDrop(nn.Module):
         skip = [False] * len(rates)
         if self.training and any(r > 0 for r in rates):
             # through generator_for: a checkpointed recompute draws the forward's coins
-            g = generator_for(self.generator, torch.device("cpu"), "LayerDrop")
-            coins = torch.rand(len(rates), generator=g).tolist()
+            # (or the shared generator of consistent sampling: coins are per batch already)
+            g = shared_generator() or generator_for(self.generator, torch.device("cpu"),
+                                                    "LayerDrop")
+            device = g.device if g is not None else torch.device("cpu")
+            coins = torch.rand(len(rates), generator=g, device=device).tolist()
             skip = [c < r for c, r in zip(coins, rates, strict=True)]
         for block, skipped in zip(self.layers, skip, strict=True):
             if not skipped:

@@ -37,8 +37,7 @@ from torch.func import functional_call
 from torch.nn.utils.rnn import PackedSequence
 
 from dropkit._checks import check_probability
-from dropkit.functional import dropout as _dropout
-from dropkit.mask import bernoulli_mask
+from dropkit.mask import bernoulli_dropout, bernoulli_mask
 
 __all__ = ["VariationalLSTM", "VariationalGRU", "MASK_PER"]
 
@@ -156,8 +155,9 @@ class _Variational:
         g = self._gates
         view = weight.view(g, weight.shape[0] // g, weight.shape[1])  # (gates, H, in)
         dims = (0, 1) if self.tied else (1,)
-        return _dropout(view, p, True, broadcast_dims=dims, generator=self.generator
-                        ).view_as(weight)
+        # a weight has no batch: one draw serves it (batch_dim None)
+        return bernoulli_dropout(view, p, True, False, dims, self.generator,
+                                 batch_dim=None).view_as(weight)
 
     def _by_weights(self, input: Any, hx: Any) -> Any:
         module: Any = self
@@ -181,7 +181,9 @@ class _Variational:
             return None
         shape = like.shape if self.tied else (self._gates, *like.shape)
         base = like if self.tied else like.expand(shape)
-        return bernoulli_mask(base, 1.0 - p, generator=self.generator).div_(1.0 - p)
+        # the batch: second to last ((N, F), (T, N, F) per step, a gate dim in front)
+        return bernoulli_mask(base, 1.0 - p, generator=self.generator,
+                              batch_dim=base.dim() - 2).div_(1.0 - p)
 
     def _cell(self, gates_x: Tensor, h: Tensor, c: Tensor | None, w_hh: Tensor,
               b_hh: Tensor | None, m_h: Tensor | None) -> tuple[Tensor, Tensor | None]:
@@ -300,14 +302,16 @@ class _Variational:
         if p == 0:
             return output
         if isinstance(output, PackedSequence):  # the packed rows mix time and batch
-            data = _dropout(output.data, p, True, broadcast_dims=(0,), generator=self.generator)
+            data = bernoulli_dropout(output.data, p, True, False, (0,), self.generator,
+                                     batch_dim=None)  # one mask for every row already
             return output._replace(data=data)
         time = 1 if self.batch_first and output.dim() == 3 else 0
         if self.mask_per == "step":
             dims: tuple[int, ...] = ()
         else:
             dims = (0, 1) if self.mask_per == "batch" or output.dim() == 2 else (time,)
-        return _dropout(output, p, True, broadcast_dims=dims, generator=self.generator)
+        batch = None if output.dim() == 2 else 1 - time  # unbatched (T, F): none
+        return bernoulli_dropout(output, p, True, False, dims, self.generator, batch_dim=batch)
 
 
 class VariationalLSTM(_Variational, nn.LSTM):

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from dropkit._checks import check_floating, check_int, check_probability
+from dropkit._dist import rank
 from dropkit._recompute import generator_for
 from dropkit.functional.alpha_dropout import SELU_ALPHA_PRIME, alpha_affine
 from dropkit.mask import zeros_like_input
@@ -71,11 +72,11 @@ def rank_seed(seed: Tensor) -> Tensor:
     Data-parallel ranks see different data and must not share masks (a known pitfall:
     ranks seeded alike drop the same units). Without a process group: ``seed`` itself.
     """
-    dist = torch.distributed
-    if not (dist.is_available() and dist.is_initialized()):
+    here = rank()
+    if here == 0:  # without a process group too: the seed itself
         return seed
     # an odd multiplier (2**64 / golden ratio) spreads ranks over the seed space
-    shift = (dist.get_rank() * 0x9E3779B97F4A7C15) % 2**62
+    shift = (here * 0x9E3779B97F4A7C15) % 2**62
     return (seed + shift) % 2**62
 
 
