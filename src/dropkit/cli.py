@@ -28,9 +28,11 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from dropkit import __version__
+from dropkit._dist import launched_rank
 from dropkit.errors import UsageError
 from dropkit.experiments.data import DATASETS
 from dropkit.models import MODELS
@@ -114,12 +116,10 @@ def _common(p: argparse.ArgumentParser, *, epochs: int, out: str) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="dropkit", description="Dropout regularization for PyTorch.")
-    parser.add_argument("--version", action="version", version=f"dropkit {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    commands.required = True
+Commands = Any  # argparse's subparsers action (a private class)
 
+
+def _add_demo(commands: Commands) -> None:
     demo = commands.add_parser(
         "demo", help="compute dropout's worked examples live",
         description="Dropout's worked examples (mask, rate, mean, eval vs train, "
@@ -127,6 +127,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--seed", type=_seed, default=0, help="random seed (default: 0)")
 
+
+def _run_demo(args: argparse.Namespace) -> None:
+    from dropkit.demo import run_demo
+
+    run_demo(seed=args.seed)
+
+
+def _add_compare(commands: Commands) -> None:
     compare = commands.add_parser(
         "compare", help="train without and with dropout: table, plots, HTML report",
         description="Train the same network without and with dropout on real data and "
@@ -139,6 +147,14 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--seeds", type=_int_at_least(1, "number of seeds"), default=2,
                          help="seeds per configuration (default: 2)")
 
+
+def _run_compare(args: argparse.Namespace) -> None:
+    from dropkit.experiments.compare import run_compare
+
+    run_compare(_options(args), rates=args.rates, seeds=args.seeds)
+
+
+def _add_train(commands: Commands) -> None:
     train = commands.add_parser(
         "train", help="train one configuration (resumable, torchrun-ready)",
         description="Train one configuration; DIR gets config.json, metrics.jsonl, "
@@ -170,6 +186,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="dropout backend; seeded: masks from a SeedPlan of (seed, step), "
                        "exact across resume and activation checkpointing (default: torch)")
 
+
+def _run_train(args: argparse.Namespace) -> None:
+    from dropkit.experiments.train import run_train
+
+    run_train(args, progress=not args.no_progress)
+
+
+def _add_sweep(commands: Commands) -> None:
     sweep = commands.add_parser(
         "sweep", help="test error against the drop rate (Srivastava et al. 2014, Fig. 9)",
         description="Train one network per hidden drop rate and plot the errors against it.",
@@ -182,6 +206,15 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--seeds", type=_int_at_least(1, "number of seeds"), default=1,
                        help="seeds per rate (default: 1)")
 
+
+def _run_sweep(args: argparse.Namespace) -> None:
+    from dropkit.experiments.sweep import run_sweep
+
+    run_sweep(_options(args), rates=args.rates, input_dropout=args.input_dropout,
+              seeds=args.seeds)
+
+
+def _add_uncertainty(commands: Commands) -> None:
     unc = commands.add_parser(
         "uncertainty", help="Monte Carlo dropout: calibration, OOD detection, error vs samples",
         description="Train a network with dropout, then compare MC dropout with the "
@@ -193,6 +226,16 @@ def build_parser() -> argparse.ArgumentParser:
     unc.add_argument("--samples", type=_int_at_least(2, "number of samples"), default=100,
                      help="Monte Carlo samples T (default: 100)")
     unc.add_argument("--seed", type=_seed, default=0, help="random seed (default: 0)")
+
+
+def _run_uncertainty(args: argparse.Namespace) -> None:
+    from dropkit.experiments.uncertainty import run_uncertainty
+
+    run_uncertainty(_options(args), samples=args.samples, seed=args.seed,
+                    dropout=args.dropout, input_dropout=args.input_dropout)
+
+
+def _add_ensemble(commands: Commands) -> None:
     ens = commands.add_parser(
         "ensemble", help="a deep ensemble beside one dropout network (Lakshminarayanan 2017)",
         description="Train M networks without dropout (seeds 0..M-1) and one with dropout; "
@@ -203,6 +246,18 @@ def build_parser() -> argparse.ArgumentParser:
     ens.add_argument("--members", type=_int_at_least(2, "number of members"), default=5,
                      help="ensemble members M (default: 5)")
     _rates(ens)
+
+
+def _run_ensemble(args: argparse.Namespace) -> None:
+    from dropkit.experiments.ensemble import run_ensemble
+
+    run_ensemble(_options(args), members=args.members, dropout=args.dropout,
+                 input_dropout=args.input_dropout)
+
+
+def _add_active(commands: Commands) -> None:
+    from dropkit.experiments.active import ACQUISITIONS  # the names, nothing heavy
+
     act = commands.add_parser(
         "active", help="active learning with MC dropout: test error against labels",
         description="Start from a few labelled digits, train, score the unlabelled pool "
@@ -210,15 +265,13 @@ def build_parser() -> argparse.ArgumentParser:
         "round's network trains with learning rate 0.01 unless --lr says otherwise.",
     )
     _common(act, epochs=50, out="runs/active")
-    from dropkit.experiments.active import ACQUISITIONS  # the names, nothing heavy
-
     act.add_argument("--acquisition", nargs="+", choices=ACQUISITIONS,
                      default=["bald", "random"], help="acquisitions to compare")
-    act.add_argument("--initial", type=_int_at_least(1, "number of labels"), default=20,
+    labels = _int_at_least(1, "number of labels")
+    act.add_argument("--initial", type=labels, default=20,
                      help="labelled digits to start from, balanced over classes (20)")
-    act.add_argument("--step", type=_int_at_least(1, "number of labels"), default=10,
-                     help="labels acquired per round (10)")
-    act.add_argument("--budget", type=_int_at_least(1, "number of labels"), default=100,
+    act.add_argument("--step", type=labels, default=10, help="labels acquired per round (10)")
+    act.add_argument("--budget", type=labels, default=100,
                      help="stop at this many labels (100)")
     act.add_argument("--samples", type=_int_at_least(2, "number of samples"), default=20,
                      help="Monte Carlo samples T (20)")
@@ -231,6 +284,18 @@ def build_parser() -> argparse.ArgumentParser:
                      help="seeds per acquisition (1)")
     _rates(act, input=False)
     act.add_argument("--resume", action="store_true", help="continue the run in --out")
+
+
+def _run_active(args: argparse.Namespace) -> None:
+    from dropkit.experiments.active import run_active
+
+    run_active(_options(args), acquisitions=tuple(args.acquisition), initial=args.initial,
+               step=args.step, budget=args.budget, samples=args.samples, seeds=args.seeds,
+               candidate_samples=args.candidate_samples, consistent=args.consistent,
+               dropout=args.dropout, resume=args.resume)
+
+
+def _add_reproduce(commands: Commands) -> None:
     rep = commands.add_parser(
         "reproduce", help="measure classic claims about dropout against their papers",
         description="Run classic claims about dropout and set dropkit's numbers "
@@ -245,6 +310,51 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--docs", default=None,
                      help="the page to write (default: docs/REPRODUCTIONS.md for a full run of "
                      "every claim, OUT/REPRODUCTIONS.md otherwise)")
+
+
+def _run_reproduce(args: argparse.Namespace) -> None:
+    from dropkit.experiments.reproduce import CLAIMS, run_reproduce
+
+    if args.list:
+        for claim in CLAIMS:
+            print(f"{claim.name:22s} {claim.description}")
+        return
+    docs = args.docs
+    if docs is None:  # the committed page shows the full run of every claim, only
+        full = not args.quick and not args.claims
+        docs = "docs/REPRODUCTIONS.md" if full else os.path.join(args.out, "REPRODUCTIONS.md")
+    run_reproduce(args.claims, quick=args.quick, out=args.out, docs=docs)
+
+
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: the function that adds its parser and the one that runs it."""
+
+    add: Callable[[Commands], None]
+    run: Callable[[argparse.Namespace], None]
+
+
+#: The subcommands, in the order ``--help`` lists them: a new one is a pair of functions
+#: and a line here.
+COMMANDS: dict[str, Command] = {
+    "demo": Command(_add_demo, _run_demo),
+    "compare": Command(_add_compare, _run_compare),
+    "train": Command(_add_train, _run_train),
+    "sweep": Command(_add_sweep, _run_sweep),
+    "uncertainty": Command(_add_uncertainty, _run_uncertainty),
+    "ensemble": Command(_add_ensemble, _run_ensemble),
+    "active": Command(_add_active, _run_active),
+    "reproduce": Command(_add_reproduce, _run_reproduce),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="dropkit", description="Dropout regularization for PyTorch.")
+    parser.add_argument("--version", action="version", version=f"dropkit {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+    for command in COMMANDS.values():
+        command.add(commands)
     return parser
 
 
@@ -256,55 +366,16 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def _options(args: argparse.Namespace) -> Any:
+    """The :class:`~dropkit.experiments.engine.RunOptions` of an experiments command."""
+    from dropkit.experiments.engine import RunOptions
+
+    return RunOptions(dataset=args.dataset, model=args.model, epochs=args.epochs,
+                      out=args.out, progress=not args.no_progress, overrides=_overrides(args))
+
+
 def _run(args: argparse.Namespace) -> None:
-    if args.command == "reproduce":
-        from dropkit.experiments.reproduce import CLAIMS, run_reproduce
-
-        if args.list:
-            for claim in CLAIMS:
-                print(f"{claim.name:22s} {claim.description}")
-            return
-        docs = args.docs
-        if docs is None:  # the committed page shows the full run of every claim, only
-            full = not args.quick and not args.claims
-            docs = "docs/REPRODUCTIONS.md" if full else os.path.join(args.out, "REPRODUCTIONS.md")
-        run_reproduce(args.claims, quick=args.quick, out=args.out, docs=docs)
-        return
-    progress = not args.no_progress
-    if args.command in ("compare", "sweep", "uncertainty", "ensemble", "active"):
-        from dropkit.experiments.engine import RunOptions
-
-        options = RunOptions(dataset=args.dataset, model=args.model, epochs=args.epochs,
-                             out=args.out, progress=progress, overrides=_overrides(args))
-    if args.command == "compare":
-        from dropkit.experiments.compare import run_compare
-
-        run_compare(options, rates=args.rates, seeds=args.seeds)
-    elif args.command == "sweep":
-        from dropkit.experiments.sweep import run_sweep
-
-        run_sweep(options, rates=args.rates, input_dropout=args.input_dropout, seeds=args.seeds)
-    elif args.command == "uncertainty":
-        from dropkit.experiments.uncertainty import run_uncertainty
-
-        run_uncertainty(options, samples=args.samples, seed=args.seed, dropout=args.dropout,
-                        input_dropout=args.input_dropout)
-    elif args.command == "active":
-        from dropkit.experiments.active import run_active
-
-        run_active(options, acquisitions=tuple(args.acquisition), initial=args.initial,
-                   step=args.step, budget=args.budget, samples=args.samples, seeds=args.seeds,
-                   candidate_samples=args.candidate_samples, consistent=args.consistent,
-                   dropout=args.dropout, resume=args.resume)
-    elif args.command == "ensemble":
-        from dropkit.experiments.ensemble import run_ensemble
-
-        run_ensemble(options, members=args.members, dropout=args.dropout,
-                     input_dropout=args.input_dropout)
-    elif args.command == "train":
-        from dropkit.experiments.train import run_train
-
-        run_train(args, progress=progress)
+    COMMANDS[args.command].run(args)
 
 
 def _as_flags(error: BaseException, options: Sequence[str]) -> str:
@@ -327,7 +398,7 @@ def _writer(args: argparse.Namespace) -> AbstractContextManager[object]:
     """The lock on the command's ``--out`` folder: one writer at a time. Under torchrun
     rank 0 alone writes, so it alone takes it."""
     out = getattr(args, "out", None)
-    if out is None or os.environ.get("RANK", "0") != "0" or getattr(args, "list", False):
+    if out is None or launched_rank() != 0 or getattr(args, "list", False):
         return nullcontext()
     from dropkit.experiments.io import folder_lock
 
@@ -336,17 +407,11 @@ def _writer(args: argparse.Namespace) -> AbstractContextManager[object]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "demo":
-        from dropkit.demo import run_demo
-
-        run_demo(seed=args.seed)
-        return 0
     try:
         with _writer(args):
             _run(args)
     except (UsageError, ImportError) as error:  # ImportError: an extra is not installed
-        rank = os.environ.get("RANK", "0")
-        if rank == "0":
+        if launched_rank() == 0:
             line = _as_flags(error, list(vars(args)))
             sys.stderr.write(f"dropkit {args.command}: error: {line}\n")
         return 2

@@ -70,8 +70,11 @@ def _site_of(call: Call, sites: list[Site]) -> Site | None:
     return None
 
 
-def _trace(model: nn.Module, example_input: Any, sites: list[Site]
-           ) -> tuple[set[tuple[str, str]], set[str], dict[str, tuple[tuple[int, ...], ...]]]:
+Shapes = dict[str, tuple[tuple[int, ...], ...]]  # a LayerDrop block: its in and out shapes
+
+
+def _observe_graph(model: nn.Module, example_input: Any, sites: list[Site]
+                   ) -> tuple[set[tuple[str, str]], set[str], Shapes]:
     """One forward pass (every layer run): which dropout site reaches which BatchNorm,
     which is the output, and which block of a LayerDrop changes its input's shape.
     Dropout modules are tagged by forward hooks, functional and attention dropout by the
@@ -182,44 +185,57 @@ def diagnose(model: nn.Module, example_input: Any) -> list[Finding]:
     Returns:
         The findings in the order of the sites (or modules) they concern.
     """
-    findings: list[Finding] = []
     sites = dropout_sites(model, example_input)
-    feeds, outputs, reshaped = _trace(model, example_input, sites)
-    for s in sites:
-        p = s.rate
-        label = s.name or "<model>"
-        for source, bn in sorted(feeds):
-            if source == s.name:
-                findings.append(Finding(
-                    "dropout-before-batchnorm", s.name,
-                    f"dropout {label!r} (p={p:g}) feeds BatchNorm {bn!r}: BatchNorm's running "
-                    "variance is learned with dropout's extra variance, which is gone at test "
-                    "time, so test activations are scaled wrongly (Li et al. 2019, variance "
-                    "shift). Move dropout after the last BatchNorm (e.g. only before the "
-                    "classifier), or measure the damage with dropkit.variance_shift.",
-                ))
-        if s.name in outputs:
+    feeds, outputs, reshaped = _observe_graph(model, example_input, sites)
+    return [*(f for s in sites for f in _site_findings(s, feeds, outputs)),
+            *_rnn_findings(model), *_layerdrop_findings(reshaped),
+            *_always_on_findings(model, example_input)]
+
+
+def _site_findings(s: Site, feeds: set[tuple[str, str]], outputs: set[str]
+                   ) -> list[Finding]:
+    """What one site's rate, kind and place in the graph say."""
+    findings: list[Finding] = []
+    p = s.rate
+    label = s.name or "<model>"
+    for source, bn in sorted(feeds):
+        if source == s.name:
             findings.append(Finding(
-                "dropout-on-output", s.name,
-                f"dropout {label!r} is the model's last operation: it zeroes outputs (logits or "
-                "predictions) directly, which no later layer can compensate. Remove it; "
-                "dropout belongs after hidden layers (Srivastava et al. 2014 drop hidden "
-                "and input units, never the outputs).",
+                "dropout-before-batchnorm", s.name,
+                f"dropout {label!r} (p={p:g}) feeds BatchNorm {bn!r}: BatchNorm's running "
+                "variance is learned with dropout's extra variance, which is gone at test "
+                "time, so test activations are scaled wrongly (Li et al. 2019, variance "
+                "shift). Move dropout after the last BatchNorm (e.g. only before the "
+                "classifier), or measure the damage with dropkit.variance_shift.",
             ))
-        if s.is_probability and p >= HIGH_RATE:
-            findings.append(Finding(
-                "high-rate", s.name,
-                f"dropout {label!r} drops {p:.0%} of its units: the layer keeps too little "
-                "capacity and training is slow and noisy. Srivastava "
-                "et al. 2014 use 0.5 for hidden units and 0.2 for inputs; lower p, or widen "
-                "the layer by 1/(1-p) if you need this much noise.",
-            ))
-        if s.kind == "module" and s.is_probability and p == 0.0:
-            findings.append(Finding(
-                "inactive-dropout", s.name,
-                f"dropout {label!r} has p=0 and does nothing. Remove it, or give it a rate "
-                "(dropkit.set_rate) or a schedule (dropkit.DropoutScheduler).",
-            ))
+    if s.name in outputs:
+        findings.append(Finding(
+            "dropout-on-output", s.name,
+            f"dropout {label!r} is the model's last operation: it zeroes outputs (logits or "
+            "predictions) directly, which no later layer can compensate. Remove it; "
+            "dropout belongs after hidden layers (Srivastava et al. 2014 drop hidden "
+            "and input units, never the outputs).",
+        ))
+    if s.is_probability and p >= HIGH_RATE:
+        findings.append(Finding(
+            "high-rate", s.name,
+            f"dropout {label!r} drops {p:.0%} of its units: the layer keeps too little "
+            "capacity and training is slow and noisy. Srivastava "
+            "et al. 2014 use 0.5 for hidden units and 0.2 for inputs; lower p, or widen "
+            "the layer by 1/(1-p) if you need this much noise.",
+        ))
+    if s.kind == "module" and s.is_probability and p == 0.0:
+        findings.append(Finding(
+            "inactive-dropout", s.name,
+            f"dropout {label!r} has p=0 and does nothing. Remove it, or give it a rate "
+            "(dropkit.set_rate) or a schedule (dropkit.DropoutScheduler).",
+        ))
+    return findings
+
+
+def _rnn_findings(model: nn.Module) -> list[Finding]:
+    """torch RNNs whose ``dropout`` does nothing (one layer)."""
+    findings = []
     for name, m in model.named_modules():
         variational = hasattr(type(m), "rate_attributes")  # dropkit's: its dropout acts
         if isinstance(m, nn.RNNBase) and not variational and m.dropout > 0 \
@@ -233,14 +249,21 @@ def diagnose(model: nn.Module, example_input: Any) -> list[Finding]:
                 "Gal & Ghahramani 2016), dropkit.nn.LockedDropout on the inputs and outputs, "
                 "or dropkit.nn.DropConnect on 'weight_hh_l0' (AWD-LSTM).",
             ))
-    for block, (before, after) in reshaped.items():
-        findings.append(Finding(
-            "layerdrop-shape-change", block,
-            f"LayerDrop block {block!r} turns its input of shape {before} to {after}: when "
-            "LayerDrop skips it in training, the next block receives the wrong shape. "
-            "LayerDrop needs blocks that keep their input's shape, as residual blocks do "
-            "(Fan et al. 2019 drop whole transformer layers); leave this block out of it.",
-        ))
+    return findings
+
+
+def _layerdrop_findings(reshaped: Shapes) -> list[Finding]:
+    return [Finding(
+        "layerdrop-shape-change", block,
+        f"LayerDrop block {block!r} turns its input of shape {before} to {after}: when "
+        "LayerDrop skips it in training, the next block receives the wrong shape. "
+        "LayerDrop needs blocks that keep their input's shape, as residual blocks do "
+        "(Fan et al. 2019 drop whole transformer layers); leave this block out of it.",
+    ) for block, (before, after) in reshaped.items()]
+
+
+def _always_on_findings(model: nn.Module, example_input: Any) -> list[Finding]:
+    findings = []
     for c in _always_on(model, example_input):
         where = f"module {c.owner!r}" if c.owner else "the model's own forward"
         findings.append(Finding(

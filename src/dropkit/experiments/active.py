@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,7 @@ from dropkit.experiments.memory import FLOAT_BYTES, check_fits_memory
 from dropkit.experiments.report import plt, print_table, save_figure, write_report
 
 __all__ = ["run_active", "ACQUISITIONS", "ACTIVE_LR", "acquire", "initial_labels",
-           "read_state", "SCORE_BATCH"]
+           "read_state", "SCORE_BATCH", "Protocol"]
 
 ACQUISITIONS = A.ACQUISITIONS
 # The learning rate of each round's network unless one is given: on 20 to 220 labels the
@@ -106,12 +106,48 @@ def read_state(path: Path, first: list[int], step: int, pool: int) -> dict[str, 
     return {"labelled": labelled, "rounds": rounds}
 
 
-def _curve(config: TrainConfig, data: Dataset, out: Path, name: str, seed: int, initial: int,
-           step: int, budget: int, samples: int, candidate_samples: int | None,
-           consistent: bool, tick: Callable[[], None] = lambda: None
+@dataclass(frozen=True)
+class Protocol:
+    """What defines an active-learning run beside its training configuration."""
+
+    acquisitions: tuple[str, ...] = ("bald", "random")
+    initial: int = 20  # labels to start from, balanced over classes
+    step: int = 10  # labels acquired per round
+    budget: int = 100  # stop at this many labels
+    samples: int = 20  # Monte Carlo samples T
+    seeds: int = 1
+    candidate_samples: int | None = None  # BatchBALD's candidates' networks (default T)
+    consistent: bool = False  # score every pool point with the same T networks
+
+    def check(self) -> None:
+        """Raise a :class:`~dropkit.errors.UsageError` naming the first bad field."""
+        unknown = [a for a in self.acquisitions if a not in ACQUISITIONS]
+        if unknown or not self.acquisitions:
+            raise UsageError(f"active: expected `acquisitions` among "
+                             f"{', '.join(ACQUISITIONS)}, got {list(self.acquisitions)}",
+                             "acquisitions")
+        optional = (("candidate_samples", 2),) if self.candidate_samples is not None else ()
+        for name, least in (("initial", 1), ("step", 1), ("samples", 2), ("seeds", 1),
+                            *optional):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise UsageError(f"active: expected `{name}` to be an int >= {least}, got "
+                                 f"{name}={value!r}", name)
+        if self.budget < self.initial:
+            raise UsageError(f"active: expected `budget` >= `initial` ({self.initial}), got "
+                             f"budget={self.budget!r}", "budget")
+
+    @property
+    def rounds(self) -> int:
+        return (self.budget - self.initial) // self.step + 1
+
+
+def _curve(config: TrainConfig, data: Dataset, out: Path, name: str, seed: int,
+           protocol: Protocol, tick: Callable[[], None] = lambda: None
            ) -> list[dict[str, Any]]:
     folder = out / "runs" / f"{name}-seed{seed}"
     state_path = folder / "state.json"
+    initial, step = protocol.initial, protocol.step
     first = initial_labels(data.y_train, initial, data.n_classes, seed)
     if state_path.exists():  # resume: the labelled set and the rounds done
         state = read_state(state_path, first, step, len(data.y_train))
@@ -120,7 +156,7 @@ def _curve(config: TrainConfig, data: Dataset, out: Path, name: str, seed: int, 
     while True:
         r = len(state["rounds"])
         target = initial + r * step  # labels of round r
-        if target > budget:
+        if target > protocol.budget:
             atomic_write_json(state_path, state)
             return state["rounds"]
         if len(state["labelled"]) < target:  # label round r's points with round r-1's net
@@ -128,8 +164,9 @@ def _curve(config: TrainConfig, data: Dataset, out: Path, name: str, seed: int, 
             model = load_final(done, data, folder / f"round{r - 1}").eval()
             chosen = set(state["labelled"])
             pool = [i for i in range(len(data.y_train)) if i not in chosen]
-            picks = acquire(name, model, data.x_train[torch.tensor(pool)], step, samples,
-                            seed * 1000 + r - 1, candidate_samples, consistent)
+            picks = acquire(name, model, data.x_train[torch.tensor(pool)], step,
+                            protocol.samples, seed * 1000 + r - 1, protocol.candidate_samples,
+                            protocol.consistent)
             state["labelled"] = state["labelled"] + [pool[p] for p in picks]
             atomic_write_json(state_path, state)
         labelled = state["labelled"][:target]
@@ -152,20 +189,20 @@ def run_active(options: RunOptions | None = None, *, acquisitions: tuple[str, ..
     rate ``ACTIVE_LR``, 0.01). A folder
     that holds a run continues it with ``resume``, and is refused without."""
     options = options if options is not None else RunOptions()
-    unknown = [a for a in acquisitions if a not in ACQUISITIONS]
-    if unknown or not acquisitions:
-        raise UsageError(f"active: expected `acquisitions` among {', '.join(ACQUISITIONS)}, "
-                         f"got {list(acquisitions)}", "acquisitions")
-    optional = (("candidate_samples", candidate_samples, 2),) if candidate_samples is not None \
-        else ()
-    for name, value, least in (("initial", initial, 1), ("step", step, 1),
-                               ("samples", samples, 2), ("seeds", seeds, 1), *optional):
-        if isinstance(value, bool) or not isinstance(value, int) or value < least:
-            raise UsageError(f"active: expected `{name}` to be an int >= {least}, got "
-                             f"{name}={value!r}", name)
-    if budget < initial:
-        raise UsageError(f"active: expected `budget` >= `initial` ({initial}), got "
-                         f"budget={budget!r}", "budget")
+    protocol = Protocol(tuple(acquisitions), initial, step, budget, samples, seeds,
+                        candidate_samples, consistent)
+    protocol.check()
+    config, out, data = _open(options, protocol, dropout, input_dropout, resume)
+    options.log(f"dropkit active: {config.dataset}, {config.model}, "
+                f"{', '.join(acquisitions)}, {initial} + {step} per round up to {budget} "
+                f"labels, T = {samples} -> {out}")
+    curves = _curves(config, data, out, protocol, options.progress)
+    return _results(config, out, protocol, curves, options.log)
+
+
+def _open(options: RunOptions, protocol: Protocol, dropout: float, input_dropout: float,
+          resume: bool) -> tuple[TrainConfig, Path, Dataset]:
+    """The run's configuration, folder and pool, every check made before any training."""
     lr = options.overrides.get("lr", ACTIVE_LR)
     config, out, data = options.prepare(50, "runs/active", dropout=dropout,
                                         input_dropout=input_dropout, lr=lr)
@@ -177,55 +214,64 @@ def run_active(options: RunOptions | None = None, *, acquisitions: tuple[str, ..
                          "is regression", "dataset")
     if config.train_size is not None:  # the pool: the first train_size training examples
         data = _subset(data, list(range(config.train_size)))
-    if budget > len(data.y_train):
+    if protocol.budget > len(data.y_train):
         raise UsageError(f"active: expected `budget` <= {len(data.y_train)} (the training "
-                         f"examples there are to label), got budget={budget}", "budget")
+                         f"examples there are to label), got budget={protocol.budget}",
+                         "budget")
     check_samples(config, data, "active", ("dropout",))
-    most = max(samples, candidate_samples or 0)
+    most = max(protocol.samples, protocol.candidate_samples or 0)
     check_fits_memory("active", 3 * most * SCORE_BATCH * data.n_classes * FLOAT_BYTES,
                       f"scoring {SCORE_BATCH} pool points with {most:,} samples", "samples")
-    defining = {**asdict(config), "initial": initial, "step": step, "samples": samples,
-                "candidate_samples": candidate_samples, "consistent": consistent}
     # more rounds, seeds or acquisitions extend the run; anything else would mix two runs
-    check_manifest(out, "active", {**defining, "budget": budget, "seeds": seeds,
-                                   "acquisitions": list(acquisitions)},
+    check_manifest(out, "active", _settings(config, protocol),
                    frozenset({"budget", "seeds", "acquisitions"}))
-    options.log(f"dropkit active: {config.dataset}, {config.model}, {', '.join(acquisitions)}, "
-                f"{initial} + {step} per round up to {budget} labels, T = {samples} -> {out}")
-    rounds = (budget - initial) // step + 1
+    return config, out, data
+
+
+def _settings(config: TrainConfig, protocol: Protocol) -> dict[str, Any]:
+    return {**asdict(config), **asdict(protocol), "acquisitions": list(protocol.acquisitions)}
+
+
+def _curves(config: TrainConfig, data: Dataset, out: Path, protocol: Protocol,
+            progress: bool) -> dict[str, list[list[dict[str, Any]]]]:
+    """Every acquisition's rounds for every seed (a progress bar over the rounds)."""
     bar = None
-    if options.progress:
+    if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=rounds * seeds * len(acquisitions), desc="active", unit="round",
-                   leave=False)
+        bar = tqdm(total=protocol.rounds * protocol.seeds * len(protocol.acquisitions),
+                   desc="active", unit="round", leave=False)
     tick = bar.update if bar is not None else (lambda: None)
     try:
-        curves = {name: [_curve(config, data, out, name, seed, initial, step, budget,
-                                samples, candidate_samples, consistent, tick)
-                         for seed in range(seeds)]
-                  for name in acquisitions}
+        return {name: [_curve(config, data, out, name, seed, protocol, tick)
+                       for seed in range(protocol.seeds)]
+                for name in protocol.acquisitions}
     finally:
         if bar is not None:
             bar.close()
+
+
+def _results(config: TrainConfig, out: Path, protocol: Protocol,
+             curves: dict[str, list[list[dict[str, Any]]]], log: Callable[[str], None]
+             ) -> dict[str, Any]:
+    """The table, plot, results.json and report of the curves."""
     labels = [r["labels"] for r in next(iter(curves.values()))[0]]
     mean = {name: [sum(c[i]["test_error"] for c in runs) / len(runs) for i in range(len(labels))]
             for name, runs in curves.items()}
-    header = ["labels", *acquisitions]
-    rows = [[str(n), *(f"{100 * mean[a][i]:.2f}" for a in acquisitions)]
+    header = ["labels", *protocol.acquisitions]
+    rows = [[str(n), *(f"{100 * mean[a][i]:.2f}" for a in protocol.acquisitions)]
             for i, n in enumerate(labels)]
-    print_table(header, rows, options.log)
+    print_table(header, rows, log)
     figure = _plot(labels, mean, out)
-    settings = {**asdict(config), "acquisitions": list(acquisitions), "initial": initial,
-                "step": step, "budget": budget, "samples": samples, "seeds": seeds,
-                "candidate_samples": candidate_samples, "consistent": consistent}
+    settings = _settings(config, protocol)
     payload = {"settings": settings, "labels": labels, "curves": curves,
                "mean_test_error": mean}
     atomic_write_json(out / "results.json", payload)
-    reading = [f"Test error (%, mean over {seeds} seed(s)) after each round of labelling."]
+    reading = [f"Test error (%, mean over {protocol.seeds} seed(s)) after each round of "
+               "labelling."]
     report = write_report(out / "report.html", f"dropkit active on {config.dataset}", reading,
                           [(header, rows)], [(figure, "Test error against labels")], settings)
-    options.log(f"report: {report}")
+    log(f"report: {report}")
     return payload
 
 

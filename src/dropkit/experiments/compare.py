@@ -23,11 +23,11 @@ from dropkit.experiments.engine import RunOptions, TrainConfig, train_seeds, val
 from dropkit.experiments.io import atomic_write_json, check_manifest
 from dropkit.experiments.report import mean_spread, pct, plt, print_table, save_figure, write_report
 
-__all__ = ["RateSpec", "parse_rate", "run_compare", "run_grid", "summarize"]
+__all__ = ["DropoutRates", "parse_rate", "run_compare", "run_grid", "summarize"]
 
 
 @dataclass(frozen=True)
-class RateSpec:
+class DropoutRates:
     """Input and hidden drop probabilities of one configuration."""
 
     input: float
@@ -44,7 +44,7 @@ class RateSpec:
         return f"in{self.input:g}-hid{self.hidden:g}"
 
 
-def parse_rate(text: str) -> RateSpec:
+def parse_rate(text: str) -> DropoutRates:
     """``"0"``: none; ``"0.5"``: hidden 0.5, no input dropout; ``"0.2/0.5"``: input / hidden."""
     parts = text.split("/")
     try:
@@ -55,11 +55,11 @@ def parse_rate(text: str) -> RateSpec:
     if len(values) > 2 or not all(0 <= v < 1 for v in values):
         raise UsageError(f"parse_rate: expected `rates` as P or INPUT/HIDDEN with each in "
                          f"[0, 1), got {text!r}", "rates")
-    return RateSpec(values[0], values[1]) if len(values) == 2 else RateSpec(0.0, values[0])
+    return DropoutRates(values[0], values[1]) if len(values) == 2 else DropoutRates(0.0, values[0])
 
 
 def run_grid(
-    specs: Sequence[RateSpec],
+    specs: Sequence[DropoutRates],
     seeds: int,
     base: TrainConfig,
     out: Path,
@@ -88,7 +88,7 @@ def run_grid(
     return [summarize(by_slug[slug], h) for slug, h in histories.items()]
 
 
-def summarize(spec: RateSpec, histories: list[list[dict[str, Any]]]) -> dict[str, Any]:
+def summarize(spec: DropoutRates, histories: list[list[dict[str, Any]]]) -> dict[str, Any]:
     final = [h[-1] for h in histories]
     keys = ["train_error", "test_error", "eval_train_loss", "test_loss"]
     if all("val_loss" in r for h in histories for r in h):  # a validation split was held out

@@ -44,6 +44,7 @@ from dropkit.experiments.io import (
 )
 from dropkit.experiments.memory import FLOAT_BYTES, check_fits_memory
 from dropkit.mask import bernoulli_mask
+from dropkit.mc import batchable
 from dropkit.models import MODELS
 from dropkit.rdrop import rdrop_forward, rdrop_loss
 from dropkit.scheduler import DropoutScheduler
@@ -58,7 +59,7 @@ __all__ = ["MC_STRATEGY",
 CHECKPOINT = "checkpoint.pt"
 BEST = "best.pt"  # the best epoch's weights under early stopping
 VAL_SPLIT_SEED = 20141  # one validation split for every run and seed of a data set
-BACKENDS = ("torch", "seeded")
+TRAIN_BACKENDS = ("torch", "seeded")
 METRICS = "metrics.jsonl"
 RUN_SEED_LIMIT = 2**32  # a run's seed; its streams are derived by multiplying it
 RESUMABLE = frozenset({"epochs", "download"})  # what a resumed run may change
@@ -122,8 +123,8 @@ class TrainConfig:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not (
                 0 <= self.seed < RUN_SEED_LIMIT):
             raise bad("seed", "an int in [0, 2**32) (the run derives its streams from it)")
-        if self.backend not in BACKENDS:
-            raise bad("backend", f"one of {', '.join(BACKENDS)}")
+        if self.backend not in TRAIN_BACKENDS:
+            raise bad("backend", f"one of {', '.join(TRAIN_BACKENDS)}")
         if isinstance(self.val_fraction, bool) or not 0.0 <= self.val_fraction <= 0.5:
             raise bad("val_fraction", "a fraction of the training split in [0, 0.5]")
         if self.early_stopping is not None:
@@ -187,10 +188,10 @@ def _loss(out: Tensor, y: Tensor, data: Dataset) -> Tensor:
 
 
 def _rdrop_strategy(model: nn.Module) -> str:
-    """R-Drop's two passes: the doubled batch, or two passes where a site draws once per
-    batch (the structure is fixed for a run: asked once per epoch, not per step)."""
-    shared = any(s.shares_noise_across_batch for s in dropout_sites(model))
-    return "loop" if shared else "batch"
+    """R-Drop's two passes: the doubled batch, or two passes where the batch cannot be
+    replicated (a site draws once per batch, or takes time-first sequences; the
+    structure is fixed for a run: asked once per epoch, not per step)."""
+    return "batch" if batchable(dropout_sites(model)) else "loop"
 
 
 def _step_loss(run: _Run, x: Tensor, y: Tensor, strategy: str) -> Tensor:

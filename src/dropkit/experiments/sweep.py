@@ -13,7 +13,7 @@ from typing import Any
 
 from dropkit._checks import check_int
 from dropkit.errors import UsageError
-from dropkit.experiments.compare import RateSpec, run_grid
+from dropkit.experiments.compare import DropoutRates, run_grid
 from dropkit.experiments.engine import RunOptions
 from dropkit.experiments.io import atomic_write_json, check_manifest
 from dropkit.experiments.report import mean_spread, plt, print_table, save_figure, write_report
@@ -47,7 +47,7 @@ def run_sweep(
                                   "input_dropout": input_dropout})
     log(f"dropkit sweep: {base.dataset}, hidden p in {list(rates)}, input p {input_dropout}, "
         f"{base.epochs} epochs, {seeds} seed(s) -> {out}")
-    specs = [RateSpec(input_dropout, p) for p in rates]
+    specs = [DropoutRates(input_dropout, p) for p in rates]
     results = run_grid(specs, seeds, base, out, data=data, progress=options.progress, log=log)
     rows = []
     for p, r in zip(rates, results, strict=True):

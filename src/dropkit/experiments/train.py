@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch.distributed as dist
 
+from dropkit._dist import world
 from dropkit.experiments.engine import config_from, train
 from dropkit.experiments.report import pct, plt, save_figure
 
@@ -38,7 +39,7 @@ def run_train(args: argparse.Namespace, *, progress: bool = True) -> list[dict]:
     config = config_from(args)
     try:
         history = train(config, args.out, resume=args.resume, progress=progress)
-        if dist.is_initialized() and dist.get_rank() != 0:
+        if world()[0] != 0:
             return history
         out = Path(args.out)
         if history:

@@ -13,16 +13,25 @@ against the number of samples k next to weight scaling (Srivastava et al. 2014, 
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from dropkit import uncertainty as U
 from dropkit.errors import UsageError
 from dropkit.experiments.data import Dataset
-from dropkit.experiments.engine import MC_STRATEGY, RunOptions, check_samples, load_final, train
+from dropkit.experiments.engine import (
+    MC_STRATEGY,
+    RunOptions,
+    TrainConfig,
+    check_samples,
+    load_final,
+    train,
+)
 from dropkit.experiments.io import atomic_write_json, check_manifest
 from dropkit.experiments.memory import FLOAT_BYTES, check_fits_memory
 from dropkit.experiments.report import (
@@ -79,9 +88,19 @@ def run_uncertainty(
     folder runs/uncertainty).
     """
     options = options if options is not None else RunOptions()
-    log = options.log
-    from sklearn.metrics import roc_auc_score
+    config, out, data = _open(options, samples, seed, dropout, input_dropout)
+    options.log(f"dropkit uncertainty: {config.dataset}, {config.model}, {config.epochs} "
+                f"epochs, T = {samples} -> {out}")
+    train(config, out / "model", resume=True, progress=options.progress, data=data,
+          log=options.log)
+    net = load_final(config, data, out / "model", torch.Generator().manual_seed(seed + 1))
+    measured = _measure(net.eval(), data, samples, seed)
+    return _results(config, out, samples, measured, options.log)
 
+
+def _open(options: RunOptions, samples: int, seed: int, dropout: float,
+          input_dropout: float) -> tuple[TrainConfig, Path, Dataset]:
+    """The run's configuration, folder and data, every check made before training."""
     if samples < 2:
         raise UsageError(f"uncertainty: expected `samples` to be an int >= 2, got "
                          f"samples={samples}", "samples")
@@ -96,11 +115,24 @@ def run_uncertainty(
     check_fits_memory("uncertainty", 3 * samples * len(data.x_test) * data.n_classes
                       * FLOAT_BYTES, f"keeping {samples:,} samples of the test set", "samples")
     check_manifest(out, "uncertainty", {**asdict(config), "samples": samples})
-    log(f"dropkit uncertainty: {config.dataset}, {config.model}, {config.epochs} epochs, "
-        f"T = {samples} -> {out}")
-    train(config, out / "model", resume=True, progress=options.progress, data=data, log=log)
-    net = load_final(config, data, out / "model", torch.Generator().manual_seed(seed + 1))
-    net.eval()
+    return config, out, data
+
+
+@dataclass
+class _Measured:
+    """What the trained network's predictions showed."""
+
+    cal_det: Any  # weight scaling's calibration (dropkit.uncertainty.ece)
+    cal_mc: Any  # MC averaging's
+    scores: dict[str, tuple[torch.Tensor, torch.Tensor]]  # entropy and MI per input set
+    curve: dict[int, tuple[float, float]]  # test error against samples k
+    det_error: float
+    metrics: dict[str, Any]
+
+
+def _measure(net: nn.Module, data: Dataset, samples: int, seed: int) -> _Measured:
+    """Weight scaling against MC averaging on the test set, and the uncertainty of test
+    digits against out-of-distribution inputs (AUROC)."""
     x, y = data.x_test, data.y_test
     torch.manual_seed(seed)
     with torch.no_grad():
@@ -112,39 +144,55 @@ def run_uncertainty(
     for name, x_ood in _ood_inputs(data, len(x), seed).items():
         p = mc_predict(net, x_ood, samples, chunk_size=25, strategy=MC_STRATEGY).softmax(-1)
         scores[name] = (U.predictive_entropy(p), U.mutual_information(p))
-    auroc = {}
-    for name, (ent, mi) in scores.items():
-        if name == "in-distribution":
-            continue
-        labels = [0] * len(y) + [1] * len(ent)
-        ind_ent, ind_mi = scores["in-distribution"]
-        auroc[name] = {
-            "entropy": float(roc_auc_score(labels, torch.cat([ind_ent, ent]).numpy())),
-            "mutual information": float(roc_auc_score(labels, torch.cat([ind_mi, mi]).numpy())),
-        }
     curve = error_vs_samples(mc, y)
     det_error = (det.argmax(-1) != y).double().mean().item()
-    figures = [
-        (reliability_diagram({"weight scaling": cal_det, "MC dropout": cal_mc},
-                             out / "reliability.png"), "Reliability diagram"),
-        (_histograms(scores, out), "Uncertainty of test digits vs out-of-distribution inputs"),
-        (_error_curve(curve, det_error, out), "Test error against the number of MC samples k"),
-    ]
     metrics = {
         "ece_weight_scaling": cal_det.ece, "ece_mc": cal_mc.ece,
         "nll_weight_scaling": U.nll(det, y).item(), "nll_mc": U.nll(mc_mean, y).item(),
         "error_weight_scaling": det_error,
         "error_mc": (mc_mean.argmax(-1) != y).double().mean().item(),
-        "auroc": auroc,
+        "auroc": _auroc(scores),
         "error_vs_k": {str(k): {"mean": m, "sd": s} for k, (m, s) in curve.items()},
     }
+    return _Measured(cal_det, cal_mc, scores, curve, det_error, metrics)
+
+
+def _auroc(scores: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> dict[str, dict[str, float]]:
+    """AUROC of telling each out-of-distribution set from the test digits, by entropy and
+    by mutual information."""
+    from sklearn.metrics import roc_auc_score
+
+    ind_ent, ind_mi = scores["in-distribution"]
+    auroc = {}
+    for name, (ent, mi) in scores.items():
+        if name == "in-distribution":
+            continue
+        labels = [0] * len(ind_ent) + [1] * len(ent)
+        auroc[name] = {
+            "entropy": float(roc_auc_score(labels, torch.cat([ind_ent, ent]).numpy())),
+            "mutual information": float(roc_auc_score(labels, torch.cat([ind_mi, mi]).numpy())),
+        }
+    return auroc
+
+
+def _results(config: TrainConfig, out: Path, samples: int, m: _Measured,
+             log: Callable[[str], None]) -> dict[str, Any]:
+    """The tables, figures, reading, results.json and report of what was measured."""
+    metrics, curve, det_error = m.metrics, m.curve, m.det_error
+    figures = [
+        (reliability_diagram({"weight scaling": m.cal_det, "MC dropout": m.cal_mc},
+                             out / "reliability.png"), "Reliability diagram"),
+        (_histograms(m.scores, out), "Uncertainty of test digits vs out-of-distribution inputs"),
+        (_error_curve(curve, det_error, out), "Test error against the number of MC samples k"),
+    ]
     rows = [
-        ["weight scaling (deterministic)", f"{100 * det_error:.2f}", f"{cal_det.ece:.4f}",
+        ["weight scaling (deterministic)", f"{100 * det_error:.2f}", f"{m.cal_det.ece:.4f}",
          f"{metrics['nll_weight_scaling']:.4f}"],
-        [f"MC dropout, T = {samples}", f"{100 * metrics['error_mc']:.2f}", f"{cal_mc.ece:.4f}",
-         f"{metrics['nll_mc']:.4f}"],
+        [f"MC dropout, T = {samples}", f"{100 * metrics['error_mc']:.2f}",
+         f"{m.cal_mc.ece:.4f}", f"{metrics['nll_mc']:.4f}"],
     ]
     header = ["prediction", "test error %", "ECE", "NLL"]
+    auroc = metrics["auroc"]
     ood_rows = [
         [n, f"{a['entropy']:.3f}", f"{a['mutual information']:.3f}"] for n, a in auroc.items()
     ]
@@ -152,19 +200,7 @@ def run_uncertainty(
     print_table(header, rows, log)
     log("")
     print_table(ood_header, ood_rows, log)
-    k_close = next((k for k, (m, _) in curve.items() if m <= det_error), None)
-    reading = [
-        f"MC averaging of {samples} samples gave ECE {cal_mc.ece:.4f} against {cal_det.ece:.4f} "
-        "for weight scaling (lower is better calibrated).",
-        "AUROC of flagging out-of-distribution inputs by their uncertainty (0.5 is chance): "
-        + "; ".join(f"{n}: {a['entropy']:.3f} (entropy), {a['mutual information']:.3f} (MI)"
-                    for n, a in auroc.items()) + ".",
-        (f"MC averaging matched weight scaling's test error ({100 * det_error:.2f}%) from "
-         f"k = {k_close} samples" if k_close else
-         f"MC averaging did not reach weight scaling's test error ({100 * det_error:.2f}%) "
-         f"within k = {max(curve)} samples")
-        + "; Srivastava et al. 2014 (Fig. 11) report a match at about k = 50.",
-    ]
+    reading = _reading(samples, m)
     settings = {**asdict(config), "samples": samples}
     payload = {"settings": settings, "metrics": metrics, "reading": reading}
     atomic_write_json(out / "results.json", payload)
@@ -175,6 +211,23 @@ def run_uncertainty(
         log(line)
     log(f"report: {report}")
     return payload
+
+
+def _reading(samples: int, m: _Measured) -> list[str]:
+    curve, det_error = m.curve, m.det_error
+    k_close = next((k for k, (mean, _) in curve.items() if mean <= det_error), None)
+    return [
+        f"MC averaging of {samples} samples gave ECE {m.cal_mc.ece:.4f} against "
+        f"{m.cal_det.ece:.4f} for weight scaling (lower is better calibrated).",
+        "AUROC of flagging out-of-distribution inputs by their uncertainty (0.5 is chance): "
+        + "; ".join(f"{n}: {a['entropy']:.3f} (entropy), {a['mutual information']:.3f} (MI)"
+                    for n, a in m.metrics["auroc"].items()) + ".",
+        (f"MC averaging matched weight scaling's test error ({100 * det_error:.2f}%) from "
+         f"k = {k_close} samples" if k_close else
+         f"MC averaging did not reach weight scaling's test error ({100 * det_error:.2f}%) "
+         f"within k = {max(curve)} samples")
+        + "; Srivastava et al. 2014 (Fig. 11) report a match at about k = 50.",
+    ]
 
 
 def _histograms(scores: dict[str, tuple[torch.Tensor, torch.Tensor]], out: Path) -> Path:
