@@ -218,7 +218,6 @@ class TestAutoChoice:
     @staticmethod
     def _fake_clock(monkeypatch, seconds: dict[str, tuple[float, float]]) -> None:
         """A timed run of k samples takes ``setup + per_sample * k`` seconds."""
-        from dropkit import mc
 
         def timed(run, model, x, k, output, sync):
             name = next(n for n in seconds if getattr(run, "__name__", "").endswith(n)
@@ -226,7 +225,9 @@ class TestAutoChoice:
             setup, per_sample = seconds[name]
             return run(model, x, k, None, output), setup + per_sample * k
 
-        monkeypatch.setattr(mc, "_timed", timed)
+        from dropkit.sampling import auto
+
+        monkeypatch.setattr(auto, "timed", timed)
 
     @pytest.mark.parametrize("fastest", ["vmap", "batch", "loop"])
     def test_the_fastest_by_the_clock_is_chosen_and_kept(self, monkeypatch, fastest) -> None:
@@ -244,7 +245,9 @@ class TestAutoChoice:
         # every sample its own mask, the timed ones included
         assert len({tuple(o.flatten().tolist()) for o in out}) == 40
         # the next call reuses the choice: nothing timed again
-        monkeypatch.setattr(mc, "_timed", lambda *a: pytest.fail("timed again"))
+        from dropkit.sampling import auto
+
+        monkeypatch.setattr(auto, "timed", lambda *a: pytest.fail("timed again"))
         assert dropkit.mc_predict(m, torch.randn(4, 10), 40).shape == (40, 4, 2)
         assert mc.last_choice.strategy == fastest
 
@@ -283,7 +286,9 @@ class TestAutoChoice:
             def forward(self, x: torch.Tensor, options: object) -> torch.Tensor:
                 return self.drop(self.fc(x))
 
-        monkeypatch.setattr(mc, "_timed", lambda *a: pytest.fail("timed"))
+        from dropkit.sampling import auto
+
+        monkeypatch.setattr(auto, "timed", lambda *a: pytest.fail("timed"))
         out = dropkit.mc_predict(Scale(), (torch.randn(3, 4), object()), 4)
         assert out.shape == (4, 3, 4)
         assert mc.last_choice.strategy == "vmap"
@@ -322,16 +327,16 @@ class TestRerouting:
 
     @staticmethod
     def _count(monkeypatch) -> list[int]:
-        from dropkit import mc
+        from dropkit.sampling import reroute
 
         entered: list[int] = []
 
-        class Counting(mc._VmapSafeDropout):
+        class Counting(reroute.VmapSafeDropout):
             def __enter__(self):  # type: ignore[no-untyped-def]
                 entered.append(1)
                 return super().__enter__()
 
-        monkeypatch.setattr(mc, "_VmapSafeDropout", Counting)
+        monkeypatch.setattr(reroute, "VmapSafeDropout", Counting)
         return entered
 
     @pytest.mark.parametrize("drop, rerouted", [
@@ -424,9 +429,9 @@ class TestOutOfMemory:
         assert len({tuple(o.flatten().tolist()) for o in out}) == 50
 
     def test_vmap_halves_a_given_chunk(self, monkeypatch) -> None:
-        from dropkit import mc
+        from dropkit.sampling import strategies
 
-        real, sizes = mc._by_vmap, []
+        real, sizes = strategies.by_vmap, []
 
         def limited(model, x, samples, chunk, output, reroute=True):  # type: ignore[no-untyped-def]
             sizes.append(chunk)
@@ -434,7 +439,7 @@ class TestOutOfMemory:
                 raise torch.OutOfMemoryError("out of memory")
             return real(model, x, samples, chunk, output, reroute)
 
-        monkeypatch.setattr(mc, "_by_vmap", limited)
+        monkeypatch.setattr(strategies, "by_vmap", limited)
         m = nn.Sequential(nn.Linear(4, 4), dn.Dropout(0.5))
         with pytest.warns(RuntimeWarning, match="drawing 12 samples at once; it drew them 3"):
             out = dropkit.mc_predict(m, torch.randn(2, 4), 20, strategy="vmap", chunk_size=12)
@@ -490,7 +495,9 @@ class TestFallbackAndErrors:
         assert out.shape == (5, 3, 4)
         assert "vmap failed in module '1' (InPlace)" in mc.last_choice.reason
         # a chosen strategy that fails later falls back with a warning naming the module
-        mc._CHOSEN[m] = (mc._CHOSEN[m][0], mc.Choice("vmap", "forced", {}))
+        from dropkit.sampling import auto
+
+        auto.CHOSEN[m] = (auto.CHOSEN[m][0], mc.Choice("vmap", "forced", {}))
         expected = r"strategy 'vmap' failed in module '1' \(InPlace\)"
         with pytest.warns(RuntimeWarning, match=expected):
             assert dropkit.mc_predict(m, torch.randn(3, 4), 5).shape == (5, 3, 4)
@@ -721,7 +728,7 @@ class TestSdpaMath:
 
     @pytest.mark.parametrize("mask", MASKS)
     def test_equals_torch_without_dropout(self, mask: str) -> None:
-        from dropkit.mc import _sdpa_math
+        from dropkit.sampling.reroute import sdpa_math as _sdpa_math
 
         g = gen(4)
         q, k, v = (torch.randn(2, 4, 5, 8, generator=g) for _ in range(3))

@@ -434,7 +434,7 @@ def _to_continue(args: argparse.Namespace) -> str:
 
 def _out_of_resources(error: BaseException) -> str | None:
     """One line for a full disk or an allocation the machine cannot make; None else."""
-    from dropkit.mc import out_of_memory
+    from dropkit.sampling.failures import out_of_memory
 
     if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
         where = f" writing {error.filename}" if error.filename else ""

@@ -114,7 +114,9 @@ def rdrop_forward(model: nn.Module, x: Any, *, output: Any = None,
     the source of the passes' draws, as :func:`dropkit.mc_predict` takes it (default:
     torch's global generator).
     """
-    from dropkit.mc import check_batchable, check_uncoupled, sampler, vmap_failures_named
+    from dropkit.sampling.batch import check_batchable, check_uncoupled
+    from dropkit.sampling.failures import vmap_failures_named
+    from dropkit.sampling.strategies import sampler
     from dropkit.sites import discover_cached
 
     if strategy not in RDROP_STRATEGIES:

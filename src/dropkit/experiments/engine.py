@@ -44,9 +44,9 @@ from dropkit.experiments.io import (
 )
 from dropkit.experiments.memory import FLOAT_BYTES, check_fits_memory
 from dropkit.mask import bernoulli_mask
-from dropkit.mc import batchable
 from dropkit.models import MODELS
 from dropkit.rdrop import rdrop_forward, rdrop_loss
+from dropkit.sampling.batch import batchable
 from dropkit.scheduler import DropoutScheduler
 from dropkit.seed_plan import SeedPlan
 from dropkit.sites import dropout_sites

@@ -30,7 +30,8 @@ except ImportError as error:  # pragma: no cover - the extra is installed in the
 
 from dropkit._checks import check_int
 from dropkit.integrations._clock import ScheduleArg, ScheduleClock
-from dropkit.mc import STRATEGIES, Output, mc_predict
+from dropkit.mc import STRATEGIES, mc_predict
+from dropkit.sampling.output import Output
 from dropkit.uncertainty import mutual_information, predictive_entropy
 
 __all__ = ["DropoutSchedule", "MCDropoutPrediction"]

@@ -34,8 +34,9 @@ from torch import Tensor, nn
 
 from dropkit._checks import check_int
 from dropkit.integrations._clock import ScheduleArg, ScheduleClock
-from dropkit.mc import STRATEGIES, Output, mc_predict
+from dropkit.mc import STRATEGIES, mc_predict
 from dropkit.rates import find_dropout
+from dropkit.sampling.output import Output
 
 __all__ = ["DropoutScheduleCallback", "MCDropoutPredictionMixin", "MCDropoutTrainer"]
 
