@@ -25,31 +25,18 @@ be active: grad disabled, a backward pass running, or saved-tensor hooks install
 
 from __future__ import annotations
 
-import inspect
 import sys
-from types import CodeType, FrameType
+from types import FrameType
 from typing import Any
 
 import torch
-import torch.utils.checkpoint as _checkpoint
+
+from dropkit._torch_compat import checkpoint_region, graph_task_id, saved_tensor_hooks_active
 
 __all__ = ["generator_for"]
 
 _STATES = "_dropkit_generator_states"  # on the region: key -> (generator, state)
 _REPLAYS = "_dropkit_generator_replays"  # on the region: recompute id -> key -> copy
-
-
-def _nested(function: Any, name: str) -> CodeType:
-    """The code of function ``name`` defined inside ``function``."""
-    return next(c for c in function.__code__.co_consts
-                if isinstance(c, CodeType) and c.co_name == name)
-
-
-# the code of torch.utils.checkpoint's frames that mark a region
-_REENTRANT_FORWARD = _checkpoint.CheckpointFunction.forward.__code__
-_REENTRANT_BACKWARD = _checkpoint.CheckpointFunction.backward.__code__
-_CHECKPOINT = inspect.unwrap(_checkpoint.checkpoint).__code__
-_UNPACK_HOOK = _nested(_checkpoint._checkpoint_hook.__init__, "unpack_hook")
 
 
 class _Region:
@@ -61,18 +48,8 @@ class _Region:
 
 
 def _region_of(frame: FrameType) -> _Region | None:
-    code = frame.f_code
-    if code is _REENTRANT_FORWARD:
-        return _Region(frame.f_locals["ctx"], None)
-    if code is _REENTRANT_BACKWARD:
-        return _Region(frame.f_locals["ctx"], torch._C._current_graph_task_id())
-    if code is _UNPACK_HOOK:  # use_reentrant=False's recompute; `frame`: the checkpoint frame
-        return _Region(frame.f_locals["frame"], frame.f_locals["gid"])
-    if code is _CHECKPOINT:
-        gen = frame.f_locals.get("gen")  # the forward of use_reentrant=False
-        if gen is not None and gen.gi_frame is not None:
-            return _Region(gen.gi_frame.f_locals["new_frame"], None)
-    return None
+    found = checkpoint_region(frame)
+    return None if found is None else _Region(*found)
 
 
 def _regions() -> list[_Region]:
@@ -90,8 +67,8 @@ def _regions() -> list[_Region]:
 def _may_be_in_region() -> bool:
     # A region's forward runs with grad disabled (use_reentrant=True) or under
     # checkpoint's saved-tensor hooks (False); its recompute inside a backward pass.
-    return (not torch.is_grad_enabled() or torch._C._current_graph_task_id() != -1
-            or torch._C._autograd._top_saved_tensors_default_hooks(False) is not None)
+    return (not torch.is_grad_enabled() or graph_task_id() != -1
+            or saved_tensor_hooks_active())
 
 
 def _default_generator(device: torch.device, fn: str) -> torch.Generator:
@@ -150,7 +127,7 @@ def generator_for(generator: torch.Generator | None, device: torch.device, fn: s
     regions = _regions()
     if regions:
         return _resolve(generator, device, regions, fn)
-    if torch._C._current_graph_task_id() != -1:
+    if graph_task_id() != -1:
         raise RuntimeError(
             f"{fn}: a dropout mask is drawn during a backward pass, outside "
             "torch.utils.checkpoint (another activation-checkpointing implementation?); "

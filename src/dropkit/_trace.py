@@ -18,7 +18,6 @@ import inspect
 import itertools
 import os
 import random
-import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
@@ -30,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
+
+from dropkit._torch_compat import loaded_dynamo
 
 __all__ = ["Call", "CallArgs", "recording", "untouched", "only_training", "call_model",
            "model_device", "split_inputs"]
@@ -271,7 +272,7 @@ def _compiled(model: nn.Module) -> bool:
     """Whether ``model`` holds a ``torch.compile``'d module. Dynamo is looked up only if
     this process imported it already (a compiled model did): importing it costs, and
     beside Triton's interpreter it can abort the process at exit."""
-    dynamo = sys.modules.get("torch._dynamo")
+    dynamo = loaded_dynamo()
     if dynamo is None:
         return False
     kind = dynamo.eval_frame.OptimizedModule

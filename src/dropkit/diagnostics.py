@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.nn.modules.batchnorm import _BatchNorm
 
+from dropkit._torch_compat import BatchNormBase
 from dropkit._trace import (
     Call,
     call_model,
@@ -127,7 +127,7 @@ def _observe_graph(model: nn.Module, example_input: Any, sites: list[Site]
         if s.kind == "module":
             handles.append(s.module.register_forward_hook(tag(s.name)))
     for name, m in model.named_modules():
-        if isinstance(m, _BatchNorm):
+        if isinstance(m, BatchNormBase):
             handles.append(m.register_forward_pre_hook(check(name)))
         if isinstance(m, LayerDrop):
             for i, block in enumerate(m.layers):
@@ -294,7 +294,7 @@ def variance_shift(model: nn.Module, x: Tensor) -> dict[str, float]:
         ``{qualified_name: ratio}`` in module order.
     """
     work = copy.deepcopy(model)
-    bns = [(n, m) for n, m in work.named_modules() if isinstance(m, _BatchNorm)]
+    bns = [(n, m) for n, m in work.named_modules() if isinstance(m, BatchNormBase)]
     if not bns:
         raise ValueError("variance_shift: the model has no BatchNorm layer to measure")
     seen: dict[str, Tensor] = {}

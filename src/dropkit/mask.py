@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 
 from dropkit._recompute import generator_for
+from dropkit._torch_compat import functorch_transforms_active
 
 __all__ = [
     "shared_draws",
@@ -119,7 +120,7 @@ def _under_vmap() -> bool:
     # Inside a functorch transform an input can be unbatched (the network before the
     # first dropout runs once); an in-place draw on it fails there, so draws go out of
     # place, which vmap batches.
-    return torch._C._are_functorch_transforms_active()
+    return functorch_transforms_active()
 
 
 def uniform_noise(

@@ -67,11 +67,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from torch import Tensor, nn
-from torch.nn.modules.batchnorm import _NormBase
-from torch.nn.modules.dropout import _DropoutNd
 from torch.utils.hooks import RemovableHandle
 
 from dropkit._checks import check_nonnegative, check_probability
+from dropkit._torch_compat import DropoutNd, NormBase
 from dropkit._trace import Call, CallArgs, no_grad_pass, split_inputs, untouched
 from dropkit.nn._base import RateModule as _ValidatedRate
 
@@ -206,7 +205,7 @@ def _module_rate_attribute(m: nn.Module) -> str | None:
     """Where a dropout module keeps its rate; None if ``m`` is not one."""
     if isinstance(m, nn.RNNBase):
         return "dropout" if m.num_layers > 1 else None  # torch ignores it on one layer
-    if isinstance(m, _DropoutNd):
+    if isinstance(m, DropoutNd):
         return "p"
     declared = getattr(type(m), "rate_attribute", None)
     if isinstance(declared, str):
@@ -437,7 +436,7 @@ def _probes(sites: list[Site], held: list[Site]) -> list[tuple[Site, float]]:
 def _stays_in_eval(m: nn.Module) -> bool:
     """Normalization layers keep their running statistics in the probe pass: they never
     draw, and a batch of one would fail in training mode."""
-    return isinstance(m, _NormBase)
+    return isinstance(m, NormBase)
 
 
 def _record_reads(sites: list[Site], unread: list[Site]) -> None:

@@ -16,6 +16,7 @@ from dropkit._checks import (
     check_probability,
 )
 from dropkit._fx import leaf_function
+from dropkit._torch_compat import assert_async
 from dropkit.mask import batch_first, uniform_noise
 
 __all__ = ["concrete_dropout"]
@@ -54,7 +55,7 @@ def concrete_dropout(
                             f"got dtype {p.dtype}")
         # checked on the device, without a host sync (a learned p is sigmoid(logit)); at
         # p = 1 the output would be 0 / 0
-        torch._assert_async(((p >= 0.0) & (p < 1.0)).all(),
+        assert_async(((p >= 0.0) & (p < 1.0)).all(),
                             "concrete_dropout: expected `p` in [0, 1)")
     else:
         p = check_probability("concrete_dropout", p, allow_one=False)

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from dropkit._torch_compat import functorch_interpreter_idle
 from dropkit._triton import HAS_TRITON
 from dropkit.seeded.philox import uniform
 
@@ -278,7 +279,7 @@ def _eager(*tensors: Tensor) -> bool:
     (about 0.1 ms on an H100 machine, bench_mc_predict --profile) is many kernels' time
     at the sizes of an MC sample."""
     return (all(type(t) is Tensor or type(t) is torch.nn.Parameter for t in tensors)
-            and torch._C._functorch.peek_interpreter_stack() is None
+            and functorch_interpreter_idle()
             and not torch.compiler.is_compiling())
 
 
