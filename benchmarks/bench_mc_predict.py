@@ -305,7 +305,8 @@ def main() -> None:
             print(f"| {label} | {s} | {med[s] * 1e3:.1f} | {med['loop'] / med[s]:.2f} |")
         best = min(("loop", "batch", "vmap"), key=lambda n: med[n])
         dropkit.mc_predict(model, inputs, samples)  # the cached choice, to name it
-        chosen = dropkit.mc.last_choice.strategy if dropkit.mc.last_choice else "?"
+        last = dropkit.inference.mc.last_choice
+        chosen = last.strategy if last else "?"
         verdicts.append(f"{label}: auto (chose {chosen}) {med['auto'] * 1e3:.1f} ms, the best "
                         f"strategy ({best}) {med[best] * 1e3:.1f} ms: auto / best = "
                         f"{med['auto'] / med[best]:.2f} (target <= 1.10); its first call, "

@@ -10,7 +10,7 @@ chapter's MLP (784-1024-1024-10, input dropout 0.2, hidden 0.5) on a batch of 10
 MNIST-sized inputs, with ``dropkit.rdrop_forward``'s strategies: ``batch`` (the doubled
 batch, one call), ``vmap`` (two samples vectorized) and ``loop`` (two sequential passes,
 what a hand-written script does). LayerDrop: one training step of the residual MLP
-(``dropkit.models.ResidualMLP``, width 1024, 8 blocks) at LayerDrop 0.2 against the same
+(``dropkit.app.models.ResidualMLP``, width 1024, 8 blocks) at LayerDrop 0.2 against the same
 network without it. Interleaved rounds (``bench_mlp_step.interleaved``), medians.
 """
 
@@ -24,7 +24,7 @@ from bench_mlp_step import interleaved, machine
 from torch import nn
 
 import dropkit
-from dropkit.models import MLPWithDropout, ResidualMLP
+from dropkit.app.models import MLPWithDropout, ResidualMLP
 
 
 def rdrop_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor,

@@ -25,8 +25,8 @@ from bench_mlp_step import interleaved, machine
 from torch import nn
 
 from dropkit import acquisition as A
-from dropkit.experiments.data import load_dataset
-from dropkit.models import MLPWithDropout
+from dropkit.app.experiments.data import load_dataset
+from dropkit.app.models import MLPWithDropout
 
 T = 20
 

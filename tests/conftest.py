@@ -74,5 +74,8 @@ def torchrun(*args: str, nproc: int = 2, timeout: float = 300) -> str:
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)  # the workers too, not only the launcher
         raise
-    assert proc.returncode == 0, stderr[-2000:]
+    # the workers' own errors come first; the launcher's summary last
+    errors = [line for line in stderr.splitlines()
+              if any(w in line for w in ("Error", "error:", "terminate", "what()", "Abort"))]
+    assert proc.returncode == 0, "\n".join(errors[:40]) + "\n...\n" + stderr[-1500:]
     return stdout

@@ -3,7 +3,7 @@
     python tests/fault_worker.py N COUNT_FILE dropkit-args...
 
 Every file a run folder gets goes through one rename (``os.replace`` in
-:mod:`dropkit.experiments.io`). With N >= 1 the process ends with ``os._exit`` just before
+:mod:`dropkit.app.experiments.io`). With N >= 1 the process ends with ``os._exit`` just before
 the N-th rename: the new file's temporary copy is left on disk, nothing is cleaned up,
 no ``finally`` runs, as after a kill. With N = 0 it runs to the end and writes the
 number of renames to COUNT_FILE, so a test knows every point there is to kill at.
@@ -13,8 +13,8 @@ import os
 import sys
 import types
 
-from dropkit.cli import main
-from dropkit.experiments import io
+from dropkit.app.cli import main
+from dropkit.app.experiments import io
 
 
 def _run() -> int:

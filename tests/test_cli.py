@@ -5,8 +5,8 @@ import sys
 
 import pytest
 
-from dropkit import cli
-from dropkit.cli import build_parser, main
+from dropkit.app import cli
+from dropkit.app.cli import build_parser, main
 
 # Values no typed flag of the command line accepts: not numbers, empty, NaN, negative,
 # infinite (1e400 overflows to inf), and a word no choice list holds.

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from dropkit.demo import EXAMPLE_ACTIVATIONS, run_demo
+from dropkit.app.demo import EXAMPLE_ACTIVATIONS, run_demo
 
 
 def _run(seed: int = 0):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dropkit import cli
+from dropkit.app import cli
 from dropkit.errors import UsageError
 
 

@@ -7,9 +7,15 @@ import json
 import pytest
 import torch
 
+from dropkit.app.experiments.active import (
+    ACTIVE_LR,
+    acquire,
+    initial_labels,
+    read_state,
+    run_active,
+)
+from dropkit.app.experiments.engine import RunOptions
 from dropkit.errors import UsageError
-from dropkit.experiments.active import ACTIVE_LR, acquire, initial_labels, read_state, run_active
-from dropkit.experiments.engine import RunOptions
 
 TINY = {"hidden": 32, "batch_size": 10}
 
@@ -78,7 +84,7 @@ def test_bad_arguments_before_any_training(tmp_path, kwargs: dict, match: str) -
 
 @pytest.mark.slow
 def test_resume_refuses_changed_settings_and_another_command_s_folder(tmp_path) -> None:
-    from dropkit.experiments.compare import run_compare
+    from dropkit.app.experiments.compare import run_compare
 
     kwargs = dict(acquisitions=("random",), initial=20, step=10, samples=4)
     run_active(_options(tmp_path / "a", epochs=1), budget=20, **kwargs)

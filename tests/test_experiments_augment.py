@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from dropkit.app.experiments.augment import Augment, augment, parse_augment
 from dropkit.errors import UsageError
-from dropkit.experiments.augment import Augment, augment, parse_augment
 
 
 def _dots(n: int = 200) -> torch.Tensor:

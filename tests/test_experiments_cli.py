@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from dropkit.cli import main
+from dropkit.app.cli import main
 
 pytestmark = pytest.mark.slow  # trains models or runs subprocesses: make test runs it
 

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
+from dropkit.app.experiments.compare import parse_rate, run_compare
+from dropkit.app.experiments.engine import RunOptions
+from dropkit.app.experiments.sweep import run_sweep
 from dropkit.errors import UsageError
-from dropkit.experiments.compare import parse_rate, run_compare
-from dropkit.experiments.engine import RunOptions
-from dropkit.experiments.sweep import run_sweep
 
 pytestmark = pytest.mark.slow  # trains models: make test runs it
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
+from dropkit.app.experiments import data as D
 from dropkit.errors import UsageError
-from dropkit.experiments import data as D
 
 pytestmark = pytest.mark.slow  # trains models or runs subprocesses: make test runs it
 

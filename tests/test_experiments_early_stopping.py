@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from dropkit.experiments.early_stopping import EarlyStopping
+from dropkit.app.experiments.early_stopping import EarlyStopping
 
 
 @pytest.mark.parametrize(("losses", "patience", "min_delta", "stop", "best"), [

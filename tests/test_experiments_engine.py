@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dropkit.errors import UsageError
-from dropkit.experiments.engine import (
+from dropkit.app.experiments.engine import (
     TrainConfig,
     check_fits,
     check_samples,
@@ -22,6 +21,7 @@ from dropkit.experiments.engine import (
     train,
     validation_split,
 )
+from dropkit.errors import UsageError
 
 pytestmark = pytest.mark.slow  # trains models or runs subprocesses: make test runs it
 
@@ -230,7 +230,7 @@ class TestCheckedLoads:
             load_final(wider, dataset_for(config), tmp_path)
 
     def test_non_finite_weights_are_refused_naming_lr(self, tmp_path) -> None:
-        from dropkit.experiments.io import load_checked, save_checked
+        from dropkit.app.experiments.io import load_checked, save_checked
 
         config = TrainConfig(epochs=1, **TINY)
         train(config, tmp_path, progress=False)
@@ -253,7 +253,7 @@ class TestCheckedLoads:
         assert (tmp_path / "metrics.jsonl").read_text() == metrics  # no epoch ran
 
     def test_a_checkpoint_of_another_structure_is_named(self, tmp_path) -> None:
-        from dropkit.experiments.io import load_checked, save_checked
+        from dropkit.app.experiments.io import load_checked, save_checked
 
         config = TrainConfig(epochs=1, **TINY)
         train(config, tmp_path, progress=False)
@@ -268,7 +268,7 @@ class TestCheckedLoads:
 class TestChecksBeforeWork:
     def test_a_network_the_memory_cannot_hold_is_refused_naming_hidden(self, monkeypatch
                                                                        ) -> None:
-        from dropkit.experiments import memory
+        from dropkit.app.experiments import memory
 
         config = TrainConfig(**TINY)
         data = dataset_for(config)

@@ -9,9 +9,9 @@ import torch
 from torch import nn
 
 from dropkit import uncertainty as U
+from dropkit.app.experiments.engine import RunOptions
+from dropkit.app.experiments.ensemble import ensemble_probs, run_ensemble, scores
 from dropkit.errors import UsageError
-from dropkit.experiments.engine import RunOptions
-from dropkit.experiments.ensemble import ensemble_probs, run_ensemble, scores
 
 TINY = {"train_size": 300, "hidden": 32, "batch_size": 50}
 

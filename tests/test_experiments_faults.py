@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from dropkit.cli import main
-from dropkit.experiments import io
+from dropkit.app.cli import main
+from dropkit.app.experiments import io
 
 pytestmark = pytest.mark.slow  # trains models and runs subprocesses: make test runs it
 

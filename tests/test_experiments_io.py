@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
+from dropkit.app.experiments import io
 from dropkit.errors import UsageError
-from dropkit.experiments import io
 
 
 class TestAtomicWrites:
@@ -78,7 +78,7 @@ class TestFolderLock:
         import sys
 
         holder = subprocess.Popen(
-            [sys.executable, "-c", "import sys, time; from dropkit.experiments import io\n"
+            [sys.executable, "-c", "import sys, time; from dropkit.app.experiments import io\n"
              f"with io.folder_lock({str(tmp_path)!r}, 'train'):\n"
              "    print('held', flush=True); time.sleep(60)"],
             stdout=subprocess.PIPE, text=True)
@@ -95,7 +95,7 @@ class TestFolderLock:
 
 
 def test_two_cli_runs_on_one_out_the_second_refused_in_one_line(tmp_path, capsys) -> None:
-    from dropkit import cli
+    from dropkit.app import cli
 
     with io.folder_lock(tmp_path / "d", "train"):  # a run in progress there
         code = cli.main(["train", "--epochs", "1", "--out", str(tmp_path / "d")])

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from dropkit.experiments import report
+from dropkit.app.experiments import report
 
 
 def test_mean_spread_is_the_sample_standard_deviation() -> None:

@@ -2,11 +2,11 @@ import json
 
 import pytest
 
-from dropkit.cli import main
-from dropkit.experiments.reproduce import CLAIMS, Verdict, run_reproduce, write_docs
-from dropkit.experiments.reproduce.registry import ClaimResult, claim
-from dropkit.experiments.reproduce.runs import paired_difference
-from dropkit.experiments.reproduce.stats import binom_se, directional, se_diff
+from dropkit.app.cli import main
+from dropkit.app.experiments.reproduce import CLAIMS, Verdict, run_reproduce, write_docs
+from dropkit.app.experiments.reproduce.registry import ClaimResult, claim
+from dropkit.app.experiments.reproduce.runs import paired_difference
+from dropkit.app.experiments.reproduce.stats import binom_se, directional, se_diff
 
 pytestmark = pytest.mark.slow  # trains models or runs subprocesses: make test runs it
 
@@ -66,7 +66,7 @@ def test_docs_report_a_failure_as_a_failure(tmp_path) -> None:
 
 
 def test_paired_refuses_checkpoints_that_are_not_the_final_models(tmp_path) -> None:
-    from dropkit.experiments.engine import TrainConfig, train
+    from dropkit.app.experiments.engine import TrainConfig, train
 
     tiny = dict(train_size=300, hidden=16, batch_size=50, epochs=1)
     configs = {"a": TrainConfig(dropout=0.0, **tiny), "b": TrainConfig(dropout=0.5, **tiny)}

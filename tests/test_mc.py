@@ -189,7 +189,7 @@ class TestPrefixRunsOnce:
         )
         dropkit.mc_predict(m, torch.randn(8, 10), 50, strategy="vmap")
         handle.remove()
-        # twice in the discovery passes (dropkit.sites), then once for all 50 samples,
+        # twice in the discovery passes (dropkit.tools.sites), then once for all 50 samples,
         # unbatched: computed once
         assert seen == [False, False, False]
 
@@ -225,13 +225,13 @@ class TestAutoChoice:
             setup, per_sample = seconds[name]
             return run(model, x, k, None, output), setup + per_sample * k
 
-        from dropkit.sampling import auto
+        from dropkit.inference.sampling import auto
 
         monkeypatch.setattr(auto, "timed", timed)
 
     @pytest.mark.parametrize("fastest", ["vmap", "batch", "loop"])
     def test_the_fastest_by_the_clock_is_chosen_and_kept(self, monkeypatch, fastest) -> None:
-        from dropkit import mc
+        from dropkit.inference import mc
 
         times = {n: (0.010, 0.010) for n in ("vmap", "batch", "loop")}
         times[fastest] = (0.001, 0.001)
@@ -245,7 +245,7 @@ class TestAutoChoice:
         # every sample its own mask, the timed ones included
         assert len({tuple(o.flatten().tolist()) for o in out}) == 40
         # the next call reuses the choice: nothing timed again
-        from dropkit.sampling import auto
+        from dropkit.inference.sampling import auto
 
         monkeypatch.setattr(auto, "timed", lambda *a: pytest.fail("timed again"))
         assert dropkit.mc_predict(m, torch.randn(4, 10), 40).shape == (40, 4, 2)
@@ -254,7 +254,7 @@ class TestAutoChoice:
     def test_the_prediction_counts_setup_once_per_chunk(self, monkeypatch) -> None:
         """vmap: 10 ms to set up, 0.1 ms a sample; the loop 1 ms a sample: for 50 samples
         in one chunk vmap wins (15 ms against 50), in chunks of 2 the loop (255 against 50)."""
-        from dropkit import mc
+        from dropkit.inference import mc
 
         self._fake_clock(monkeypatch, {"vmap": (0.010, 0.0001), "batch": (1.0, 1.0),
                                        "loop": (0.0, 0.001)})
@@ -265,7 +265,7 @@ class TestAutoChoice:
         assert mc.last_choice.strategy == "loop"
 
     def test_a_strategy_that_fails_is_skipped_and_named(self) -> None:
-        from dropkit import mc
+        from dropkit.inference import mc
 
         m = nn.Sequential(LayerDrop(), LayerDrop())  # vmap cannot branch on the coin
         with warnings.catch_warnings():
@@ -276,7 +276,7 @@ class TestAutoChoice:
         assert "vmap failed in module '0' (LayerDrop)" in mc.last_choice.reason
 
     def test_an_input_with_no_signature_is_not_timed_at_every_call(self, monkeypatch) -> None:
-        from dropkit import mc
+        from dropkit.inference import mc
 
         class Scale(nn.Module):
             def __init__(self) -> None:
@@ -286,7 +286,7 @@ class TestAutoChoice:
             def forward(self, x: torch.Tensor, options: object) -> torch.Tensor:
                 return self.drop(self.fc(x))
 
-        from dropkit.sampling import auto
+        from dropkit.inference.sampling import auto
 
         monkeypatch.setattr(auto, "timed", lambda *a: pytest.fail("timed"))
         out = dropkit.mc_predict(Scale(), (torch.randn(3, 4), object()), 4)
@@ -295,7 +295,7 @@ class TestAutoChoice:
         assert mc.last_choice.reason.startswith("not timed: the input is not a plain")
 
     def test_an_explicit_strategy_is_recorded_as_asked(self) -> None:
-        from dropkit import mc
+        from dropkit.inference import mc
 
         m = nn.Sequential(nn.Linear(10, 10), dn.Dropout(0.5))
         dropkit.mc_predict(m, torch.randn(4, 10), 4, strategy="batch")
@@ -327,7 +327,7 @@ class TestRerouting:
 
     @staticmethod
     def _count(monkeypatch) -> list[int]:
-        from dropkit.sampling import reroute
+        from dropkit.inference.sampling import reroute
 
         entered: list[int] = []
 
@@ -429,7 +429,7 @@ class TestOutOfMemory:
         assert len({tuple(o.flatten().tolist()) for o in out}) == 50
 
     def test_vmap_halves_a_given_chunk(self, monkeypatch) -> None:
-        from dropkit.sampling import strategies
+        from dropkit.inference.sampling import strategies
 
         real, sizes = strategies.by_vmap, []
 
@@ -488,14 +488,14 @@ class TestFallbackAndErrors:
                 h += self.drop(h)  # writes per-sample values into an unbatched tensor
                 return h
 
-        from dropkit import mc
+        from dropkit.inference import mc
 
         m = nn.Sequential(nn.Linear(4, 4), InPlace())
         out = dropkit.mc_predict(m, torch.randn(3, 4), 5)  # timed: vmap failed, skipped
         assert out.shape == (5, 3, 4)
         assert "vmap failed in module '1' (InPlace)" in mc.last_choice.reason
         # a chosen strategy that fails later falls back with a warning naming the module
-        from dropkit.sampling import auto
+        from dropkit.inference.sampling import auto
 
         auto.CHOSEN[m] = (auto.CHOSEN[m][0], mc.Choice("vmap", "forced", {}))
         expected = r"strategy 'vmap' failed in module '1' \(InPlace\)"
@@ -728,7 +728,7 @@ class TestSdpaMath:
 
     @pytest.mark.parametrize("mask", MASKS)
     def test_equals_torch_without_dropout(self, mask: str) -> None:
-        from dropkit.sampling.reroute import sdpa_math as _sdpa_math
+        from dropkit.inference.sampling.reroute import sdpa_math as _sdpa_math
 
         g = gen(4)
         q, k, v = (torch.randn(2, 4, 5, 8, generator=g) for _ in range(3))

@@ -2,8 +2,8 @@ import pytest
 import torch
 
 import dropkit.nn as dn
+from dropkit.app.models import MODELS, MLPWithDropout, build_model
 from dropkit.errors import UsageError
-from dropkit.models import MODELS, MLPWithDropout, build_model
 
 
 class TestMLPWithDropout:

@@ -10,7 +10,7 @@ from torch import nn
 import dropkit.nn as dn
 from conftest import gen
 from dropkit.nn._base import BACKENDS, DEFAULT_BACKEND, RateModule
-from dropkit.sites import dropout_sites
+from dropkit.tools.sites import dropout_sites
 
 
 class Scale(RateModule):

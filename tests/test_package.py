@@ -41,7 +41,7 @@ def test_sdist_and_wheel_build_and_pass_twine(dist: Path) -> None:
 def test_the_wheel_ships_the_package_and_nothing_else(dist: Path) -> None:
     (wheel,) = dist.glob("*.whl")
     files = zipfile.ZipFile(wheel).namelist()
-    assert "dropkit/py.typed" in files and "dropkit/sites.py" in files
+    assert "dropkit/py.typed" in files and "dropkit/tools/sites.py" in files
     top = {f.split("/")[0] for f in files}
     assert top == {"dropkit", f"dropkit-{dropkit.__version__}.dist-info"}  # no tests, data
 

@@ -4,7 +4,7 @@ from torch import nn
 
 import dropkit
 import dropkit.nn as dn
-from dropkit.patch import is_patched
+from dropkit.tools.patch import is_patched
 
 
 def _model() -> nn.Module:

@@ -101,7 +101,7 @@ def _context(first_line: str, tmp: Path) -> dict[str, object]:
         loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(pool), batch_size=16)
         return {"dropkit": dropkit, "model": model, "pool": pool, "pool_loader": loader}
     if first_line.startswith("from dropkit.nn import LayerDrop"):
-        from dropkit.models import ResidualBlock
+        from dropkit.app.models import ResidualBlock
 
         model = torch.nn.Sequential(torch.nn.Linear(784, 32), dn.Dropout(0.5),
                                     torch.nn.Linear(32, 10)).train()

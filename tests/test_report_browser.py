@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dropkit.experiments.compare import run_compare
-from dropkit.experiments.engine import RunOptions
+from dropkit.app.experiments.compare import run_compare
+from dropkit.app.experiments.engine import RunOptions
 
 pytestmark = pytest.mark.slow  # trains models or runs subprocesses: make test runs it
 

@@ -14,7 +14,7 @@ from torch.utils.checkpoint import checkpoint
 
 import dropkit.nn as dn
 from conftest import torchrun
-from dropkit.seed_plan import SeedPlan, site_seed
+from dropkit.tools.seed_plan import SeedPlan, site_seed
 
 
 def _net(backend: str = "torch") -> nn.Sequential:
@@ -57,7 +57,7 @@ def test_each_site_draws_its_own_stream_even_from_one_shared_generator() -> None
 
 def test_seeds_are_the_same_in_another_python_process() -> None:
     """A hash that is stable across processes (Python's own hash() is salted)."""
-    code = ("from dropkit.seed_plan import site_seed; "
+    code = ("from dropkit.tools.seed_plan import site_seed; "
             "print(site_seed(5, 'encoder.drop', 12, 1))")
     env = {**os.environ, "PYTHONHASHSEED": "123"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

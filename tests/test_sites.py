@@ -257,7 +257,7 @@ class TestDiscoveryCache:
 
     @pytest.fixture
     def passes(self, monkeypatch) -> list[int]:
-        from dropkit import sites
+        from dropkit.tools import sites
 
         count: list[int] = []
         real = sites.discover

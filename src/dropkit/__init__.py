@@ -13,24 +13,34 @@ Masks survive recomputation: ``torch.utils.checkpoint`` replays the forward's ma
 :class:`SeedPlan` makes every step's masks a function of (seed, step) alone.
 """
 
-from dropkit import acquisition, functional, mask, nn, schedules, uncertainty
-from dropkit.diagnostics import Finding, diagnose, inference_guard, variance_shift
-from dropkit.mc import mc_mode, mc_predict
+from types import ModuleType
+
+from dropkit import _moved, acquisition, functional, mask, nn, schedules, seeded, uncertainty
+from dropkit.errors import UsageError
+from dropkit.inference.mc import mc_mode, mc_predict
+from dropkit.inference.rdrop import rdrop_forward, rdrop_loss
 from dropkit.nn.concrete_dropout import concrete_regularization
-from dropkit.patch import patch, unpatch
-from dropkit.rates import find_dropout, set_rate
-from dropkit.rdrop import rdrop_forward, rdrop_loss
-from dropkit.scheduler import DropoutScheduler
-from dropkit.seed_plan import SeedPlan
-from dropkit.sites import Site, dropout_sites
+from dropkit.tools.diagnostics import Finding, diagnose, inference_guard, variance_shift
+from dropkit.tools.patch import is_patched, patch, unpatch
+from dropkit.tools.rates import find_dropout, set_rate
+from dropkit.tools.scheduler import DropoutScheduler
+from dropkit.tools.seed_plan import SeedPlan
+from dropkit.tools.sites import Site, dropout_sites
 
 __version__ = "0.1.0"
+
+_moved.install()  # the import paths of 0.1 (dropkit.mc, dropkit.experiments, ...) still work
+
+
+def __getattr__(name: str) -> ModuleType:
+    return _moved.attribute(name)  # dropkit.mc and the other old paths, with a warning
 
 __all__ = [
     "DropoutScheduler",
     "Finding",
     "SeedPlan",
     "Site",
+    "UsageError",
     "__version__",
     "acquisition",
     "concrete_regularization",
@@ -39,6 +49,7 @@ __all__ = [
     "find_dropout",
     "functional",
     "inference_guard",
+    "is_patched",
     "mask",
     "mc_mode",
     "mc_predict",
@@ -47,6 +58,7 @@ __all__ = [
     "rdrop_forward",
     "rdrop_loss",
     "schedules",
+    "seeded",
     "set_rate",
     "uncertainty",
     "unpatch",

@@ -9,7 +9,7 @@ arguments), and forward hooks keep a stack of the modules whose code is running.
 
 Also here: the state such a pass must leave untouched (modes, buffers, every random
 stream), and the one switch that puts a chosen set of modules, alone, in training
-mode. :mod:`dropkit.sites` builds the registry of dropout sites on these.
+mode. :mod:`dropkit.tools.sites` builds the registry of dropout sites on these.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ DropBlock's kept fraction). This module owns the first two; each variant in
 
 Inside :func:`shared_draws` every draw comes from one generator and is shared along the
 input's batch dim: each pass is then one network for every input, whatever the batch
-(consistent Monte Carlo dropout, :mod:`dropkit.consistent`). A variant says which dim
+(consistent Monte Carlo dropout, :mod:`dropkit.inference.consistent`). A variant says which dim
 of the tensor it draws for is the batch (``batch_dim``; None where there is none, as for a
 weight mask or an unbatched input); nothing else in a variant knows about it.
 
@@ -39,11 +39,8 @@ __all__ = [
     "uniform_noise",
     "bernoulli_mask",
     "normal_noise",
-    "apply_noise",
-    "in_place_ok",
-    "zeros_like_input",
     "bernoulli_dropout",
-]
+]  # the variants' helpers (apply_noise, in_place_ok, zeros_like_input) are not public
 
 
 class _Shared:

@@ -18,10 +18,10 @@ from torch import nn
 
 from dropkit._checks import check_int
 from dropkit.errors import UsageError
-from dropkit.rates import find_dropout
-from dropkit.scheduler import DropoutScheduler
-from dropkit.schedules import Schedule, parse_schedule
-from dropkit.sites import dropout_sites
+from dropkit.tools.rates import find_dropout
+from dropkit.tools.scheduler import DropoutScheduler
+from dropkit.tools.schedules import Schedule, parse_schedule
+from dropkit.tools.sites import dropout_sites
 
 __all__ = ["ScheduleClock", "INTERVALS"]
 

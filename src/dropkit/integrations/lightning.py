@@ -29,10 +29,10 @@ except ImportError as error:  # pragma: no cover - the extra is installed in the
                       "pip install 'dropkit[lightning]'") from error
 
 from dropkit._checks import check_int
+from dropkit.inference.mc import STRATEGIES, mc_predict
+from dropkit.inference.sampling.output import Output
+from dropkit.inference.uncertainty import mutual_information, predictive_entropy
 from dropkit.integrations._clock import ScheduleArg, ScheduleClock
-from dropkit.mc import STRATEGIES, mc_predict
-from dropkit.sampling.output import Output
-from dropkit.uncertainty import mutual_information, predictive_entropy
 
 __all__ = ["DropoutSchedule", "MCDropoutPrediction"]
 

@@ -33,10 +33,10 @@ import torch
 from torch import Tensor, nn
 
 from dropkit._checks import check_int
+from dropkit.inference.mc import STRATEGIES, mc_predict
+from dropkit.inference.sampling.output import Output
 from dropkit.integrations._clock import ScheduleArg, ScheduleClock
-from dropkit.mc import STRATEGIES, mc_predict
-from dropkit.rates import find_dropout
-from dropkit.sampling.output import Output
+from dropkit.tools.rates import find_dropout
 
 __all__ = ["DropoutScheduleCallback", "MCDropoutPredictionMixin", "MCDropoutTrainer"]
 

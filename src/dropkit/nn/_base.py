@@ -19,7 +19,7 @@ class RateMixin(TracedAsLeaf):
 
     Schedules and ``set_rate`` assign ``module.p`` between steps; a bad value raises
     there, naming the module, instead of deep inside the next forward pass.
-    ``rate_attribute`` tells the registry of dropout sites (:mod:`dropkit.sites`) that
+    ``rate_attribute`` tells the registry of dropout sites (:mod:`dropkit.tools.sites`) that
     this module samples in training mode, at the rate held there.
     """
 

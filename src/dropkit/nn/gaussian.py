@@ -38,7 +38,7 @@ class GaussianNoise(TracedAsLeaf, nn.Module):
         generator: keyword-only source of randomness.
     """
 
-    # A dropout site (dropkit.sites) whose strength is a standard deviation, not a drop
+    # A dropout site (dropkit.tools.sites) whose strength is a standard deviation, not a drop
     # probability: set_rate with one float leaves it alone.
     rate_attribute = "std"
     rate_is_probability = False

@@ -68,7 +68,7 @@ class _Rate:
 class _Variational:
     """What the LSTM and the GRU share: rates, masks, and the two ways to run."""
 
-    # the registry of dropout sites (dropkit.sites): three rates, each a site
+    # the registry of dropout sites (dropkit.tools.sites): three rates, each a site
     rate_attributes = ("dropout", "recurrent_dropout", "output_dropout")
     _gates: int
     _mode: str  # "LSTM" or "GRU"
