@@ -104,3 +104,28 @@ class TestOutOfResources:
         monkeypatch.setattr(cli, "_run", run)
         with pytest.raises(RuntimeError, match="a bug"):
             main(["train", "--out", str(tmp_path / "o")])
+
+
+class TestImportErrors:
+    """A missing optional package is bad input (one line); dropkit's own import that
+    fails is a bug and keeps its traceback."""
+
+    def test_a_missing_extra_is_one_line(self, monkeypatch, capsys, tmp_path) -> None:
+        def run(args) -> None:
+            raise ModuleNotFoundError("No module named 'mlxtend'", name="mlxtend")
+
+        monkeypatch.setattr(cli, "_run", run)
+        assert main(["compare", "--out", str(tmp_path / "c")]) == 2
+        assert "No module named 'mlxtend'" in capsys.readouterr().err
+
+    @pytest.mark.parametrize("error", [
+        ModuleNotFoundError("No module named 'dropkit.nothing'", name="dropkit.nothing"),
+        ImportError("cannot import name 'x' from 'dropkit.app.cli'")])
+    def test_a_failing_import_of_dropkit_s_own_is_a_bug(self, error, monkeypatch,
+                                                         tmp_path) -> None:
+        def run(args) -> None:
+            raise error
+
+        monkeypatch.setattr(cli, "_run", run)
+        with pytest.raises(ImportError):
+            main(["compare", "--out", str(tmp_path / "c")])

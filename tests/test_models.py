@@ -37,3 +37,8 @@ class TestBuildModel:
             build_model("rnn", n_features=3, n_outputs=2)
         with pytest.raises(UsageError, match=r"`model` 'cnn' needs images"):
             build_model("cnn", n_features=3, n_outputs=2)
+        # a regression task trains the MLP alone: any other name was built as it silently
+        for name in set(MODELS) - {"mlp"}:
+            with pytest.raises(UsageError, match=rf"`model` '{name}' has no regression form"):
+                build_model(name, n_features=3, n_outputs=0, regression=True,
+                            image_shape=(1, 1, 3))

@@ -410,7 +410,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with _writer(args):
             _run(args)
-    except (UsageError, ImportError) as error:  # ImportError: an extra is not installed
+    except (UsageError, ImportError) as error:
+        if isinstance(error, ImportError) and not _missing_package(error):
+            raise  # an import of dropkit's own that fails is a bug: its traceback
         if launched_rank() == 0:
             line = _as_flags(error, list(vars(args)))
             sys.stderr.write(f"dropkit {args.command}: error: {line}\n")
@@ -425,6 +427,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"dropkit {args.command}: error: {short}; {_to_continue(args)}\n")
         return 1
     return 0
+
+
+def _missing_package(error: ImportError) -> bool:
+    """Whether ``error`` says an optional package is not installed (an extra), not that
+    dropkit's own code failed to import."""
+    if isinstance(error, ModuleNotFoundError):
+        return (error.name or "dropkit").split(".")[0] != "dropkit"
+    return "is missing: install" in str(error)  # the experiments' own word for an extra
 
 
 def _to_continue(args: argparse.Namespace) -> str:

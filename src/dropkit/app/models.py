@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor, nn
 
@@ -269,40 +272,92 @@ def build_model(
 ) -> nn.Module:
     """The model called ``name`` (one of :data:`MODELS`) for data of that shape.
 
-    A regression task always gets :class:`RegressionMLP` (at most 50 hidden units, as in
-    Gal & Ghahramani 2016's UCI protocol); every dropout draws from ``generator``, and
-    the elementwise ones (dropout, DropConnect) run on ``backend`` ("torch" or
-    "seeded", see :class:`dropkit.nn.Dropout`). The LSTMs (:class:`RowLSTM`, at most 128
-    units) read ``dropout`` as the recurrent state's rate and ``input_dropout`` as the
-    input pixels'. ``resmlp`` (:class:`ResidualMLP`, ``RESIDUAL_DEPTH`` blocks) is the
-    one model ``layerdrop`` applies to.
+    A regression task trains ``"mlp"`` as :class:`RegressionMLP` (at most 50 hidden units,
+    as in Gal & Ghahramani 2016's UCI protocol; every other name is refused there). Every
+    dropout draws from ``generator``, and the elementwise ones (dropout, DropConnect) run
+    on ``backend`` ("torch" or "seeded", see :class:`dropkit.nn.Dropout`). The LSTMs
+    (:class:`RowLSTM`, at most 128 units) read ``dropout`` as the recurrent state's rate
+    and ``input_dropout`` as the input pixels'. ``resmlp`` (:class:`ResidualMLP`,
+    ``RESIDUAL_DEPTH`` blocks) is the one model ``layerdrop`` applies to. Each name is one
+    entry of a table of builders, with what it needs (images) or offers (a regression
+    form).
     """
     if name not in MODELS:
         raise UsageError(f"build_model: expected `model` to be one of {', '.join(MODELS)}, "
                          f"got {name!r}", "model")
+    spec = _SPECS[name]
     if layerdrop and name != "resmlp":
         raise UsageError(f"build_model: `layerdrop` skips residual blocks, which only model "
                          f"'resmlp' has, got model={name!r}", "layerdrop")
-    if name == "resmlp" and not regression:
-        return ResidualMLP(n_features, hidden, n_outputs, RESIDUAL_DEPTH, dropout,
-                           input_dropout, layerdrop, generator=generator, backend=backend)
-    if regression:
-        return RegressionMLP(n_features, min(hidden, 50), dropout, input_dropout,
-                             generator=generator, backend=backend)
-    if name.startswith("lstm"):
-        if image_shape is None:
-            raise UsageError(f"build_model: `model` {name!r} reads images row by row, and "
-                             "this data set has none", "model")
-        return RowLSTM(image_shape, n_outputs, min(hidden, 128), dropout, input_dropout,
-                       "step" if name == "lstm-naive" else "sequence", generator=generator)
-    if name.startswith("cnn"):
-        if image_shape is None:
-            raise UsageError(f"build_model: `model` {name!r} needs images, and this data set "
-                             "has none", "model")
-        return ConvNetWithDropout(image_shape[0], n_outputs, dropout, input_dropout,
-                                  image_shape=image_shape, spatial=name != "cnn-element",
-                                  dropout_before_bn=name == "cnn-dropout-before-bn",
-                                  generator=generator, backend=backend)
-    return MLPWithDropout(n_features, hidden, n_outputs, dropout, input_dropout,
-                          dropconnect=name == "mlp-dropconnect", generator=generator,
-                          backend=backend)
+    if regression and not spec.regression:
+        raise UsageError(f"build_model: `model` {name!r} has no regression form; a regression "
+                         "task trains 'mlp' (RegressionMLP)", "model")
+    if spec.images and image_shape is None:
+        raise UsageError(f"build_model: `model` {name!r} needs images, and this data set "
+                         "has none", "model")
+    return spec.build(_Args(n_features, n_outputs, image_shape, regression, hidden, dropout,
+                            input_dropout, generator, backend, layerdrop))
+
+
+@dataclass(frozen=True)
+class _Args:
+    """What :func:`build_model` was given, for the builder of one model."""
+
+    n_features: int
+    n_outputs: int
+    image_shape: tuple[int, ...] | None
+    regression: bool
+    hidden: int
+    dropout: float
+    input_dropout: float
+    generator: torch.Generator | None
+    backend: str
+    layerdrop: float
+
+
+@dataclass(frozen=True)
+class _Spec:
+    """How a model is built, and what it needs: images, or a regression form."""
+
+    build: Callable[[_Args], nn.Module]
+    images: bool = False
+    regression: bool = False
+
+
+def _mlp(a: _Args, dropconnect: bool = False) -> nn.Module:
+    if a.regression:  # at most 50 hidden units, as in Gal & Ghahramani 2016's UCI protocol
+        return RegressionMLP(a.n_features, min(a.hidden, 50), a.dropout, a.input_dropout,
+                             generator=a.generator, backend=a.backend)
+    return MLPWithDropout(a.n_features, a.hidden, a.n_outputs, a.dropout, a.input_dropout,
+                          dropconnect=dropconnect, generator=a.generator, backend=a.backend)
+
+
+def _cnn(a: _Args, spatial: bool = True, before_bn: bool = False) -> nn.Module:
+    assert a.image_shape is not None  # checked by build_model
+    return ConvNetWithDropout(a.image_shape[0], a.n_outputs, a.dropout, a.input_dropout,
+                              image_shape=a.image_shape, spatial=spatial,
+                              dropout_before_bn=before_bn, generator=a.generator,
+                              backend=a.backend)
+
+
+def _lstm(a: _Args, mask_per: str) -> nn.Module:
+    assert a.image_shape is not None  # checked by build_model
+    return RowLSTM(a.image_shape, a.n_outputs, min(a.hidden, 128), a.dropout, a.input_dropout,
+                   mask_per, generator=a.generator)
+
+
+def _resmlp(a: _Args) -> nn.Module:
+    return ResidualMLP(a.n_features, a.hidden, a.n_outputs, RESIDUAL_DEPTH, a.dropout,
+                       a.input_dropout, a.layerdrop, generator=a.generator, backend=a.backend)
+
+
+_SPECS: dict[str, _Spec] = {
+    "mlp": _Spec(_mlp, regression=True),
+    "mlp-dropconnect": _Spec(lambda a: _mlp(a, dropconnect=True)),
+    "cnn": _Spec(_cnn, images=True),
+    "cnn-element": _Spec(lambda a: _cnn(a, spatial=False), images=True),
+    "cnn-dropout-before-bn": _Spec(lambda a: _cnn(a, before_bn=True), images=True),
+    "lstm": _Spec(lambda a: _lstm(a, "sequence"), images=True),
+    "lstm-naive": _Spec(lambda a: _lstm(a, "step"), images=True),
+    "resmlp": _Spec(_resmlp),
+}
