@@ -183,3 +183,13 @@ def test_a_draw_outside_the_primitive_is_observed_not_assumed() -> None:
     model = Reveal(OwnDraws(0.5)).eval()
     with pytest.raises(ValueError, match="consistent sampling was observed to draw per input"):
         dropkit.mc_predict(model, torch.ones(6, 8), 3, consistent=1)
+
+
+def test_a_copy_of_timm_s_drop_path_is_refused_by_name() -> None:
+    """A foreign DropPath class draws its own coin, outside dropkit's primitive: consistent
+    sampling would silently draw per input there."""
+    from foreign import timm_model, tokens
+
+    model = timm_model(attn_drop=0.0, proj_drop=0.0, drop_path=0.3)
+    with pytest.raises(ValueError, match=r"\(DropPath\) cannot"):
+        dropkit.mc_predict(model, tokens(), 3, consistent=1)

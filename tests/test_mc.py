@@ -866,3 +866,13 @@ class TestExplicitGenerator:
         with pytest.raises(TypeError, match=r"expected `generator` to be a torch.Generator "
                                             r"or None, got int"):
             dropkit.mc_predict(nn.Dropout(0.5), torch.ones(2, 3), 3, generator=3)
+
+
+@pytest.mark.parametrize("strategy", ["vmap", "batch", "loop"])
+def test_a_generator_makes_a_transformers_model_s_samples_reproducible(strategy) -> None:
+    """generator= reaches the draws of code dropkit did not write (GPT-2's attention)."""
+    pytest.importorskip("transformers")
+    model, x = gpt2(), text_batch()
+    a, b, c = (dropkit.mc_predict(model, x, 4, strategy=strategy,
+                                  generator=torch.Generator().manual_seed(s)) for s in (1, 1, 2))
+    assert torch.equal(a, b) and not torch.equal(a, c)
