@@ -185,7 +185,7 @@ class TestTrain:
         "field, value, message",
         [("dropout", 1.0, r"^TrainConfig: expected `dropout` to be a drop probability in "
                           r"\[0, 1\), got dropout=1.0"),
-         ("epochs", -1, r"^TrainConfig: expected `epochs` to be an int >= 0"),
+         ("epochs", 0, r"^TrainConfig: expected `epochs` to be an int >= 1"),
          ("model", "rnn", r"^TrainConfig: expected `model` to be one of mlp, cnn"),
          ("dataset", "x", r"^TrainConfig: expected `dataset` to be one of mnist5k"),
          ("backend", "auto", r"^TrainConfig: expected `backend` to be one of torch, seeded, "

@@ -11,12 +11,18 @@ control (:func:`find_dropout`, :func:`set_rate`, :mod:`dropkit.schedules`,
 :mod:`dropkit.acquisition` for active learning).
 Masks survive recomputation: ``torch.utils.checkpoint`` replays the forward's masks, and
 :class:`SeedPlan` makes every step's masks a function of (seed, step) alone.
+
+The top level holds what acts on a whole model (:func:`concrete_regularization` sums the
+regularizers of a model's :class:`~dropkit.nn.ConcreteDropout` layers); the variants
+themselves live in :mod:`dropkit.functional` and :mod:`dropkit.nn`, each in one place.
+Bad input anywhere raises :class:`UsageError` (a ``ValueError``) or
+:class:`UsageTypeError` (also a ``TypeError``).
 """
 
 from types import ModuleType
 
 from dropkit import _moved, acquisition, functional, mask, nn, schedules, seeded, uncertainty
-from dropkit.errors import UsageError
+from dropkit.errors import UsageError, UsageTypeError
 from dropkit.inference.mc import mc_mode, mc_predict
 from dropkit.inference.rdrop import rdrop_forward, rdrop_loss
 from dropkit.nn.concrete_dropout import concrete_regularization
@@ -41,6 +47,7 @@ __all__ = [
     "SeedPlan",
     "Site",
     "UsageError",
+    "UsageTypeError",
     "__version__",
     "acquisition",
     "concrete_regularization",

@@ -14,6 +14,8 @@ from typing import cast
 import torch
 from torch import Tensor
 
+from dropkit.errors import UsageError, UsageTypeError
+
 
 def check_probability(fn: str, p: object, *, name: str = "p", allow_one: bool = True) -> float:
     """Return ``p`` as a float after checking it is a drop probability in [0, 1].
@@ -22,7 +24,7 @@ def check_probability(fn: str, p: object, *, name: str = "p", allow_one: bool = 
     (Gaussian dropout's variance p / (1 - p) is infinite there).
     """
     if isinstance(p, bool) or not isinstance(p, numbers.Real):
-        raise TypeError(
+        raise UsageTypeError(
             f"{fn}: expected `{name}` to be a float drop probability, "
             f"got {type(p).__name__}: {name}={p!r}"
         )
@@ -30,7 +32,7 @@ def check_probability(fn: str, p: object, *, name: str = "p", allow_one: bool = 
     upper_ok = value <= 1.0 if allow_one else value < 1.0
     if math.isnan(value) or value < 0.0 or not upper_ok:
         interval = "[0, 1]" if allow_one else "[0, 1)"
-        raise ValueError(
+        raise UsageError(
             f"{fn}: expected `{name}` to be a drop probability in {interval}, got {name}={p!r}"
         )
     return value
@@ -39,10 +41,10 @@ def check_probability(fn: str, p: object, *, name: str = "p", allow_one: bool = 
 def check_nonnegative(fn: str, value: object, name: str) -> float:
     """Return ``value`` as a float after checking it is finite and >= 0."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{fn}: expected `{name}` to be a float, got {type(value).__name__}")
+        raise UsageTypeError(f"{fn}: expected `{name}` to be a float, got {type(value).__name__}")
     out = float(value)
     if not math.isfinite(out) or out < 0.0:
-        raise ValueError(f"{fn}: expected `{name}` to be a finite value >= 0, got {name}={value!r}")
+        raise UsageError(f"{fn}: expected `{name}` to be a finite value >= 0, got {name}={value!r}")
     return out
 
 
@@ -51,12 +53,12 @@ def check_int(fn: str, value: object, name: str, minimum: int = 0,
     """Return ``value`` as an int after checking it is one (TypeError: a bool or a float is
     not) and that ``minimum <= value`` (and ``value < limit``) (ValueError)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{fn}: expected `{name}` to be an int, got {type(value).__name__}: "
+        raise UsageTypeError(f"{fn}: expected `{name}` to be an int, got {type(value).__name__}: "
                         f"{name}={value!r}")
     number = int(value)
     if number < minimum or (limit is not None and number >= limit):
         bound = f">= {minimum}" if limit is None else f"in [{minimum}, {limit})"
-        raise ValueError(f"{fn}: expected `{name}` to be an int {bound}, got {name}={value!r}")
+        raise UsageError(f"{fn}: expected `{name}` to be an int {bound}, got {name}={value!r}")
     return number
 
 
@@ -67,9 +69,10 @@ def check_floating(fn: str, x: object, name: str = "input", *, draws: bool = Tru
     returns its input unchanged, whatever its dtype, as torch's dropout does.
     """
     if not isinstance(x, Tensor):
-        raise TypeError(f"{fn}: expected `{name}` to be a torch.Tensor, got {type(x).__name__}")
+        raise UsageTypeError(f"{fn}: expected `{name}` to be a torch.Tensor, got "
+                             f"{type(x).__name__}")
     if draws and not x.is_floating_point():
-        raise TypeError(
+        raise UsageTypeError(
             f"{fn}: expected a floating-point `{name}` (float16, bfloat16, float32 or float64), "
             f"got dtype {x.dtype}"
         )
@@ -78,7 +81,7 @@ def check_floating(fn: str, x: object, name: str = "input", *, draws: bool = Tru
 def check_ndim(fn: str, x: Tensor, allowed: Sequence[int], expected: str) -> None:
     """Reject a rank the function does not define; ``expected`` names the layouts it does."""
     if x.dim() not in allowed:
-        raise ValueError(f"{fn}: expected {expected}, got a {x.dim()}D input")
+        raise UsageError(f"{fn}: expected {expected}, got a {x.dim()}D input")
 
 
 def check_generator(fn: str, generator: object, x: Tensor) -> None:
@@ -86,12 +89,12 @@ def check_generator(fn: str, generator: object, x: Tensor) -> None:
     if generator is None:
         return
     if not isinstance(generator, torch.Generator):
-        raise TypeError(
+        raise UsageTypeError(
             f"{fn}: expected `generator` to be a torch.Generator or None, "
             f"got {type(generator).__name__}"
         )
     if generator.device.type != x.device.type:
-        raise ValueError(
+        raise UsageError(
             f"{fn}: expected a generator on device '{x.device.type}' (the input's), "
             f"got one on '{generator.device.type}'"
         )
@@ -106,17 +109,18 @@ def normalize_dims(
     if not isinstance(dims, (tuple, list)) or not all(
         isinstance(d, numbers.Integral) and not isinstance(d, bool) for d in dims
     ):
-        raise TypeError(f"{fn}: expected `{name}` to be an int or a tuple of ints, got {dims!r}")
+        raise UsageTypeError(f"{fn}: expected `{name}` to be an int or a tuple of ints, "
+                             f"got {dims!r}")
     out = []
     for d in dims:
         if not -ndim <= d < ndim:
-            raise ValueError(
+            raise UsageError(
                 f"{fn}: `{name}` has dim {d}, out of range for a {ndim}D input "
                 f"(expected -{ndim} <= dim < {ndim})"
             )
         out.append(int(d) % ndim)
     if len(set(out)) != len(out):
-        raise ValueError(f"{fn}: `{name}` repeats a dim: {tuple(dims)}")
+        raise UsageError(f"{fn}: `{name}` repeats a dim: {tuple(dims)}")
     return tuple(sorted(out))
 
 

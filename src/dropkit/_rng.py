@@ -15,13 +15,15 @@ from contextlib import contextmanager
 
 import torch
 
+from dropkit.errors import UsageTypeError
+
 __all__ = ["drawing_from", "seed_from"]
 
 
 def seed_from(fn: str, generator: torch.Generator | None, high: int = 2**31) -> int:
     """A seed in [0, ``high``) drawn from ``generator`` (torch's global one if None)."""
     if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(f"{fn}: expected `generator` to be a torch.Generator or None, got "
+        raise UsageTypeError(f"{fn}: expected `generator` to be a torch.Generator or None, got "
                         f"{type(generator).__name__}")
     device = generator.device if generator is not None else None
     return int(torch.randint(0, high, (), generator=generator, device=device))

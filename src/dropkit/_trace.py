@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
 from dropkit._torch_compat import loaded_dynamo
+from dropkit.errors import UsageTypeError
 
 __all__ = ["Call", "CallArgs", "recording", "untouched", "only_training", "call_model",
            "model_device", "split_inputs"]
@@ -256,7 +257,7 @@ def split_inputs(fn: str, x: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
     if isinstance(x, Mapping):
         keys = [k for k in x if not isinstance(k, str)]
         if keys:
-            raise TypeError(f"{fn}: expected a mapping input to have str keys (keyword "
+            raise UsageTypeError(f"{fn}: expected a mapping input to have str keys (keyword "
                             f"arguments), got keys {keys!r}")
         return (), dict(x)
     return (x,), {}

@@ -25,6 +25,8 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import NDArray
 
+from dropkit.errors import UsageError
+
 __all__ = [
     "Dropout",
     "SpatialDropout",
@@ -41,7 +43,7 @@ Array = NDArray[np.floating]
 
 def _check_p(name: str, p: float) -> float:
     if isinstance(p, bool) or not isinstance(p, (int, float, np.floating)) or not 0 <= p <= 1:
-        raise ValueError(f"{name}: expected `p` to be a drop probability in [0, 1], got p={p!r}")
+        raise UsageError(f"{name}: expected `p` to be a drop probability in [0, 1], got p={p!r}")
     return float(p)
 
 
@@ -80,7 +82,7 @@ class Dropout:
         if mask is None:
             mask = _draw(self.rng, want, self.p)
         elif np.shape(mask) != want:
-            raise ValueError(
+            raise UsageError(
                 f"{type(self).__name__}.forward: expected a mask of shape {want}, "
                 f"got {np.shape(mask)}"
             )
@@ -99,7 +101,7 @@ class SpatialDropout(Dropout):
 
     def mask_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
         if len(shape) < 3:
-            raise ValueError(
+            raise UsageError(
                 f"SpatialDropout: expected an (N, C, *spatial) input, got shape {shape}"
             )
         return shape[:2] + (1,) * (len(shape) - 2)
@@ -206,7 +208,7 @@ class MLP:
         rng: np.random.Generator | None = None,
     ) -> None:
         if len(sizes) < 2:
-            raise ValueError(f"MLP: expected at least 2 layer sizes, got {list(sizes)}")
+            raise UsageError(f"MLP: expected at least 2 layer sizes, got {list(sizes)}")
         rng = rng if rng is not None else np.random.default_rng()
         self.layers: list[Dropout | Linear | ReLU] = [Dropout(p_input, rng)]
         for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import torch
 
+from dropkit._checks import check_int
 from dropkit.app.models import MLPWithDropout
 from dropkit.functional import dropout, dropout2d
 
@@ -75,7 +76,7 @@ def train_eval_spread(generator: torch.Generator, passes: int = 5) -> tuple[floa
 
 def run_demo(seed: int = 0, out: Callable[[str], None] = print) -> dict[str, object]:
     """Print the worked examples computed by dropkit; return the numbers shown."""
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator().manual_seed(check_int("demo", seed, "seed", 0, 2**64))
     results: dict[str, object] = {}
     out(f"dropkit demo: dropout's worked examples, computed live (seed {seed})")
 

@@ -17,6 +17,7 @@ from dropkit._checks import (
 )
 from dropkit._fx import leaf_function
 from dropkit._torch_compat import assert_async
+from dropkit.errors import UsageError, UsageTypeError
 from dropkit.mask import batch_first, uniform_noise
 
 __all__ = ["concrete_dropout"]
@@ -51,7 +52,7 @@ def concrete_dropout(
     """
     if isinstance(p, Tensor):
         if not p.is_floating_point():
-            raise TypeError(f"concrete_dropout: expected a floating-point tensor `p`, "
+            raise UsageTypeError(f"concrete_dropout: expected a floating-point tensor `p`, "
                             f"got dtype {p.dtype}")
         # checked on the device, without a host sync (a learned p is sigmoid(logit)); at
         # p = 1 the output would be 0 / 0
@@ -62,7 +63,7 @@ def concrete_dropout(
     check_floating("concrete_dropout", input, draws=training)
     t = check_nonnegative("concrete_dropout", temperature, "temperature")
     if t == 0.0:
-        raise ValueError("concrete_dropout: expected `temperature` > 0, got temperature=0")
+        raise UsageError("concrete_dropout: expected `temperature` > 0, got temperature=0")
     check_generator("concrete_dropout", generator, input)
     if not training:
         return input

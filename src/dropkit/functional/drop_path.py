@@ -12,6 +12,7 @@ from torch import Tensor
 
 from dropkit._checks import check_call
 from dropkit._fx import leaf_function
+from dropkit.errors import UsageError
 from dropkit.mask import bernoulli_dropout
 
 __all__ = ["drop_path"]
@@ -49,9 +50,9 @@ def drop_path(
     """
     p = check_call("drop_path", input, p, training, generator)
     if mode not in _MODES:
-        raise ValueError(f"drop_path: expected `mode` to be 'row' or 'batch', got mode={mode!r}")
+        raise UsageError(f"drop_path: expected `mode` to be 'row' or 'batch', got mode={mode!r}")
     if mode == "row" and input.dim() == 0:
-        raise ValueError(
+        raise UsageError(
             "drop_path: mode='row' needs an (N, *) input with a batch dim, got a 0D input"
         )
     first = 1 if mode == "row" else 0

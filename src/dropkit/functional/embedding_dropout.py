@@ -12,6 +12,7 @@ from torch import Tensor
 
 from dropkit._checks import check_floating, check_generator, check_ndim, check_probability
 from dropkit._fx import leaf_function
+from dropkit.errors import UsageTypeError
 from dropkit.mask import bernoulli_mask, zeros_like_input
 
 __all__ = ["embedding_dropout"]
@@ -55,7 +56,7 @@ def embedding_dropout(
     if not isinstance(input, Tensor) or input.is_floating_point() or input.is_complex() \
             or input.dtype == torch.bool:
         got = input.dtype if isinstance(input, Tensor) else type(input).__name__
-        raise TypeError(f"embedding_dropout: expected integer ids as `input`, got {got}")
+        raise UsageTypeError(f"embedding_dropout: expected integer ids as `input`, got {got}")
     check_floating("embedding_dropout", weight, "weight", draws=training and p > 0.0)
     check_ndim("embedding_dropout", weight, (2,), "a 2D (num_embeddings, embedding_dim) weight")
     check_generator("embedding_dropout", generator, weight)

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from dropkit._checks import check_int
 from dropkit._dist import world as place
 from dropkit._rng import seed_from
+from dropkit.errors import UsageError, UsageTypeError
 from dropkit.inference import uncertainty as U
 
 __all__ = ["bald", "max_entropy", "variation_ratio", "mean_std", "random", "top_k",
@@ -43,11 +44,11 @@ def _check_probs(fn: str, probs: object) -> Tensor:
     if not isinstance(probs, Tensor) or not probs.is_floating_point() or probs.dim() != 3:
         got = (f"a {probs.dtype} tensor of shape {tuple(probs.shape)}"
                if isinstance(probs, Tensor) else type(probs).__name__)
-        raise ValueError(f"{fn}: expected float probability samples of shape (T, N, C), "
+        raise UsageError(f"{fn}: expected float probability samples of shape (T, N, C), "
                          f"got {got}")
     if probs.numel() and (probs.min() < 0 or
                           (probs.sum(-1) - 1).abs().max() > _SUM_TOLERANCE):
-        raise ValueError(f"{fn}: expected probabilities (>= 0, summing to 1 along the last "
+        raise UsageError(f"{fn}: expected probabilities (>= 0, summing to 1 along the last "
                          "dim C); got values that do not (pass softmax of the logits)")
     return probs
 
@@ -86,7 +87,7 @@ def random(n: int, *, generator: torch.Generator | None = None) -> Tensor:
 def top_k(scores: Tensor, k: int) -> Tensor:
     """Indices of the ``k`` highest scores, highest first."""
     if not isinstance(scores, Tensor) or scores.dim() != 1:
-        raise ValueError(f"top_k: expected scores of shape (N,), got "
+        raise UsageError(f"top_k: expected scores of shape (N,), got "
                          f"{tuple(scores.shape) if isinstance(scores, Tensor) else scores!r}")
     return scores.topk(_check_k("top_k", k, len(scores))).indices
 
@@ -154,19 +155,19 @@ def stochastic(scores: Tensor, k: int, mode: str = "power", temperature: float =
     ``∝ rank ** (-1 / temperature)`` (rank 1: the highest score). Drawn as the top k of
     the log-weights plus Gumbel noise."""
     if mode not in STOCHASTIC_MODES:
-        raise ValueError(f"stochastic: expected `mode` to be one of {STOCHASTIC_MODES}, got "
+        raise UsageError(f"stochastic: expected `mode` to be one of {STOCHASTIC_MODES}, got "
                          f"mode={mode!r}")
     if isinstance(temperature, bool) or not (isinstance(temperature, (int, float))
                                               and temperature > 0):
-        raise ValueError(f"stochastic: expected `temperature` > 0, got "
+        raise UsageError(f"stochastic: expected `temperature` > 0, got "
                          f"temperature={temperature!r}")
     if not isinstance(scores, Tensor) or scores.dim() != 1:
-        raise ValueError("stochastic: expected scores of shape (N,)")
+        raise UsageError("stochastic: expected scores of shape (N,)")
     k = _check_k("stochastic", k, len(scores))
     s = scores.to(torch.float64)
     if mode == "power":
         if (s < 0).any():
-            raise ValueError("stochastic: mode 'power' needs scores >= 0 (BALD, entropy); "
+            raise UsageError("stochastic: mode 'power' needs scores >= 0 (BALD, entropy); "
                              "use 'softmax' or 'softrank' for others")
         logits = torch.log(s.clamp_min(torch.finfo(torch.float64).tiny)) / temperature
     elif mode == "softmax":
@@ -255,7 +256,7 @@ def score_pool(model: nn.Module, pool: Tensor | Iterable[Any], acquisition: str 
         extra = (" (BatchBALD is not a per-point score: call batchbald on the candidates' "
                  "mc_predict(..., consistent=seed) probabilities, or acquire)"
                  if acquisition == "batchbald" else "")
-        raise ValueError(f"score_pool: expected `acquisition` to be one of {list(SCORES)}, "
+        raise UsageError(f"score_pool: expected `acquisition` to be one of {list(SCORES)}, "
                          f"got acquisition={acquisition!r}{extra}")
     samples = check_int("score_pool", samples, "samples", 2)
     batch_size = check_int("score_pool", batch_size, "batch_size", 1)
@@ -273,7 +274,7 @@ def score_pool(model: nn.Module, pool: Tensor | Iterable[Any], acquisition: str 
              for i, x in enumerate(_inputs(pool, batch_size)) if i % world == rank]
     parts = _gather(local, group, world)
     if not parts:
-        raise ValueError("score_pool: the pool is empty")
+        raise UsageError("score_pool: the pool is empty")
     return torch.cat(parts)
 
 
@@ -283,7 +284,7 @@ def _pool_size(pool: Tensor | Iterable[Any]) -> int:
     dataset = getattr(pool, "dataset", None)
     if dataset is not None and hasattr(dataset, "__len__"):
         return len(dataset)
-    raise TypeError(f"acquire: expected a tensor pool or a DataLoader over a sized dataset, "
+    raise UsageTypeError(f"acquire: expected a tensor pool or a DataLoader over a sized dataset, "
                     f"got {type(pool).__name__}")
 
 
@@ -293,7 +294,7 @@ def _rows(pool: Tensor | Iterable[Any], index: Tensor) -> Tensor:
         return pool[index.to(pool.device)]
     dataset = getattr(pool, "dataset", None)
     if dataset is None or not hasattr(dataset, "__getitem__"):
-        raise TypeError(f"acquire: BatchBALD reads its candidates again: expected a tensor "
+        raise UsageTypeError(f"acquire: BatchBALD reads its candidates again: expected a tensor "
                         f"pool or a DataLoader over an indexable dataset, got "
                         f"{type(pool).__name__}")
     items = [dataset[i] for i in index.tolist()]
@@ -332,7 +333,7 @@ def acquire(model: nn.Module, pool: Tensor | Iterable[Any], k: int,
     from dropkit.inference.mc import mc_predict
 
     if acquisition not in ACQUISITIONS:
-        raise ValueError(f"acquire: expected `acquisition` to be one of {list(ACQUISITIONS)}, "
+        raise UsageError(f"acquire: expected `acquisition` to be one of {list(ACQUISITIONS)}, "
                          f"got acquisition={acquisition!r}")
     seed = check_int("acquire", seed, "seed", 0, 2**31)
     candidates = check_int("acquire", candidates, "candidates", 1)

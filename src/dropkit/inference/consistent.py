@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 import dropkit.nn as dn
+from dropkit.errors import UsageError
 from dropkit.mask import shared_draws
 from dropkit.tools.sites import Site
 
@@ -55,7 +56,7 @@ def check_sites(sites: list[Site]) -> None:
     """Raise naming every drawing site that cannot share its draw over the batch."""
     refused = [s.describe() for s in sites if s.draws and not _shares(s)]
     if refused:
-        raise ValueError(
+        raise UsageError(
             "mc_predict: consistent sampling needs every dropout site to draw one mask for "
             f"the whole batch, and {', '.join(refused)} cannot (attention and functional "
             "dropout, torch's RNN dropout, raw noise and foreign dropout classes draw per "

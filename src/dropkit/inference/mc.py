@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from dropkit._checks import check_int
 from dropkit._rng import drawing_from, seed_from
 from dropkit._trace import model_device, only_training, split_inputs
+from dropkit.errors import UsageError, UsageTypeError
 from dropkit.inference.sampling import auto, reroute
 from dropkit.inference.sampling.auto import Choice, choose, run_fastest
 from dropkit.inference.sampling.batch import (
@@ -185,34 +186,34 @@ def mc_predict(
             above 0 exist; it names the sites dropkit could not make sample.
     """
     if not isinstance(model, nn.Module):
-        raise TypeError(f"mc_predict: expected `model` to be a torch.nn.Module, got "
+        raise UsageTypeError(f"mc_predict: expected `model` to be a torch.nn.Module, got "
                         f"{type(model).__name__}")
     check_int("mc_predict", samples, "samples", 1)
     if chunk_size is not None:
         check_int("mc_predict", chunk_size, "chunk_size", 1)
     if strategy not in STRATEGIES:
-        raise ValueError(
+        raise UsageError(
             f"mc_predict: expected `strategy` to be one of {STRATEGIES}, got {strategy!r}"
         )
     if output is not None and not (isinstance(output, str) or callable(output)):
-        raise TypeError(f"mc_predict: expected `output` to be None, a str or a callable, "
+        raise UsageTypeError(f"mc_predict: expected `output` to be None, a str or a callable, "
                         f"got {type(output).__name__}")
     if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(f"mc_predict: expected `generator` to be a torch.Generator or None, "
+        raise UsageTypeError(f"mc_predict: expected `generator` to be a torch.Generator or None, "
                         f"got {type(generator).__name__}")
     if isinstance(consistent, bool):
         seed = seed_from("mc_predict", generator) if consistent else None
     else:
         seed = check_int("mc_predict", consistent, "consistent", 0, 2**31)
     if seed is not None and strategy not in ("auto", "loop"):
-        raise ValueError(f"mc_predict: consistent sampling runs one network per pass "
+        raise UsageError(f"mc_predict: consistent sampling runs one network per pass "
                          f"(strategy 'loop'), got strategy={strategy!r}")
     split_inputs("mc_predict", x)  # a bad input fails here, before any pass
     key = signature(model, x)  # taken once: it reads every module's attributes
     sites = discover_cached(model, x, key)
     active = [s for s in sites if s.draws]
     if not active:
-        raise ValueError(
+        raise UsageError(
             "mc_predict: the model has no dropout to sample (none present, or every rate "
             "is 0): Monte Carlo samples would all be equal"
         )
@@ -257,7 +258,7 @@ def _check_consistent(model: nn.Module, x: Any, output: Output, key: object,
             return consistent_passes(lambda: forward(model, inputs, output), 1, 0, device)[0]
 
         if halves_differ(network_0(x), network_0(tile(x, 2)[0])):
-            raise ValueError(
+            raise UsageError(
                 "mc_predict: consistent sampling was observed to draw per input: one "
                 "network's pass over the batch tiled twice gave the copies other outputs "
                 "than the batch alone; a dropout site draws outside dropkit's mask "

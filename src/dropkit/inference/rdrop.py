@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from dropkit._checks import check_nonnegative, check_probability
 from dropkit._rng import drawing_from
 from dropkit._trace import model_device
+from dropkit.errors import UsageError, UsageTypeError
 
 __all__ = ["rdrop_loss", "rdrop_forward", "RDROP_STRATEGIES", "TASKS"]
 
@@ -49,25 +50,25 @@ def rdrop_loss(logits_a: Tensor, logits_b: Tensor, target: Tensor | None = None,
     ``pad_mask`` is True left out (padding of sequence tasks).
     """
     if not isinstance(logits_a, Tensor) or not isinstance(logits_b, Tensor):
-        raise TypeError(f"rdrop_loss: expected two tensors, got {type(logits_a).__name__} "
+        raise UsageTypeError(f"rdrop_loss: expected two tensors, got {type(logits_a).__name__} "
                         f"and {type(logits_b).__name__}")
     if logits_a.shape != logits_b.shape:
-        raise ValueError(f"rdrop_loss: expected the two passes' outputs to have one shape, "
+        raise UsageError(f"rdrop_loss: expected the two passes' outputs to have one shape, "
                          f"got {tuple(logits_a.shape)} and {tuple(logits_b.shape)}")
     if task not in TASKS:
-        raise ValueError(f"rdrop_loss: expected `task` to be one of {TASKS}, got task={task!r}")
+        raise UsageError(f"rdrop_loss: expected `task` to be one of {TASKS}, got task={task!r}")
     if reduction not in _REDUCTIONS:
-        raise ValueError(f"rdrop_loss: expected `reduction` to be one of {_REDUCTIONS}, got "
+        raise UsageError(f"rdrop_loss: expected `reduction` to be one of {_REDUCTIONS}, got "
                          f"reduction={reduction!r}")
     alpha = check_nonnegative("rdrop_loss", alpha, "alpha")
     label_smoothing = check_probability("rdrop_loss", label_smoothing, name="label_smoothing")
     positions = logits_a.shape[:-1] if task == "classification" else logits_a.shape
     if task == "classification" and logits_a.dim() == 0:
-        raise ValueError("rdrop_loss: expected logits with a class dim, got a 0-dim tensor")
+        raise UsageError("rdrop_loss: expected logits with a class dim, got a 0-dim tensor")
     keep = None
     if pad_mask is not None:
         if pad_mask.shape != positions or pad_mask.dtype != torch.bool:
-            raise ValueError(f"rdrop_loss: expected `pad_mask` to be a bool tensor of shape "
+            raise UsageError(f"rdrop_loss: expected `pad_mask` to be a bool tensor of shape "
                              f"{tuple(positions)}, got {pad_mask.dtype} {tuple(pad_mask.shape)}")
         keep = ~pad_mask
     if task == "regression":
@@ -84,7 +85,7 @@ def rdrop_loss(logits_a: Tensor, logits_b: Tensor, target: Tensor | None = None,
     if target is None:
         return alpha * consistency
     if target.shape != positions:
-        raise ValueError(f"rdrop_loss: expected `target` of shape {tuple(positions)} (class "
+        raise UsageError(f"rdrop_loss: expected `target` of shape {tuple(positions)} (class "
                          f"indices), got {tuple(target.shape)}")
     c = logits_a.shape[-1]
 
@@ -120,15 +121,15 @@ def rdrop_forward(model: nn.Module, x: Any, *, output: Any = None,
     from dropkit.tools.sites import discover_cached
 
     if strategy not in RDROP_STRATEGIES:
-        raise ValueError(f"rdrop_forward: expected `strategy` to be one of {RDROP_STRATEGIES}, got "
+        raise UsageError(f"rdrop_forward: expected `strategy` to be one of {RDROP_STRATEGIES}, got "
                          f"strategy={strategy!r}")
     if not model.training:
-        raise ValueError("rdrop_forward: the model is in eval mode, where dropout does not "
+        raise UsageError("rdrop_forward: the model is in eval mode, where dropout does not "
                          "draw and the two passes would be equal; call model.train() first")
     sites = discover_cached(model, x)
     active = [s for s in sites if s.draws and all(g.training for _, g in s.gates)]
     if not active:
-        raise ValueError("rdrop_forward: the model has no dropout that draws in training "
+        raise UsageError("rdrop_forward: the model has no dropout that draws in training "
                          "mode (none present, or every rate is 0): the two passes would be "
                          "equal")
     if strategy == "batch":

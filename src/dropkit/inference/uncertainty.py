@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from dropkit._checks import check_int
+from dropkit.errors import UsageError
 
 __all__ = [
     "predictive_entropy",
@@ -36,7 +37,7 @@ __all__ = [
 def _check_samples(fn: str, probs: Tensor) -> None:
     if not isinstance(probs, Tensor) or not probs.is_floating_point() or probs.dim() < 2:
         got = tuple(probs.shape) if isinstance(probs, Tensor) else type(probs).__name__
-        raise ValueError(
+        raise UsageError(
             f"{fn}: expected float probability samples of shape (T, ..., C), got {got}"
         )
 
@@ -72,7 +73,7 @@ def variation_ratio(probs: Tensor) -> Tensor:
 
 def _check_targets(fn: str, probs: Tensor, targets: Tensor) -> None:
     if probs.dim() < 1 or targets.shape != probs.shape[:-1]:
-        raise ValueError(
+        raise UsageError(
             f"{fn}: expected mean probabilities (..., C) and integer targets (...), got "
             f"{tuple(probs.shape)} and {tuple(targets.shape)}"
         )
@@ -130,7 +131,7 @@ def gaussian_predictive(samples: Tensor, tau: float) -> tuple[Tensor, Tensor]:
     mean = E_t y_t; variance = 1/tau + E_t y_t^2 - mean^2, with model precision ``tau``.
     """
     if not tau > 0:
-        raise ValueError(f"gaussian_predictive: expected `tau` > 0, got tau={tau!r}")
+        raise UsageError(f"gaussian_predictive: expected `tau` > 0, got tau={tau!r}")
     mean = samples.mean(0)
     return mean, samples.var(0, unbiased=False) + 1.0 / tau
 
@@ -142,9 +143,9 @@ def regression_log_likelihood(samples: Tensor, targets: Tensor, tau: float) -> T
     averaged over test points: the metric of Gal & Ghahramani 2016's UCI table.
     """
     if not tau > 0:
-        raise ValueError(f"regression_log_likelihood: expected `tau` > 0, got tau={tau!r}")
+        raise UsageError(f"regression_log_likelihood: expected `tau` > 0, got tau={tau!r}")
     if samples.shape[1:] != targets.shape:
-        raise ValueError(
+        raise UsageError(
             f"regression_log_likelihood: expected samples (T, *targets.shape), got "
             f"{tuple(samples.shape)} and {tuple(targets.shape)}"
         )

@@ -17,7 +17,7 @@ from typing import Any
 from torch import nn
 
 from dropkit._checks import check_int
-from dropkit.errors import UsageError
+from dropkit.errors import UsageError, UsageTypeError
 from dropkit.tools.rates import find_dropout
 from dropkit.tools.scheduler import DropoutScheduler
 from dropkit.tools.schedules import Schedule, parse_schedule
@@ -34,14 +34,14 @@ def _one(owner: str, schedule: Any, needs_spec: bool) -> Callable[[int], float]:
         try:
             return parse_schedule(schedule)
         except UsageError as error:
-            raise ValueError(f"{owner}: {error}") from None
+            raise UsageError(f"{owner}: {error}") from None
     if needs_spec and not isinstance(schedule, Schedule):
-        raise TypeError(
+        raise UsageTypeError(
             f"{owner}: expected `schedule` to be a spec such as 'early:0.1,3' or a "
             f"dropkit.schedules schedule (the Trainer restores callbacks from their "
             f"arguments as JSON), got {type(schedule).__name__}")
     if not callable(schedule):
-        raise TypeError(f"{owner}: expected `schedule` to be a spec, a schedule or a "
+        raise UsageTypeError(f"{owner}: expected `schedule` to be a spec, a schedule or a "
                         f"callable step -> p, got {type(schedule).__name__}")
     return schedule
 
@@ -65,25 +65,25 @@ class ScheduleClock:
                  sites: Sequence[str] | None, start: int | float, needs_spec: bool = False
                  ) -> None:
         if interval not in INTERVALS:
-            raise ValueError(f"{owner}: expected `interval` to be 'epoch' or 'step', "
+            raise UsageError(f"{owner}: expected `interval` to be 'epoch' or 'step', "
                              f"got interval={interval!r}")
         if isinstance(start, bool) or not (
                 (isinstance(start, Integral) and start >= 0)
                 or (isinstance(start, Real) and not isinstance(start, Integral)
                     and 0.0 <= float(start) < 1.0)):
-            raise ValueError(f"{owner}: expected `start` to be an int >= 0 (in {interval}s) "
+            raise UsageError(f"{owner}: expected `start` to be an int >= 0 (in {interval}s) "
                              f"or a float in [0, 1) (a fraction of training), got "
                              f"start={start!r}")
         if sites is not None:
             if isinstance(sites, str) or not all(isinstance(s, str) for s in sites):
-                raise TypeError(f"{owner}: expected `sites` to be a list of site names, "
+                raise UsageTypeError(f"{owner}: expected `sites` to be a list of site names, "
                                 f"got {sites!r}")
             if isinstance(schedule, Mapping):
-                raise ValueError(f"{owner}: `sites` picks the sites of one schedule; a "
+                raise UsageError(f"{owner}: `sites` picks the sites of one schedule; a "
                                  "mapping names its sites itself: pass one or the other")
         if isinstance(schedule, Mapping):
             if not schedule:
-                raise ValueError(f"{owner}: expected `schedule` to name at least one site")
+                raise UsageError(f"{owner}: expected `schedule` to name at least one site")
             self.schedule: Callable[[int], float] | dict[str, Callable[[int], float]] = {
                 name: _one(owner, s, needs_spec) for name, s in schedule.items()}
         else:
@@ -145,7 +145,7 @@ class ScheduleClock:
         if isinstance(self.start, Integral):
             return int(self.start)
         if total is None or total < 0 or total == float("inf"):
-            raise ValueError(f"{self.owner}: `start` as a fraction ({self.start}) needs a "
+            raise UsageError(f"{self.owner}: `start` as a fraction ({self.start}) needs a "
                              f"known number of {self.interval}s; give it as an int")
         return int(float(self.start) * total)
 
@@ -158,7 +158,7 @@ class ScheduleClock:
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         if not isinstance(state, Mapping):
-            raise TypeError(f"{self.owner}.load_state_dict: expected a mapping with "
+            raise UsageTypeError(f"{self.owner}.load_state_dict: expected a mapping with "
                             f"'last_step', got {type(state).__name__}")
         step = check_int(f"{self.owner}.load_state_dict", state.get("last_step"), "last_step")
         if self.scheduler is None:

@@ -29,6 +29,7 @@ except ImportError as error:  # pragma: no cover - the extra is installed in the
                       "pip install 'dropkit[lightning]'") from error
 
 from dropkit._checks import check_int
+from dropkit.errors import UsageError, UsageTypeError
 from dropkit.inference.mc import STRATEGIES, mc_predict
 from dropkit.inference.sampling.output import Output
 from dropkit.inference.uncertainty import mutual_information, predictive_entropy
@@ -137,13 +138,13 @@ class MCDropoutPrediction(Callback):
                  strategy: str = "auto") -> None:
         self.samples = check_int("MCDropoutPrediction", samples, "samples", 2)
         if strategy not in STRATEGIES:
-            raise ValueError(f"MCDropoutPrediction: expected `strategy` to be one of "
+            raise UsageError(f"MCDropoutPrediction: expected `strategy` to be one of "
                              f"{STRATEGIES}, got strategy={strategy!r}")
         if input is not None and not callable(input):
-            raise TypeError(f"MCDropoutPrediction: expected `input` to be a callable batch -> "
+            raise UsageTypeError(f"MCDropoutPrediction: expected `input` to be a callable batch -> "
                             f"input, got {type(input).__name__}")
         if not isinstance(summary, bool):
-            raise TypeError(f"MCDropoutPrediction: expected `summary` to be a bool, got "
+            raise UsageTypeError(f"MCDropoutPrediction: expected `summary` to be a bool, got "
                             f"{type(summary).__name__}")
         self.summary, self.input, self.output, self.strategy = summary, input, output, strategy
 

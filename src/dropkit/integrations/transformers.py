@@ -33,6 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from dropkit._checks import check_int
+from dropkit.errors import UsageError, UsageTypeError
 from dropkit.inference.mc import STRATEGIES, mc_predict
 from dropkit.inference.sampling.output import Output
 from dropkit.integrations._clock import ScheduleArg, ScheduleClock
@@ -143,10 +144,10 @@ class MCDropoutPredictionMixin:
         fn = type(self).__name__
         self.mc_samples = check_int(fn, mc_samples, "mc_samples", 2)
         if mc_strategy not in STRATEGIES:
-            raise ValueError(f"{fn}: expected `mc_strategy` to be one of {STRATEGIES}, got "
+            raise UsageError(f"{fn}: expected `mc_strategy` to be one of {STRATEGIES}, got "
                              f"mc_strategy={mc_strategy!r}")
         if not isinstance(mc_summary, bool):
-            raise TypeError(f"{fn}: expected `mc_summary` to be a bool, got "
+            raise UsageTypeError(f"{fn}: expected `mc_summary` to be a bool, got "
                             f"{type(mc_summary).__name__}")
         self.mc_strategy, self.mc_output, self.mc_summary = mc_strategy, mc_output, mc_summary
         super().__init__(*args, **kwargs)

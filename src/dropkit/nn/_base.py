@@ -11,6 +11,7 @@ from torch.fx import Proxy
 from dropkit._checks import check_probability
 from dropkit._fx import TracedAsLeaf
 from dropkit._triton import HAS_TRITON
+from dropkit.errors import UsageError, UsageTypeError
 from dropkit.mask import in_place_ok, shared_generator
 
 
@@ -99,7 +100,7 @@ class SeededBackendMixin:
 
     def _set_backend(self, backend: str, seed_per_rank: bool) -> None:
         if backend not in BACKENDS:
-            raise ValueError(f"{type(self).__name__}: expected `backend` to be one of "
+            raise UsageError(f"{type(self).__name__}: expected `backend` to be one of "
                              f"{BACKENDS}, got backend={backend!r}")
         self.backend = backend
         self.seed_per_rank = seed_per_rank
@@ -114,7 +115,7 @@ class SeededBackendMixin:
         if shared_generator() is not None:
             return False  # consistent sampling: every draw from the shared generator
         if isinstance(input, Proxy):
-            raise TypeError(
+            raise UsageTypeError(
                 f"{type(self).__name__}: backend={self.backend!r} cannot be traced by torch.fx "
                 "as the root module (it draws a fresh seed per call, which a graph would "
                 "freeze); trace a model that contains it (it is then one call_module node), "

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from dropkit._checks import check_nonnegative, check_probability
+from dropkit.errors import UsageError
 from dropkit.functional.concrete_dropout import concrete_dropout
 from dropkit.nn._base import RateMixin
 
@@ -69,7 +70,7 @@ class ConcreteDropout(RateMixin, nn.Module):
     def p(self, value: float) -> None:
         value = check_probability("ConcreteDropout", value)
         if value in (0.0, 1.0):
-            raise ValueError(
+            raise UsageError(
                 f"ConcreteDropout: expected `p` in the open interval (0, 1) (a learned "
                 f"rate has a finite logit), got p={value!r}"
             )

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from dropkit._checks import check_probability
+from dropkit.errors import UsageError, UsageTypeError
 from dropkit.functional.drop_connect import drop_connect
 from dropkit.mask import noise_shape
 from dropkit.nn._base import DEFAULT_BACKEND, RateMixin, RateModule, SeededBackendMixin
@@ -123,21 +124,21 @@ class DropConnect(_WeightDrop, RateModule):
     ) -> None:
         self._set_backend(backend, seed_per_rank)
         if not isinstance(module, nn.Module):
-            raise TypeError(f"DropConnect: expected an nn.Module, got {type(module).__name__}")
+            raise UsageTypeError(f"DropConnect: expected an nn.Module, got {type(module).__name__}")
         if isinstance(params, str) or not params:
-            raise ValueError(
+            raise UsageError(
                 "DropConnect: expected `params` to be a non-empty sequence of names, "
                 f"got {params!r}"
             )
         names = dict(module.named_parameters())
         for name in params:
             if name not in names:
-                raise ValueError(
+                raise UsageError(
                     f"DropConnect: {type(module).__name__} has no parameter {name!r}; "
                     f"expected one of {sorted(names)}"
                 )
             if not names[name].is_floating_point():
-                raise TypeError(f"DropConnect: parameter {name!r} is not floating point")
+                raise UsageTypeError(f"DropConnect: parameter {name!r} is not floating point")
         super().__init__(p, generator=generator)
         self.module = module
         self.params = tuple(params)

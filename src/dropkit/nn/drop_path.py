@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from dropkit.errors import UsageError, UsageTypeError
 from dropkit.functional.drop_path import drop_path
 from dropkit.nn._base import RateModule
 
@@ -39,16 +40,16 @@ class DropPath(RateModule):
         generator: torch.Generator | None = None,
     ) -> None:
         if p is not None and drop_prob is not None:
-            raise TypeError(f"DropPath: got both `p` ({p!r}) and its timm name `drop_prob` "
+            raise UsageTypeError(f"DropPath: got both `p` ({p!r}) and its timm name `drop_prob` "
                             f"({drop_prob!r}); expected one of them")
         if isinstance(mode, bool):  # timm's DropPath(drop_prob, scale_by_keep)
             if scale_by_keep is not None:
-                raise TypeError("DropPath: got `scale_by_keep` twice (the second positional "
+                raise UsageTypeError("DropPath: got `scale_by_keep` twice (the second positional "
                                 f"{mode!r} is timm's scale_by_keep, and scale_by_keep="
                                 f"{scale_by_keep!r}); expected it once")
             scale_by_keep, mode = mode, "row"
         if mode not in ("row", "batch"):
-            raise ValueError(f"DropPath: expected `mode` to be 'row' or 'batch', got mode={mode!r}")
+            raise UsageError(f"DropPath: expected `mode` to be 'row' or 'batch', got mode={mode!r}")
         rate = p if p is not None else drop_prob
         super().__init__(0.0 if rate is None else rate, generator=generator)
         self.mode = mode

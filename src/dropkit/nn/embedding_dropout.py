@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from dropkit.errors import UsageTypeError
 from dropkit.functional.embedding_dropout import embedding_dropout
 from dropkit.nn._base import RateModule
 
@@ -29,7 +30,7 @@ class EmbeddingDropout(RateModule):
         self, embedding: nn.Embedding, p: float = 0.1, *, generator: torch.Generator | None = None
     ) -> None:
         if not isinstance(embedding, nn.Embedding):
-            raise TypeError(
+            raise UsageTypeError(
                 f"EmbeddingDropout: expected an nn.Embedding, got {type(embedding).__name__}"
             )
         super().__init__(p, generator=generator)

@@ -17,6 +17,7 @@ from torch import nn
 
 from dropkit._checks import check_probability
 from dropkit._recompute import generator_for
+from dropkit.errors import UsageError, UsageTypeError
 from dropkit.mask import shared_generator
 
 __all__ = ["LayerDrop", "DEPTH_SCHEDULES"]
@@ -57,16 +58,16 @@ class LayerDrop(nn.Module):
                  generator: torch.Generator | None = None) -> None:
         blocks = list(layers)
         if not blocks or not all(isinstance(b, nn.Module) for b in blocks):
-            raise TypeError(f"LayerDrop: expected `layers` to be one or more nn.Modules, got "
+            raise UsageTypeError(f"LayerDrop: expected `layers` to be one or more nn.Modules, got "
                             f"{[type(b).__name__ for b in blocks]}")
         if schedule not in DEPTH_SCHEDULES:
-            raise ValueError(f"LayerDrop: expected `schedule` to be one of {DEPTH_SCHEDULES}, got "
+            raise UsageError(f"LayerDrop: expected `schedule` to be one of {DEPTH_SCHEDULES}, got "
                              f"schedule={schedule!r}")
         if rates is not None:
             rates = [check_probability("LayerDrop", r, name="rates[]", allow_one=False)
                      for r in rates]
             if len(rates) != len(blocks):
-                raise ValueError(f"LayerDrop: expected one rate per block ({len(blocks)}), "
+                raise UsageError(f"LayerDrop: expected one rate per block ({len(blocks)}), "
                                  f"got {len(rates)} rates")
             top = max(rates)
             weights = [r / top if top > 0 else 1.0 for r in rates]
@@ -117,7 +118,7 @@ class LayerDrop(nn.Module):
         depth d = 0 mod floor(1 / p), depth counted from 1)."""
         n = len(self.layers)
         if isinstance(keep, bool) or not isinstance(keep, int) or not 1 <= keep <= n:
-            raise ValueError(f"LayerDrop.prune: expected `keep` to be an int in [1, {n}], "
+            raise UsageError(f"LayerDrop.prune: expected `keep` to be an int in [1, {n}], "
                              f"got keep={keep!r}")
         return [j * n // keep for j in range(keep)]
 
@@ -131,7 +132,7 @@ class LayerDrop(nn.Module):
             index = sorted(set(keep))
             bad = [i for i in index if not isinstance(i, int) or not 0 <= i < len(self.layers)]
             if not index or bad:
-                raise ValueError(f"LayerDrop.prune: expected indices in [0, "
+                raise UsageError(f"LayerDrop.prune: expected indices in [0, "
                                  f"{len(self.layers)}), got {list(keep)!r}")
         pruned = LayerDrop([self.layers[i] for i in index],
                            rates=[self.rates[i] for i in index], generator=self.generator)

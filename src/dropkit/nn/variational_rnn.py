@@ -37,6 +37,7 @@ from torch.func import functional_call
 from torch.nn.utils.rnn import PackedSequence
 
 from dropkit._checks import check_probability
+from dropkit.errors import UsageError, UsageTypeError
 from dropkit.mask import bernoulli_dropout, bernoulli_mask
 
 __all__ = ["VariationalLSTM", "VariationalGRU", "MASK_PER"]
@@ -109,12 +110,12 @@ class _Variational:
                              ("output_dropout", output_dropout)):
             check_probability(name, value, name=label, allow_one=False)
         if not isinstance(tied, bool):
-            raise TypeError(f"{name}: expected `tied` to be a bool, got {type(tied).__name__}")
+            raise UsageTypeError(f"{name}: expected `tied` to be a bool, got {type(tied).__name__}")
         if mask_per not in MASK_PER:
-            raise ValueError(f"{name}: expected `mask_per` to be one of {MASK_PER}, got "
+            raise UsageError(f"{name}: expected `mask_per` to be one of {MASK_PER}, got "
                              f"mask_per={mask_per!r}")
         if proj_size:
-            raise ValueError(f"{name}: `proj_size` is not supported (got proj_size="
+            raise UsageError(f"{name}: `proj_size` is not supported (got proj_size="
                              f"{proj_size}); use torch.nn.LSTM with DropConnect for it")
 
     # Rates, validated on every assignment as dropkit's other modules do. `dropout` is
@@ -262,7 +263,7 @@ class _Variational:
 
     def _by_steps(self, input: Tensor, hx: Any) -> tuple[Tensor, Any]:
         if isinstance(input, PackedSequence):
-            raise ValueError(
+            raise UsageError(
                 f"{type(self).__name__}: mask_per='sequence' takes padded (T, N, F) tensors, "
                 "not a PackedSequence; pad it (torch.nn.utils.rnn.pad_packed_sequence) or "
                 "use mask_per='batch', which runs packed sequences through torch's kernel")

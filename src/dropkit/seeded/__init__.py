@@ -19,6 +19,7 @@ from torch import Tensor
 from dropkit._checks import check_floating, check_int, check_probability
 from dropkit._dist import rank
 from dropkit._recompute import generator_for
+from dropkit.errors import UsageError
 from dropkit.functional.alpha_dropout import SELU_ALPHA_PRIME, alpha_affine
 from dropkit.mask import zeros_like_input
 from dropkit.seeded import philox
@@ -35,7 +36,7 @@ SEED_LIMIT = 2**64  # a 64-bit Philox key
 def _seed(fn: str, seed: int | Tensor) -> Tensor:
     if isinstance(seed, Tensor):
         if seed.dtype != torch.int64 or seed.dim() != 0:
-            raise ValueError(f"{fn}: expected `seed` to be an int or a 0-dim int64 tensor, "
+            raise UsageError(f"{fn}: expected `seed` to be an int or a 0-dim int64 tensor, "
                              f"got a {seed.dtype} tensor of shape {tuple(seed.shape)}")
         return seed
     seed = check_int(fn, seed, "seed", 0, SEED_LIMIT)
@@ -135,7 +136,7 @@ def bias_dropout_add(x: Tensor, bias: Tensor, residual: Tensor, p: float, traini
     for name, t in (("x", x), ("bias", bias), ("residual", residual)):
         check_floating("seeded.bias_dropout_add", t, name)
     if x.dim() == 0 or bias.shape != x.shape[-1:] or residual.shape != x.shape:
-        raise ValueError(
+        raise UsageError(
             f"seeded.bias_dropout_add: expected x (..., H), bias (H,) and residual like x, got "
             f"{tuple(x.shape)}, {tuple(bias.shape)} and {tuple(residual.shape)}")
     seed_t = _seed("seeded.bias_dropout_add", seed)

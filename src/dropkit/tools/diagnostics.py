@@ -28,6 +28,7 @@ from dropkit._trace import (
     tensors_in,
     untouched,
 )
+from dropkit.errors import UsageError
 from dropkit.tools.sites import Site, dropout_sites, every_layer, gates_of
 
 __all__ = ["Finding", "diagnose", "variance_shift", "inference_guard"]
@@ -73,18 +74,25 @@ def _site_of(call: Call, sites: list[Site]) -> Site | None:
 Shapes = dict[str, tuple[tuple[int, ...], ...]]  # a LayerDrop block: its in and out shapes
 
 
-def _observe_graph(model: nn.Module, example_input: Any, sites: list[Site]
-                   ) -> tuple[set[tuple[str, str]], set[str], Shapes]:
-    """One forward pass (every layer run): which dropout site reaches which BatchNorm,
-    which is the output, and which block of a LayerDrop changes its input's shape.
-    Dropout modules are tagged by forward hooks, functional and attention dropout by the
-    recorded call that drew it."""
-    from dropkit.nn.layer_drop import LayerDrop
+def _tag_output(tagged: dict[Any, str], name: str, out: Any) -> Any:
+    """``out`` with each tensor's autograd node recorded in ``tagged`` as ``name``'s. A view
+    gives each site's output its own node, even at p = 0."""
+    views = [t.view_as(t) if t.requires_grad else t for t in tensors_in(out)]
+    for v in views:
+        if v.grad_fn is not None:
+            tagged[v.grad_fn] = name
+    if isinstance(out, Tensor):
+        return views[0]
+    if isinstance(out, tuple) and len(views) == len(out):
+        return tuple(views)
+    return out
 
-    tagged: dict[Any, str] = {}  # autograd node of a site's output -> its name
-    feeds: set[tuple[str, str]] = set()
-    reshaped: dict[str, tuple[tuple[int, ...], ...]] = {}  # block -> (input, output) shape
-    handles = []
+
+def _graph_hooks(model: nn.Module, sites: list[Site], tagged: dict[Any, str],
+                 feeds: set[tuple[str, str]], reshaped: Shapes) -> list[Any]:
+    """The hooks of :func:`_observe_graph`: dropout modules tag their outputs, BatchNorm
+    layers record which tags reach them, LayerDrop's blocks record a change of shape."""
+    from dropkit.nn.layer_drop import LayerDrop
 
     def shape_check(name: str):
         def hook(module: nn.Module, args: Any, out: Any) -> None:
@@ -94,26 +102,8 @@ def _observe_graph(model: nn.Module, example_input: Any, sites: list[Site]
 
         return hook
 
-    def tag_output(name: str, out: Any) -> Any:
-        # A view gives each site's output its own autograd node, even at p = 0.
-        views = [t.view_as(t) if t.requires_grad else t for t in tensors_in(out)]
-        for v in views:
-            if v.grad_fn is not None:
-                tagged[v.grad_fn] = name
-        if isinstance(out, Tensor):
-            return views[0]
-        if isinstance(out, tuple) and len(views) == len(out):
-            return tuple(views)
-        return out
-
     def tag(name: str):
-        return lambda module, args, out: tag_output(name, out)
-
-    def tag_call(call: Call) -> Any:
-        site = _site_of(call, sites) if call.p is not None else None
-        if site is None or site.kind == "module":
-            return None  # a dropout module's output is tagged by its own hook
-        return tag_output(site.name, call.output)
+        return lambda module, args, out: _tag_output(tagged, name, out)
 
     def check(name: str):
         def hook(module: nn.Module, args: Any) -> None:
@@ -123,9 +113,8 @@ def _observe_graph(model: nn.Module, example_input: Any, sites: list[Site]
 
         return hook
 
-    for s in sites:
-        if s.kind == "module":
-            handles.append(s.module.register_forward_hook(tag(s.name)))
+    handles = [s.module.register_forward_hook(tag(s.name)) for s in sites
+               if s.kind == "module"]
     for name, m in model.named_modules():
         if isinstance(m, BatchNormBase):
             handles.append(m.register_forward_pre_hook(check(name)))
@@ -133,6 +122,26 @@ def _observe_graph(model: nn.Module, example_input: Any, sites: list[Site]
             for i, block in enumerate(m.layers):
                 label = f"{name}.layers.{i}" if name else f"layers.{i}"
                 handles.append(block.register_forward_hook(shape_check(label)))
+    return handles
+
+
+def _observe_graph(model: nn.Module, example_input: Any, sites: list[Site]
+                   ) -> tuple[set[tuple[str, str]], set[str], Shapes]:
+    """One forward pass (every layer run): which dropout site reaches which BatchNorm,
+    which is the output, and which block of a LayerDrop changes its input's shape.
+    Dropout modules are tagged by forward hooks, functional and attention dropout by the
+    recorded call that drew it."""
+    tagged: dict[Any, str] = {}  # autograd node of a site's output -> its name
+    feeds: set[tuple[str, str]] = set()
+    reshaped: Shapes = {}  # block -> (input, output) shape
+
+    def tag_call(call: Call) -> Any:
+        site = _site_of(call, sites) if call.p is not None else None
+        if site is None or site.kind == "module":
+            return None  # a dropout module's output is tagged by its own hook
+        return _tag_output(tagged, site.name, call.output)
+
+    handles = _graph_hooks(model, sites, tagged, feeds, reshaped)
     x = example_input
     if isinstance(x, Tensor) and x.is_floating_point():
         x = x.detach().requires_grad_(True)  # so every tensor after it has a graph
@@ -296,7 +305,7 @@ def variance_shift(model: nn.Module, x: Tensor) -> dict[str, float]:
     work = copy.deepcopy(model)
     bns = [(n, m) for n, m in work.named_modules() if isinstance(m, BatchNormBase)]
     if not bns:
-        raise ValueError("variance_shift: the model has no BatchNorm layer to measure")
+        raise UsageError("variance_shift: the model has no BatchNorm layer to measure")
     seen: dict[str, Tensor] = {}
 
     def record(name: str):
@@ -343,7 +352,7 @@ def inference_guard(model: nn.Module, *, action: str = "raise") -> Iterator[None
             once with a RuntimeWarning.
     """
     if action not in ("raise", "warn"):
-        raise ValueError(
+        raise UsageError(
             f"inference_guard: expected `action` to be 'raise' or 'warn', got action={action!r}"
         )
     warned: list[str] = []

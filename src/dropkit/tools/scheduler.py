@@ -8,6 +8,7 @@ from typing import Any
 from torch import nn
 
 from dropkit._checks import check_int
+from dropkit.errors import UsageError, UsageTypeError
 from dropkit.tools.rates import find_dropout, set_rate
 from dropkit.tools.sites import check_site_names, dropout_sites
 
@@ -55,14 +56,15 @@ class DropoutScheduler:
             dropout_sites(model, example_input)
         names = [name for name, _ in find_dropout(model)]
         if not names:
-            raise ValueError("DropoutScheduler: the model has no dropout site to schedule")
+            raise UsageError("DropoutScheduler: the model has no dropout site to schedule")
         if isinstance(schedule, Mapping):
             check_site_names("DropoutScheduler", schedule, names)
             bad = [n for n, s in schedule.items() if not callable(s)]
         else:
             bad = [] if callable(schedule) else ["<all>"]
         if bad:
-            raise TypeError(f"DropoutScheduler: expected callables step -> p, got none for {bad}")
+            raise UsageTypeError(f"DropoutScheduler: expected callables step -> p, got none "
+                                 f"for {bad}")
         self.model = model
         self.schedule = schedule
         self.last_step = 0

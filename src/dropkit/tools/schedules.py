@@ -123,7 +123,7 @@ class Early(Schedule):
 
     def __post_init__(self) -> None:
         if self.ramp not in ("constant", "linear"):
-            raise ValueError(f"early: expected `ramp` to be 'constant' or 'linear', "
+            raise UsageError(f"early: expected `ramp` to be 'constant' or 'linear', "
                              f"got ramp={self.ramp!r}")
         check_probability("early", self.p)
         check_int("early", self.cutoff, "cutoff", 1)
@@ -163,7 +163,7 @@ class Curriculum(Schedule):
     def __post_init__(self) -> None:
         check_probability("curriculum", self.p)
         if check_nonnegative("curriculum", self.gamma, "gamma") == 0:
-            raise ValueError("curriculum: expected `gamma` > 0 (0 keeps the rate at 0), "
+            raise UsageError("curriculum: expected `gamma` > 0 (0 keeps the rate at 0), "
                              "got gamma=0")
 
     def rate(self, step: int) -> float:
@@ -215,7 +215,7 @@ def curriculum(p: float, gamma: float) -> Schedule:
 def _steps(value: float) -> int:
     """A count of steps written in a spec: a whole, finite number (2.9 is not 2)."""
     if not math.isfinite(value) or value != int(value):
-        raise ValueError(f"expected a whole number of steps, got {value:g}")
+        raise UsageError(f"expected a whole number of steps, got {value:g}")
     return int(value)
 
 

@@ -32,6 +32,7 @@ from torch import nn
 from dropkit._checks import check_int
 from dropkit._dist import rank
 from dropkit._trace import model_device
+from dropkit.errors import UsageError, UsageTypeError
 from dropkit.tools.sites import Site, check_site_names, dropout_sites, on_first_call
 
 __all__ = ["SeedPlan"]
@@ -143,11 +144,11 @@ class SeedPlan:
         sites = dropout_sites(model, example_input)
         _refuse_drawn_elsewhere("SeedPlan", sites, ValueError)
         if not sites:
-            raise ValueError("SeedPlan: the model has no dropout site to seed")
+            raise UsageError("SeedPlan: the model has no dropout site to seed")
         foreign = [f"{s.name!r} ({type(s.module).__name__}, {s.kind})"
                    for s in sites if not _seedable(s)]
         if foreign:
-            raise ValueError(
+            raise UsageError(
                 f"SeedPlan: cannot seed {', '.join(foreign)}: these sites draw from torch's "
                 "global generator inside code that takes no generator, so no plan can give "
                 "them a stream; use dropkit's modules there (dropkit.nn.Dropout, ...)")
@@ -197,7 +198,7 @@ class SeedPlan:
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         fn = "SeedPlan.load_state_dict"
         if not isinstance(state, Mapping):
-            raise TypeError(f"{fn}: expected a mapping with 'seed' and 'last_step', got "
+            raise UsageTypeError(f"{fn}: expected a mapping with 'seed' and 'last_step', got "
                             f"{type(state).__name__}")
         seed = check_int(fn, state.get("seed"), "seed", 0, SEED_LIMIT)
         step = check_int(fn, state.get("last_step"), "last_step")

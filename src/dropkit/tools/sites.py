@@ -72,6 +72,7 @@ from torch.utils.hooks import RemovableHandle
 from dropkit._checks import check_nonnegative, check_probability
 from dropkit._torch_compat import DropoutNd, NormBase
 from dropkit._trace import Call, CallArgs, no_grad_pass, split_inputs, untouched
+from dropkit.errors import UsageError, UsageTypeError
 from dropkit.nn._base import RateModule as _ValidatedRate
 
 __all__ = ["Site", "dropout_sites", "discover", "discover_cached", "signature", "RATE_ATTRIBUTES",
@@ -181,12 +182,12 @@ class Site:
     def check_rate(self, fn: str, value: object) -> float:
         """``value`` validated as this site's rate; raises naming the site otherwise."""
         if self.kind == "noise":
-            raise ValueError(
+            raise UsageError(
                 f"{fn}: site {self.name!r} draws noise in the code of module {self.owner!r} "
                 f"({type(self.module).__name__}) with no rate attribute dropkit can set"
             )
         if not self.settable:
-            raise ValueError(
+            raise UsageError(
                 f"{fn}: site {self.name!r} drops at a rate written in the code of module "
                 f"{self.owner!r} ({type(self.module).__name__}), which cannot be set"
             )
@@ -622,7 +623,7 @@ def check_site_names(fn: str, names: Iterable[str], known: Iterable[str],
     unknown = sorted(set(names) - set(known))
     if unknown:
         which = f"`{argument}` names {unknown}, which" if argument else f"{unknown}"
-        raise ValueError(f"{fn}: {which} are not dropout sites of this model; "
+        raise UsageError(f"{fn}: {which} are not dropout sites of this model; "
                          f"expected names among {known}")
 
 
@@ -648,7 +649,7 @@ def dropout_sites(model: nn.Module, example_input: Any = None) -> list[Site]:
         [('dropout', 'attribute', 0.1)]
     """
     if not isinstance(model, nn.Module):
-        raise TypeError(f"dropout_sites: expected `model` to be a torch.nn.Module, "
+        raise UsageTypeError(f"dropout_sites: expected `model` to be a torch.nn.Module, "
                         f"got {type(model).__name__}")
     if example_input is None:
         return _static_sites(model)

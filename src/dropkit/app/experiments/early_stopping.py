@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from dropkit._checks import check_int
+from dropkit.errors import UsageError
 
 __all__ = ["EarlyStopping"]
 
@@ -40,7 +41,7 @@ class EarlyStopping:
     def __post_init__(self) -> None:
         check_int("EarlyStopping", self.patience, "patience", 1)
         if not (isinstance(self.min_delta, (int, float)) and self.min_delta >= 0):
-            raise ValueError(f"EarlyStopping: expected `min_delta` to be a number >= 0, got "
+            raise UsageError(f"EarlyStopping: expected `min_delta` to be a number >= 0, got "
                              f"min_delta={self.min_delta!r}")
 
     @property

@@ -20,7 +20,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -114,9 +114,9 @@ class TrainConfig:
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise bad(name, "a drop probability in [0, 1)")
         for name in ("epochs", "batch_size", "hidden", "eval_every"):
-            value, least = getattr(self, name), 0 if name == "epochs" else 1
-            if isinstance(value, bool) or not isinstance(value, int) or value < least:
-                raise bad(name, f"an int >= {least}")
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise bad(name, "an int >= 1")
         if self.train_size is not None and self.train_size < 1:
             raise bad("train_size", "None or an int >= 1")
         if not 0 < self.lr < math.inf:
@@ -601,13 +601,22 @@ class RunOptions:
     data: Dataset | None = None  # an already loaded data set (reproductions share theirs)
     overrides: dict[str, Any] = field(default_factory=dict)  # other TrainConfig fields
 
+    def config(self, epochs: int, **fields: Any) -> TrainConfig:
+        """The command's configuration: its default ``epochs`` filled in, ``fields`` over
+        the overrides (not yet validated)."""
+        return TrainConfig(dataset=self.dataset, model=self.model,
+                           epochs=self.epochs if self.epochs is not None else epochs,
+                           **{**self.overrides, **fields})
+
+    def folder(self, default: str) -> str | os.PathLike[str]:
+        """The command's output folder: ``out``, or the command's ``default``."""
+        return self.out if self.out is not None else default
+
     def prepare(self, epochs: int, out: str, **fields: Any) -> tuple[TrainConfig, Path, Dataset]:
-        """The command's configuration (its defaults filled in, ``fields`` over the
-        overrides), its checked output folder and its data: :func:`prepare`."""
-        config = TrainConfig(dataset=self.dataset, model=self.model,
-                             epochs=self.epochs if self.epochs is not None else epochs,
-                             **{**self.overrides, **fields})
-        folder, data = prepare(config, self.out if self.out is not None else out, self.data)
+        """The command's configuration (:meth:`config`), its checked output folder and
+        its data: :func:`prepare`."""
+        config = self.config(epochs, **fields)
+        folder, data = prepare(config, self.folder(out), self.data)
         return config, folder, data
 
 
@@ -660,9 +669,3 @@ def _save(run: _Run) -> None:
         "history": run.history,
     })
     atomic_write_text(run.out / METRICS, "".join(json.dumps(r) + "\n" for r in run.history))
-
-
-def config_from(args: Any) -> TrainConfig:
-    """A TrainConfig from parsed CLI arguments that share its field names."""
-    names = {f.name for f in fields(TrainConfig)}
-    return TrainConfig(**{k: v for k, v in vars(args).items() if k in names and v is not None})

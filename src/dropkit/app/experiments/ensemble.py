@@ -82,6 +82,8 @@ def run_ensemble(options: RunOptions | None = None, *, members: int = 5, dropout
     if isinstance(members, bool) or not isinstance(members, int) or members < 2:
         raise UsageError(f"ensemble: expected `members` to be an int >= 2, got "
                          f"members={members!r}", "members")
+    # the dropout network's configuration, checked before the members' folder and data
+    options.config(20, dropout=dropout, input_dropout=input_dropout).validate()
     base, out, data = options.prepare(20, "runs/ensemble", dropout=0.0, input_dropout=0.0)
     if data.task != "classification":
         raise UsageError(f"ensemble: `dataset` must be a classification set, "

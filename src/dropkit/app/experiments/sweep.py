@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
-from dropkit._checks import check_int
+from dropkit._checks import check_int, check_probability
 from dropkit.app.experiments.compare import DropoutRates, run_grid
 from dropkit.app.experiments.engine import RunOptions
 from dropkit.app.experiments.io import atomic_write_json, check_manifest
@@ -41,6 +41,7 @@ def run_sweep(
         if not 0 <= p < 1:
             raise UsageError(f"sweep: expected `rates` to be drop probabilities in [0, 1), "
                              f"got {p}", "rates")
+    check_probability("sweep", input_dropout, name="input_dropout", allow_one=False)
     check_int("sweep", seeds, "seeds", 1)
     base, out, data = options.prepare(20, "runs/sweep")
     check_manifest(out, "sweep", {**asdict(base), "seeds": seeds, "rates": list(rates),

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
+from typing import Any
 
 import torch.distributed as dist
 
 from dropkit._dist import world
-from dropkit.app.experiments.engine import config_from, train
+from dropkit.app.experiments.engine import RunOptions, train
 from dropkit.app.experiments.report import pct, plt, save_figure
 
 __all__ = ["run_train", "plot_history"]
@@ -35,19 +35,30 @@ def plot_history(history: list[dict], path: Path, title: str) -> Path:
     return save_figure(fig, path)
 
 
-def run_train(args: argparse.Namespace, *, progress: bool = True) -> list[dict]:
-    config = config_from(args)
+def run_train(options: RunOptions | None = None, *, resume: bool = False,
+              **settings: Any) -> list[dict]:
+    """Train one configuration into ``options.out`` (default runs/train) and plot its
+    curves; return its history.
+
+    ``options``: the data set, model, epochs (default 60), folder, progress, log and
+    further settings, as the other commands take them (:class:`RunOptions`); ``settings``:
+    :class:`TrainConfig` fields over its overrides (``dropout``, ``seed``, ``schedule``, ...).
+    ``resume`` continues the run in the folder from its last checkpoint.
+    """
+    options = options if options is not None else RunOptions()
+    config = options.config(60, **settings)
+    out = Path(options.folder("runs/train"))
     try:
-        history = train(config, args.out, resume=args.resume, progress=progress)
+        history = train(config, out, resume=resume, progress=options.progress,
+                        data=options.data, log=options.log)
         if world()[0] != 0:
             return history
-        out = Path(args.out)
         if history:
             plot_history(history, out / "curves.png", f"{config.dataset}, {config.model}, "
                          f"dropout {config.input_dropout:g} in / {config.dropout:g} hidden")
             last = history[-1]
-            print(f"epoch {last['epoch']}: train error {pct(last['train_error'])}, "
-                  f"test error {pct(last['test_error'])}; results in {out}")
+            options.log(f"epoch {last['epoch']}: train error {pct(last['train_error'])}, "
+                        f"test error {pct(last['test_error'])}; results in {out}")
         return history
     finally:
         if dist.is_initialized():

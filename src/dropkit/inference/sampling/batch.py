@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from dropkit._trace import only_training, split_inputs
+from dropkit.errors import UsageError
 from dropkit.inference.sampling.output import Output, forward
 from dropkit.tools.sites import Site, signature
 
@@ -38,7 +39,7 @@ def check_batchable(fn: str, action: str, sites: list[Site]) -> None:
     for s in sites:
         problem = batch_problem(s)
         if problem:
-            raise ValueError(f"{fn}: strategy 'batch' cannot {action} {s.describe()}: "
+            raise UsageError(f"{fn}: strategy 'batch' cannot {action} {s.describe()}: "
                              f"{problem}; use 'vmap' or 'loop'")
 
 
@@ -47,7 +48,7 @@ def tile(x: Any, k: int) -> tuple[Any, int]:
     args, kwargs = split_inputs("mc_predict", x)
     batched = [t for t in [*args, *kwargs.values()] if isinstance(t, Tensor) and t.dim() > 0]
     if not batched:
-        raise ValueError("mc_predict: strategy 'batch' needs an input with a batch dim 0")
+        raise UsageError("mc_predict: strategy 'batch' needs an input with a batch dim 0")
     n = batched[0].shape[0]
 
     def tile(v: Any) -> Any:
@@ -115,6 +116,6 @@ def check_uncoupled(fn: str, model: nn.Module, x: Any, output: Output,
     """Raise where tiling the batch would mix samples (:func:`coupling`)."""
     problem = coupling(model, x, output, signature(model, x) if key is ... else key)
     if problem is not None:
-        raise ValueError(f"{fn}: strategy 'batch' expects the output's dim 0 to be the batch "
+        raise UsageError(f"{fn}: strategy 'batch' expects the output's dim 0 to be the batch "
                          f"and each row to depend on its own input alone: {problem}; use "
                          "'vmap' or 'loop'")

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from dropkit.errors import UsageError
 from dropkit.inference.sampling import reroute as rerouting
 from dropkit.inference.sampling.batch import tile
 from dropkit.inference.sampling.failures import out_of_memory
@@ -54,7 +55,7 @@ def by_batch(model: nn.Module, x: Any, samples: int, chunk: int | None,
         tiled, n = tile(x, k)
         out = forward(model, tiled, output)
         if out.dim() == 0 or out.shape[0] != k * n:
-            raise ValueError(
+            raise UsageError(
                 f"mc_predict: strategy 'batch' expects the output's dim 0 to be the batch "
                 f"({k * n}), got output shape {tuple(out.shape)}"
             )
