@@ -11,7 +11,8 @@ from dropkit.app.experiments.reproduce.stats import binom_se, directional, se_di
 pytestmark = pytest.mark.slow  # trains models or runs subprocesses: make test runs it
 
 
-FAST = [c.name for c in CLAIMS if c.fast]
+# the fast claims this machine can run (uci-regression needs the UCI sets: its own test)
+FAST = [c.name for c in CLAIMS if c.fast and c.needs() is None]
 
 
 def test_list_has_one_line_per_claim(capsys) -> None:
@@ -24,7 +25,7 @@ def test_list_has_one_line_per_claim(capsys) -> None:
         "uci-boston", "variance-shift", "dropconnect", "spatial", "early-dropout",
         "variational-rnn", "early-stopping", "augmentation", "ensemble-vs-dropout",
         "active-learning",
-        "batchbald", "r-drop", "layerdrop"]
+        "batchbald", "r-drop", "layerdrop", "uci-regression"]
 
 
 def test_quick_run_of_the_fast_claims(tmp_path) -> None:
@@ -115,3 +116,69 @@ def test_a_quick_run_leaves_the_committed_page_alone(tmp_path, monkeypatch) -> N
     assert main(["reproduce", "mask-statistics", "--quick", "--out", "o"]) == 0
     assert committed.read_text() == "the full run's page\n"
     assert "## mask-statistics" in (tmp_path / "o" / "REPRODUCTIONS.md").read_text()
+
+
+def _empty_data(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("DROPKIT_DATA", str(tmp_path / "no-data"))
+
+
+def test_a_claim_asked_for_by_name_that_cannot_run_is_refused_first(tmp_path, monkeypatch,
+                                                                     capsys) -> None:
+    _empty_data(tmp_path, monkeypatch)
+    code = main(["reproduce", "mask-statistics", "uci-regression", "--quick", "--out",
+                 str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and "claim 'uci-regression' cannot run here" in err
+    assert "DROPKIT_DATA" in err and err.count("\n") == 1
+    assert not (tmp_path / "o" / "mask-statistics").exists()  # refused before any claim
+
+
+def test_every_claim_skips_one_that_cannot_run_saying_why(tmp_path, monkeypatch) -> None:
+    from dropkit.app.experiments.reproduce import CLAIMS_BY_NAME
+
+    _empty_data(tmp_path, monkeypatch)
+    lines: list[str] = []
+    # "every claim", cut to the one that cannot run so that nothing trains
+    monkeypatch.setattr("dropkit.app.experiments.reproduce.CLAIMS",
+                        [CLAIMS_BY_NAME["uci-regression"]])
+    assert run_reproduce((), quick=True, out=tmp_path / "o", docs=None,
+                         log=lines.append) == []
+    assert lines == [f"[uci-regression] skipped: {CLAIMS_BY_NAME['uci-regression'].needs()}"]
+
+
+def test_a_partial_run_keeps_the_other_claims_on_the_page(tmp_path) -> None:
+    docs = tmp_path / "REPRODUCTIONS.md"
+    out = tmp_path / "out"
+    result = {"description": "d", "setting": "s", "dropkit": "x", "published": "y",
+              "why": "w", "mode": "full", "date": "2026-01-01", "seconds": 1.0}
+    for name, verdict in (("spatial", "not reproduced"), ("mask-statistics", "reproduced")):
+        (out / name).mkdir(parents=True)
+        (out / name / "result.json").write_text(json.dumps(
+            {**result, "claim": name, "verdict": verdict, "table": "| a |\n|---|"}))
+    first = write_docs(out, docs).read_text()
+    again = tmp_path / "again"
+    (again / "spatial").mkdir(parents=True)
+    (again / "spatial" / "result.json").write_text(json.dumps(
+        {**result, "claim": "spatial", "verdict": "reproduced", "why": "now it holds"}))
+    page = write_docs(again, docs).read_text()
+    assert "| [mask-statistics](#mask-statistics) | full | reproduced |" in page
+    assert "| [spatial](#spatial) | full | reproduced |" in page
+    assert "now it holds" in page and "| [spatial](#spatial) | full | not" not in page
+    # the kept section is the old one, whole (its table too), in the registry's order
+    kept = first[first.index("## mask-statistics"):first.index("## spatial")]
+    assert kept in page and page.index("## mask-statistics") < page.index("## spatial")
+
+
+@pytest.mark.skipif(CLAIMS[-1].needs() is not None,
+                    reason=f"the UCI sets are not here: {CLAIMS[-1].needs()}")
+def test_quick_run_of_the_uci_regression_claim(tmp_path) -> None:
+    docs = tmp_path / "REPRODUCTIONS.md"
+    (result,) = run_reproduce(["uci-regression"], quick=True, out=tmp_path / "out",
+                              docs=docs, log=lambda *_: None)
+    assert set(result.numbers) == {"yacht", "energy"}
+    for row in result.numbers.values():
+        assert len(row["dropout_rmse"]) == len(row["ensemble_ll"]) == 2
+        assert all(0 < r < 10 for r in row["dropout_rmse"] + row["ensemble_rmse"])
+    page = docs.read_text()
+    assert "| yacht | 2 |" in page and "| energy | 2 |" in page
+    assert open(result.figure, "rb").read(8) == b"\x89PNG\r\n\x1a\n"

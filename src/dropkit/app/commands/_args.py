@@ -44,9 +44,11 @@ def common(p: argparse.ArgumentParser, *, epochs: int, out: str) -> None:
     p.add_argument("--val-fraction", type=float, default=None, metavar="F",
                    help="hold out this fraction of the training split for validation, "
                    "curves and early stopping (a fixed split; default: 0)")
-    p.add_argument("--data-root", default=None, help="folder of IDX files (mnist, fashion-mnist)")
+    p.add_argument("--data-root", default=None,
+                   help="folder of the set's files (mnist, fashion-mnist: IDX; the UCI sets: "
+                   "data.txt); default: $DROPKIT_DATA/<set> (uci/<set> for UCI), else data/")
     p.add_argument("--download", action="store_true",
-                   help="download missing IDX files (checked against SHA-256)")
+                   help="download missing data files (checked against SHA-256)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

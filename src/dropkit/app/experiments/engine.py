@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from dropkit._trace import only_training
 from dropkit.app import models
 from dropkit.app.experiments.augment import Augment, augment, parse_augment
-from dropkit.app.experiments.data import DATASETS, IDX_FILES, Dataset, load_dataset
+from dropkit.app.experiments.data import DATASETS, FILE_SETS, Dataset, load_dataset
 from dropkit.app.experiments.early_stopping import EarlyStopping
 from dropkit.app.experiments.io import (
     atomic_write_text,
@@ -145,9 +145,9 @@ class TrainConfig:
             raise bad("layerdrop", "0 unless `model` is 'resmlp' (the model with residual "
                       "blocks to skip)")
         for name in ("data_root", "download"):
-            if getattr(self, name) not in (None, False) and self.dataset not in IDX_FILES:
-                raise bad(name, f"unset unless `dataset` is one of {', '.join(IDX_FILES)} (read "
-                          f"from IDX files; {self.dataset!r} comes with its package)")
+            if getattr(self, name) not in (None, False) and self.dataset not in FILE_SETS:
+                raise bad(name, f"unset unless `dataset` is one of {', '.join(FILE_SETS)} (read "
+                          f"from files; {self.dataset!r} comes with its package)")
         if self.augment is not None:
             parse_augment(self.augment)
         if self.schedule is not None:
@@ -569,7 +569,7 @@ def load_final(config: TrainConfig, data: Dataset, out: str | os.PathLike[str],
 
 
 def dataset_for(config: TrainConfig) -> Dataset:
-    """The data set a configuration names (IDX files from its ``data_root``)."""
+    """The data set a configuration names (files from its ``data_root``)."""
     return load_dataset(config.dataset, root=config.data_root, download=config.download)
 
 

@@ -47,6 +47,7 @@ from dropkit.app.experiments.reproduce import ensemble_vs_dropout  # noqa: F401
 from dropkit.app.experiments.reproduce import active_learning  # noqa: F401 - two claims
 from dropkit.app.experiments.reproduce import rdrop  # noqa: F401
 from dropkit.app.experiments.reproduce import layerdrop  # noqa: F401
+from dropkit.app.experiments.reproduce import uci_regression  # noqa: F401
 # isort: on
 from dropkit.app.experiments.reproduce.docs import write_docs
 from dropkit.app.experiments.reproduce.registry import (
@@ -81,8 +82,15 @@ def run_reproduce(
                              f"{str(docs)!r}", "docs")
         check_writable_dir(Path(docs).parent, "docs")
     chosen = [CLAIMS_BY_NAME[c] for c in claims] if claims else CLAIMS
+    unable = {c.name: why for c in chosen if (why := c.needs()) is not None}
+    if claims and unable:  # asked for by name: refused before any claim runs
+        name, why = next(iter(unable.items()))
+        raise UsageError(f"reproduce: claim {name!r} cannot run here: {why}", "claims")
     results = []
     for claim in chosen:
+        if claim.name in unable:  # every claim: the others run, this one says why not
+            log(f"[{claim.name}] skipped: {unable[claim.name]}")
+            continue
         folder = check_writable_dir(out / claim.name / ("quick" if quick else "full"))
         log(f"[{claim.name}] {claim.description} ...")
         start = time.perf_counter()

@@ -11,13 +11,30 @@ from dropkit.app.experiments.reproduce.registry import CLAIMS
 __all__ = ["write_docs"]
 
 
+def _kept(docs: Path) -> dict[str, tuple[str, str]]:
+    """The claims' (summary row, section) of the page ``docs`` as it stands, if any."""
+    if not docs.exists():
+        return {}
+    text = docs.read_text()
+    rows = {line.split("](#")[0][3:]: line for line in text.splitlines()
+            if line.startswith("| [")}
+    sections = {part.split("\n", 1)[0].strip(): "## " + part.rstrip("\n") + "\n"
+                for part in text.split("\n## ")[1:]}
+    return {name: (rows[name], sections[name]) for name in rows if name in sections}
+
+
 def write_docs(out: Path, docs: Path) -> Path:
-    """Regenerate the reproductions page from every result.json under ``out``."""
-    results = []
+    """Regenerate the reproductions page from every result.json under ``out``; a claim
+    with no result there keeps its row and section of the page as it stands (a run of
+    some claims updates theirs and leaves the others')."""
+    kept = _kept(docs)
+    results: list[dict | tuple[str, str]] = []
     for claim in CLAIMS:
         path = out / claim.name / "result.json"
         if path.exists():
             results.append(json.loads(path.read_text()))
+        elif claim.name in kept:
+            results.append(kept[claim.name])
     lines = [
         "# Reproductions",
         "",
@@ -40,10 +57,14 @@ def write_docs(out: Path, docs: Path) -> Path:
         "",
         "| claim | mode | verdict |",
         "|---|---|---|",
-        *[f"| [{r['claim']}](#{r['claim']}) | {r['mode']} | {r['verdict']} |" for r in results],
+        *[r[0] if isinstance(r, tuple) else
+          f"| [{r['claim']}](#{r['claim']}) | {r['mode']} | {r['verdict']} |" for r in results],
         "",
     ]
     for r in results:
+        if isinstance(r, tuple):
+            lines.append(r[1])
+            continue
         lines += [
             f"## {r['claim']}",
             "",
@@ -53,6 +74,7 @@ def write_docs(out: Path, docs: Path) -> Path:
             f"- **dropkit:** {r['dropkit']}",
             f"- **Published:** {r['published']}",
             f"- **Verdict:** {r['verdict']}: {r['why']}.",
+            *(["", r["table"], ""] if r.get("table") else []),
             *([f"- **Paired over the test set:** {r['paired']}."] if r.get("paired") else []),
             f"- **Run:** {r['mode']} mode, {r.get('date', '')}, {r.get('seconds', 0):.0f} s.",
             "",

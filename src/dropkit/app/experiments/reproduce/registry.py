@@ -35,6 +35,7 @@ class ClaimResult:
     numbers: dict[str, Any] = field(default_factory=dict)
     figure: str | None = None
     paired: str = ""  # the same difference, paired over the test examples (reported only)
+    table: str = ""  # a Markdown table of the claim's rows, when it has several
     claim: str = ""
     description: str = ""
     mode: str = ""
@@ -49,19 +50,23 @@ class Claim:
     description: str
     run: ClaimFn
     fast: bool  # its quick run takes seconds: CI runs it
+    # why it cannot run on this machine (data the user fetches is missing), or None
+    needs: Callable[[], str | None] = lambda: None
 
 
 CLAIMS: list[Claim] = []  # in registration order: the order of --list and of the page
 CLAIMS_BY_NAME: dict[str, Claim] = {}
 
 
-def claim(name: str, description: str, *, fast: bool = False) -> Callable[[ClaimFn], ClaimFn]:
-    """Register ``fn(quick, out) -> ClaimResult`` as the claim ``name``."""
+def claim(name: str, description: str, *, fast: bool = False,
+          needs: Callable[[], str | None] | None = None) -> Callable[[ClaimFn], ClaimFn]:
+    """Register ``fn(quick, out) -> ClaimResult`` as the claim ``name``; ``needs()`` says
+    why it cannot run here (None when it can)."""
 
     def register(fn: ClaimFn) -> ClaimFn:
         if name in CLAIMS_BY_NAME:
             raise ValueError(f"claim: {name!r} is registered twice")
-        CLAIMS.append(Claim(name, description, fn, fast))
+        CLAIMS.append(Claim(name, description, fn, fast, needs or (lambda: None)))
         CLAIMS_BY_NAME[name] = CLAIMS[-1]
         return fn
 

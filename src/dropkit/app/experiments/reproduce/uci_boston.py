@@ -5,46 +5,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import numpy as np
-import torch
-from torch import nn
-
-from dropkit.app.experiments.data import standardized_regression
-from dropkit.app.experiments.engine import MC_STRATEGY
+from dropkit.app.experiments import regression as R
 from dropkit.app.experiments.report import mean_spread, plt, save_figure
 from dropkit.app.experiments.reproduce.registry import ClaimResult, Verdict, claim
-
-
-def _boston_split(model_seed: int, x, y, train_idx, test_idx, p: float, tau: float,
-                  epochs: int, samples: int) -> tuple[float, float]:
-    """Gal & Ghahramani's UCI protocol for one split and one (p, tau): RMSE and test LL."""
-    from dropkit import uncertainty as U
-    from dropkit.app.models import RegressionMLP
-    from dropkit.inference.mc import mc_predict
-
-    data = standardized_regression("boston", x, y, train_idx, test_idx)
-    torch.manual_seed(model_seed)
-    g = torch.Generator().manual_seed(model_seed)
-    net = RegressionMLP(13, 50, p, p, generator=g)
-    n = len(data.x_train)
-    # weight decay of their Keras code: l2 = l^2 (1 - p) / (2 N tau), with l = 1e-2
-    reg = 1e-4 * (1 - p) / (2 * n * tau)
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3, weight_decay=2 * reg)
-    order = torch.Generator().manual_seed(model_seed + 1)
-    for _ in range(epochs):
-        net.train()
-        perm = torch.randperm(n, generator=order)
-        for i in range(0, n, 128):
-            idx = perm[i : i + 128]
-            loss = nn.functional.mse_loss(net(data.x_train[idx]), data.y_train[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    mean_y, std_y = float(np.mean(y[train_idx])), float(np.std(y[train_idx]))
-    draws = mc_predict(net, data.x_test, samples,
-                       strategy=MC_STRATEGY) * std_y + mean_y  # (T, N), original units
-    target = torch.tensor(y[test_idx], dtype=draws.dtype)
-    return U.rmse(draws, target).item(), U.regression_log_likelihood(draws, target, tau).item()
 
 
 @claim("uci-boston", "MC dropout regression on Boston housing (Gal & Ghahramani 2016)", fast=False)
@@ -60,18 +23,11 @@ def uci_boston(quick: bool, out: Path) -> ClaimResult:
         "rmse": (2.80, 0.19), "ll": (-2.39, 0.045)}
     rmses, lls, chosen = [], [], []
     for s in range(splits):
-        perm = np.random.default_rng(s).permutation(len(x))
-        n_train = int(round(0.9 * len(x)))
-        train_idx, test_idx = perm[:n_train], perm[n_train:]
-        # choose (p, tau) on a validation 20% of the training split, by test log-likelihood
-        cut = int(0.8 * n_train)
-        best = max(((p, t) for p in rates for t in taus),
-                   key=lambda pt: _boston_split(s, x, y, train_idx[:cut], train_idx[cut:],
-                                                pt[0], pt[1], epochs, 100)[1])
-        r, ll = _boston_split(s, x, y, train_idx, test_idx, best[0], best[1], epochs, samples)
-        rmses.append(r)
-        lls.append(ll)
-        chosen.append(best)
+        scores, pair = R.dropout_split(x, y, s, rates, taus, hidden=50, epochs=epochs,
+                                       samples=samples, validation_samples=100)
+        rmses.append(scores.rmse)
+        lls.append(scores.ll)
+        chosen.append(pair)
     rm, rs = mean_spread(rmses)
     lm, ls = mean_spread(lls)
     rse, lse = rs / math.sqrt(splits), ls / math.sqrt(splits)

@@ -1,0 +1,217 @@
+"""The ``uci-regression`` claim: MC dropout on eight UCI regression sets (Gal & Ghahramani
+2016, Table 1), a deep ensemble (Lakshminarayanan et al. 2017, Table 1) beside it."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dropkit.app.experiments import regression as R
+from dropkit.app.experiments.data import (
+    UCI_SETS,
+    load_uci,
+    missing_uci,
+    standardized_regression,
+)
+from dropkit.app.experiments.report import plt, save_figure
+from dropkit.app.experiments.reproduce.registry import ClaimResult, Verdict, claim
+
+RATES = (0.005, 0.01, 0.05, 0.1)  # the dropout rates of the authors' grid
+# the authors' precision grid per set (their repository's tau_values.txt), in target units
+TAUS = {
+    "concrete": (0.005, 0.05, 0.5), "energy": (0.04, 0.4, 4.0),
+    "kin8nm": (19.25, 192.5, 1925.0), "naval": (4217.3, 42173.5, 421735.1),
+    "power": (0.008, 0.08, 0.8), "protein": (0.006, 0.06, 0.6),
+    "wine-red": (0.29, 2.9, 29.0), "yacht": (0.05, 0.5, 5.0),
+}
+# Published (mean, standard deviation over splits). MC dropout: Gal & Ghahramani 2016,
+# Table 1, with the deviations the authors' DropoutUncertaintyExps README gives beside
+# them; the deep ensemble (adversarial training, 5 networks): Lakshminarayanan et al.
+# 2017, Table 1, whose "NLL" is minus the log-likelihood, stored here as log-likelihood.
+PUBLISHED = {  # name: (dropout RMSE, dropout LL, ensemble RMSE, ensemble LL)
+    "concrete": ((5.23, 0.53), (-3.04, 0.09), (6.03, 0.58), (-3.06, 0.18)),
+    "energy": ((1.66, 0.19), (-1.99, 0.09), (2.09, 0.29), (-1.38, 0.22)),
+    "kin8nm": ((0.10, 0.00), (0.95, 0.03), (0.09, 0.00), (1.20, 0.02)),
+    "naval": ((0.01, 0.00), (3.80, 0.05), (0.00, 0.00), (5.63, 0.05)),
+    "power": ((4.02, 0.18), (-2.80, 0.05), (4.11, 0.17), (-2.79, 0.04)),
+    "protein": ((4.36, 0.04), (-2.89, 0.01), (4.71, 0.06), (-2.83, 0.02)),
+    "wine-red": ((0.62, 0.04), (-0.93, 0.06), (0.64, 0.04), (-0.94, 0.12)),
+    "yacht": ((1.11, 0.38), (-1.55, 0.12), (1.58, 0.48), (-1.18, 0.21)),
+}
+ROUNDING = 0.01 / math.sqrt(12)  # a number printed to 2 decimals: uniform within half a unit
+EPOCHS = 400  # MC dropout: the authors' experiment.py at 10x its 40 base epochs
+ENSEMBLE_EPOCHS = 40  # Lakshminarayanan et al.'s
+MEMBERS = 5
+ENSEMBLE_LR = 0.01  # see the claim's setting: not confirmed against the paper
+ADVERSARIAL = 0.01  # their adversarial step: 1% of each input's range
+
+
+@dataclass(frozen=True)
+class Row:
+    """One data set's scores: per split, for MC dropout and the ensemble."""
+
+    name: str
+    dropout: list[R.Scores]
+    ensemble: list[R.Scores]
+    chosen: list[tuple[float, float]]
+
+
+def _splits(name: str) -> int:
+    return 5 if name == "protein" else 20  # the papers' counts
+
+
+def _hidden(name: str) -> int:
+    return 100 if name == "protein" else 50
+
+
+def run_set(name: str, splits: int, samples: int, validation_samples: int) -> Row:
+    """Both methods on ``splits`` splits of the set ``name``."""
+    x, y = load_uci(name)
+    hidden = _hidden(name)
+    dropout, ensemble, chosen = [], [], []
+    for s in range(splits):
+        scores, pair = R.dropout_split(x, y, s, RATES, TAUS[name], hidden=hidden,
+                                       epochs=EPOCHS, samples=samples,
+                                       validation_samples=validation_samples)
+        dropout.append(scores)
+        train, test = R.split(len(x), s)
+        data = standardized_regression(name, x, y, train, test)
+        nets = R.ensemble(data, MEMBERS, hidden=hidden, epochs=ENSEMBLE_EPOCHS, lr=ENSEMBLE_LR,
+                          adversarial=ADVERSARIAL, seed=1000 * (s + 1))
+        ensemble.append(R.ensemble_scores(nets, data))
+        chosen.append(pair)
+    return Row(name, dropout, ensemble, chosen)
+
+
+def _mean_se(values: list[float]) -> tuple[float, float]:
+    return float(np.mean(values)), float(np.std(values, ddof=1) / math.sqrt(len(values)))
+
+
+def _agrees(ours: list[float], published: tuple[float, float], splits: int) -> bool:
+    """Within 2 combined standard errors: ours over our splits; the paper's from its
+    deviation over its splits and the rounding of its printed digits."""
+    mean, se = _mean_se(ours)
+    theirs = math.hypot(published[1] / math.sqrt(splits), ROUNDING)
+    return abs(mean - published[0]) <= 2 * math.hypot(se, theirs)
+
+
+def _cells(row: Row) -> tuple[list[str], list[bool]]:
+    pub = PUBLISHED[row.name]
+    n = _splits(row.name)
+    columns = [([s.rmse for s in row.dropout], pub[0]), ([s.ll for s in row.dropout], pub[1]),
+               ([s.rmse for s in row.ensemble], pub[2]), ([s.ll for s in row.ensemble], pub[3])]
+    cells, ok = [], []
+    for ours, published in columns:
+        mean, se = _mean_se(ours)
+        cells.append(f"{mean:.3f} ± {se:.3f} ({published[0]:.2f})")
+        ok.append(_agrees(ours, published, n))
+    return cells, ok
+
+
+def _table(rows: list[Row]) -> tuple[str, list[bool], list[bool]]:
+    lines = ["| data set | splits | MC dropout RMSE | MC dropout LL | ensemble RMSE | "
+             "ensemble LL | verdict (dropout; ensemble) |", "|---|---|---|---|---|---|---|"]
+    dropout_ok, ensemble_ok = [], []
+    for row in rows:
+        cells, ok = _cells(row)
+        dropout_ok.append(ok[0] and ok[1])
+        ensemble_ok.append(ok[2] and ok[3])
+        words = ["reproduced" if v else "not reproduced" for v in (dropout_ok[-1],
+                                                                  ensemble_ok[-1])]
+        lines.append(f"| {row.name} | {len(row.dropout)} | {' | '.join(cells)} | "
+                     f"{'; '.join(words)} |")
+    return "\n".join(lines), dropout_ok, ensemble_ok
+
+
+def _figure(rows: list[Row], out: Path) -> str:
+    fig, axes = plt().subplots(1, 2, figsize=(10, 3.6))
+    xs = np.arange(len(rows))
+    for ax, key, index, title in ((axes[0], "rmse", 0, "RMSE / published RMSE"),
+                                  (axes[1], "ll", 1, "test LL - published LL")):
+        for offset, (label, method, pub_index) in enumerate(
+                (("MC dropout", "dropout", index), ("ensemble", "ensemble", index + 2))):
+            values, errors = [], []
+            for row in rows:
+                ours = [getattr(s, key) for s in getattr(row, method)]
+                mean, se = _mean_se(ours)
+                published = PUBLISHED[row.name][pub_index][0]
+                if key == "rmse":
+                    scale = published if published > 0 else 0.01
+                    values.append(mean / scale)
+                    errors.append(2 * se / scale)
+                else:
+                    values.append(mean - published)
+                    errors.append(2 * se)
+            ax.errorbar(xs + 0.15 * (offset * 2 - 1), values, yerr=errors, fmt="o",
+                        capsize=3, label=label)
+        ax.axhline(1.0 if key == "rmse" else 0.0, color="k", ls="--", lw=1)
+        ax.set_xticks(xs, [r.name for r in rows], rotation=30)
+        ax.set_title(f"{title} (bars: 2 standard errors)")
+        ax.legend()
+    return str(save_figure(fig, out / "result.png"))
+
+
+def _needs() -> str | None:
+    return missing_uci()
+
+
+@claim("uci-regression", "MC dropout on eight UCI regression sets, a deep ensemble beside it "
+       "(Gal & Ghahramani 2016; Lakshminarayanan et al. 2017)", fast=True, needs=_needs)
+def uci_regression(quick: bool, out: Path) -> ClaimResult:
+    names = ("yacht", "energy") if quick else tuple(UCI_SETS)
+    samples, validation_samples = (1000, 100) if quick else (10_000, 1000)
+    rows = []
+    for name in names:
+        splits = 2 if quick else _splits(name)
+        rows.append(run_set(name, splits, samples, validation_samples))
+    table, dropout_ok, ensemble_ok = _table(rows)
+    mc_se = max(s.mc_se for row in rows for s in row.dropout)
+    verdict = Verdict.REPRODUCED if all(dropout_ok) else Verdict.NOT
+    return ClaimResult(
+        setting=(
+            f"{', '.join(names)}: "
+            f"{'2 splits each' if quick else '20 random 90/10 splits (5 for protein)'}, "
+            "seeded (dropkit's own, not the papers' index files); one hidden layer of 50 "
+            "ReLU units (100 for protein). MC dropout as the authors' public experiment.py "
+            f"runs it at 10x its base epochs: dropout on input and hidden, {EPOCHS} epochs, "
+            "Adam (lr 0.001, batch 128), L2 penalty l^2 (1 - p) / (2 N tau) with l = 0.01 "
+            f"on the weights; one network per p in {RATES} and tau in the authors' per-set "
+            "grid, trained on the first 80% of the training part, the one with the best "
+            f"log-likelihood on the last 20% (T = {validation_samples}) tested with T = "
+            f"{samples:,} (largest Monte Carlo standard error of a test LL: {mc_se:.4f}). "
+            f"Deep ensemble: {MEMBERS} networks predicting mean and variance, Gaussian NLL, "
+            f"adversarial training with a step of 1% of each input's range, {ENSEMBLE_EPOCHS} "
+            f"epochs, Adam (lr {ENSEMBLE_LR}, batch 100), mixed into one Gaussian. The "
+            "ensemble's learning rate could not be checked against the paper here; in a "
+            "pilot on three splits of energy, yacht and concrete, 0.1 diverged and 0.01 "
+            "scored best, so the ensemble rows are, if anything, optimistic"),
+        dropkit=(f"MC dropout agrees on {sum(dropout_ok)} of {len(rows)} sets, the ensemble on "
+                 f"{sum(ensemble_ok)} of {len(rows)} (table: mean ± standard error over "
+                 "splits, the published mean in brackets)"),
+        published=(
+            "Gal & Ghahramani 2016, Table 1 (MC dropout; the authors' original code trains "
+            "with batch 32 and tunes tau by Bayesian optimisation), with the deviations "
+            "over splits of the authors' DropoutUncertaintyExps README, whose updated "
+            "runs (10x the epochs, this grid search) report lower RMSE on every set, e.g. "
+            "yacht 0.72, energy 1.09; Lakshminarayanan et al. 2017, Table 1 (deep "
+            "ensembles, NLL negated to a log-likelihood). A published mean printed to 2 "
+            "decimals carries its rounding (0.01 / sqrt(12)) in its standard error"),
+        verdict=verdict,
+        why=("every set's RMSE and log-likelihood lie within 2 combined standard errors of "
+             "the published ones" if verdict == Verdict.REPRODUCED else
+             f"on {len(rows) - sum(dropout_ok)} of {len(rows)} sets MC dropout's RMSE or "
+             "log-likelihood lies more than 2 combined standard errors from Table 1's (this "
+             "run trains with batch 128 where the paper's code used 32, so with fewer Adam "
+             "steps, and searches a grid where the paper tuned tau by Bayesian "
+             "optimisation)"),
+        numbers={row.name: {"dropout_rmse": [s.rmse for s in row.dropout],
+                            "dropout_ll": [s.ll for s in row.dropout],
+                            "ensemble_rmse": [s.rmse for s in row.ensemble],
+                            "ensemble_ll": [s.ll for s in row.ensemble],
+                            "chosen": row.chosen} for row in rows},
+        figure=_figure(rows, out),
+        table=table,
+    )
