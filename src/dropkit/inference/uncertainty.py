@@ -4,20 +4,41 @@ Classification: samples of class probabilities, shape ``(T, ..., C)`` (T samples
 classes); the Monte Carlo prediction is their mean over T. Regression: samples of
 predictions ``(T, ...)`` with a model precision tau, as in Gal & Ghahramani 2016.
 
+Beside them, from their own modules: calibration (ECE with equal-width or equal-mass
+bins, classwise ECE, temperature scaling, calibrated NLL), detection of
+out-of-distribution inputs or errors by a score (AUROC, AUPR, FPR at 95% TPR), and
+selective prediction (risk-coverage, AURC, E-AURC). Every rate and error is a fraction.
+
 Papers: Houlsby et al. 2011 (BALD: mutual information); Gal, Islam & Ghahramani 2017
-(variation ratio); Guo et al. 2017 (ECE, reliability diagrams); Brier 1950.
+(variation ratio); Guo et al. 2017 (ECE, reliability diagrams, temperature scaling);
+Hendrycks & Gimpel 2017 (detection); Geifman & El-Yaniv 2017 (selective prediction);
+Brier 1950.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from dropkit._checks import check_int
 from dropkit.errors import UsageError
+from dropkit.inference.calibration import (
+    Calibration,
+    _check_targets,
+    calibrated_nll,
+    classwise_ece,
+    ece,
+    fit_temperature,
+)
+from dropkit.inference.detection import Detection, aupr, auroc, detection, fpr_at_tpr
+from dropkit.inference.selective import (
+    RiskCoverage,
+    accuracy_at_coverage,
+    aurc,
+    e_aurc,
+    risk_coverage,
+)
 
 __all__ = [
     "predictive_entropy",
@@ -28,6 +49,19 @@ __all__ = [
     "brier",
     "ece",
     "Calibration",
+    "classwise_ece",
+    "fit_temperature",
+    "calibrated_nll",
+    "auroc",
+    "aupr",
+    "fpr_at_tpr",
+    "Detection",
+    "detection",
+    "risk_coverage",
+    "RiskCoverage",
+    "aurc",
+    "e_aurc",
+    "accuracy_at_coverage",
     "gaussian_predictive",
     "regression_log_likelihood",
     "rmse",
@@ -71,14 +105,6 @@ def variation_ratio(probs: Tensor) -> Tensor:
     return 1.0 - votes.max(-1).values.to(probs.dtype) / probs.shape[0]
 
 
-def _check_targets(fn: str, probs: Tensor, targets: Tensor) -> None:
-    if probs.dim() < 1 or targets.shape != probs.shape[:-1]:
-        raise UsageError(
-            f"{fn}: expected mean probabilities (..., C) and integer targets (...), got "
-            f"{tuple(probs.shape)} and {tuple(targets.shape)}"
-        )
-
-
 def nll(probs: Tensor, targets: Tensor) -> Tensor:
     """Mean negative log-likelihood of ``targets`` under mean probabilities ``(..., C)``."""
     _check_targets("nll", probs, targets)
@@ -91,38 +117,6 @@ def brier(probs: Tensor, targets: Tensor) -> Tensor:
     _check_targets("brier", probs, targets)
     onehot = torch.nn.functional.one_hot(targets, probs.shape[-1]).to(probs.dtype)
     return (probs - onehot).pow(2).sum(-1).mean()
-
-
-@dataclass(frozen=True)
-class Calibration:
-    """ECE and the per-bin data of a reliability diagram (bins of equal width in confidence)."""
-
-    ece: float
-    bin_edges: Tensor  # (n_bins + 1,)
-    confidence: Tensor  # (n_bins,) mean confidence per bin (NaN where empty)
-    accuracy: Tensor  # (n_bins,) accuracy per bin (NaN where empty)
-    count: Tensor  # (n_bins,) examples per bin
-
-
-def ece(probs: Tensor, targets: Tensor, n_bins: int = 15) -> Calibration:
-    """Expected calibration error of the top-class confidence (Guo et al. 2017).
-
-    ECE = sum over bins of (bin size / n) * ``|accuracy - mean confidence|``, with ``n_bins``
-    equal-width bins on [0, 1]; a confidence on an edge goes to the bin above it, 1.0 to
-    the last bin.
-    """
-    _check_targets("ece", probs, targets)
-    check_int("ece", n_bins, "n_bins", 1)
-    conf, pred = probs.reshape(-1, probs.shape[-1]).max(-1)
-    correct = (pred == targets.reshape(-1)).to(conf.dtype)
-    edges = torch.linspace(0, 1, n_bins + 1, dtype=conf.dtype, device=conf.device)
-    index = torch.bucketize(conf, edges[1:-1], right=True)  # bins [e_i, e_i+1)
-    count = torch.bincount(index, minlength=n_bins).to(conf.dtype)
-    conf_sum = conf.new_zeros(n_bins).index_add_(0, index, conf)
-    acc_sum = conf.new_zeros(n_bins).index_add_(0, index, correct)
-    mean_conf, accuracy = conf_sum / count, acc_sum / count  # NaN where a bin is empty
-    gap = torch.where(count > 0, (acc_sum - conf_sum).abs(), torch.zeros_like(count))
-    return Calibration(float(gap.sum() / conf.numel()), edges, mean_conf, accuracy, count)
 
 
 def gaussian_predictive(samples: Tensor, tau: float) -> tuple[Tensor, Tensor]:

@@ -159,20 +159,11 @@ def _measure(net: nn.Module, data: Dataset, samples: int, seed: int) -> _Measure
 
 def _auroc(scores: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> dict[str, dict[str, float]]:
     """AUROC of telling each out-of-distribution set from the test digits, by entropy and
-    by mutual information."""
-    from sklearn.metrics import roc_auc_score
-
+    by mutual information (:func:`dropkit.uncertainty.detection`)."""
     ind_ent, ind_mi = scores["in-distribution"]
-    auroc = {}
-    for name, (ent, mi) in scores.items():
-        if name == "in-distribution":
-            continue
-        labels = [0] * len(ind_ent) + [1] * len(ent)
-        auroc[name] = {
-            "entropy": float(roc_auc_score(labels, torch.cat([ind_ent, ent]).numpy())),
-            "mutual information": float(roc_auc_score(labels, torch.cat([ind_mi, mi]).numpy())),
-        }
-    return auroc
+    return {name: {"entropy": U.detection(ind_ent, ent).auroc,
+                   "mutual information": U.detection(ind_mi, mi).auroc}
+            for name, (ent, mi) in scores.items() if name != "in-distribution"}
 
 
 def _results(config: TrainConfig, out: Path, samples: int, m: _Measured,
