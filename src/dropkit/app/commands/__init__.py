@@ -16,6 +16,7 @@ from dropkit.app.commands import (
     compare,
     demo,
     ensemble,
+    evaluate,
     reproduce,
     sweep,
     train,
@@ -39,6 +40,7 @@ COMMANDS: dict[str, Command] = {
     "sweep": sweep,
     "uncertainty": uncertainty,
     "ensemble": ensemble,
+    "evaluate": evaluate,
     "active": active,
     "reproduce": reproduce,
 }

@@ -20,7 +20,7 @@ from torch import Tensor
 
 from dropkit.errors import UsageError
 
-__all__ = ["Augment", "parse_augment", "augment"]
+__all__ = ["Augment", "parse_augment", "augment", "move"]
 
 
 @dataclass(frozen=True)
@@ -67,21 +67,31 @@ def augment(x: Tensor, image_shape: tuple[int, ...], aug: Augment,
             generator: torch.Generator) -> Tensor:
     """A randomly moved copy of the batch ``x`` (flat rows or images of ``image_shape``)."""
     n = x.shape[0]
+    angle = (torch.rand(n, generator=generator, dtype=torch.float64) * 2 - 1) \
+        * math.radians(aug.rotate)
+    shift = torch.randint(-aug.shift, aug.shift + 1, (2, n), generator=generator) \
+        if aug.shift else torch.zeros(2, n)
+    return move(x, image_shape, angle, shift[0], shift[1],
+                mode="bilinear" if aug.rotate else "nearest")
+
+
+def move(x: Tensor, image_shape: tuple[int, ...], angle: Tensor, dx: Tensor, dy: Tensor,
+         mode: str = "bilinear") -> Tensor:
+    """The batch ``x`` (flat rows or images of ``image_shape``), each image turned by its
+    ``angle`` (radians, about its centre) and moved by (``dx``, ``dy``) pixels (right,
+    down), zero-filled; ``mode``: ``grid_sample``'s resampling."""
+    n = x.shape[0]
     images = x.reshape(n, *image_shape) if len(image_shape) == 3 else \
         x.reshape(n, 1, *image_shape)
     height, width = images.shape[-2:]
     theta = torch.zeros(n, 2, 3, dtype=images.dtype)
-    angle = (torch.rand(n, generator=generator, dtype=torch.float64) * 2 - 1) \
-        * math.radians(aug.rotate)
+    angle = angle.double()
     theta[:, 0, 0] = theta[:, 1, 1] = angle.cos().to(images.dtype)
     theta[:, 0, 1] = -angle.sin().to(images.dtype)
     theta[:, 1, 0] = angle.sin().to(images.dtype)
-    if aug.shift:
-        dx, dy = torch.randint(-aug.shift, aug.shift + 1, (2, n), generator=generator)
-        # the output pixel at p samples the input at p - shift: content moves by +shift
-        theta[:, 0, 2] = -2.0 * dx / width
-        theta[:, 1, 2] = -2.0 * dy / height
+    # the output pixel at p samples the input at p - shift: content moves by +shift
+    theta[:, 0, 2] = -2.0 * dx.to(images.dtype) / width
+    theta[:, 1, 2] = -2.0 * dy.to(images.dtype) / height
     grid = F.affine_grid(theta.to(images.device), list(images.shape), align_corners=False)
-    mode = "bilinear" if aug.rotate else "nearest"
     moved = F.grid_sample(images, grid, mode=mode, padding_mode="zeros", align_corners=False)
     return moved.reshape(x.shape)

@@ -7,7 +7,7 @@
 * ``mnist``, ``fashion-mnist``: the full sets from their IDX files, read from a local
   folder, or downloaded there (``download=True``) and checked against SHA-256.
 * ``concrete``, ``energy``, ``kin8nm``, ``naval``, ``power``, ``protein``, ``wine-red``,
-  ``yacht``: the UCI regression sets of the MC-dropout benchmark (:data:`UCI_SETS`), read
+  ``yacht``: the UCI regression sets of the MC-dropout benchmark (``UCI_SETS``), read
   from ``data.txt`` in the format of the benchmark's public code, or downloaded
   (``download=True``) and checked against SHA-256 (:func:`load_uci`); one seeded 90/10
   split, standardized.

@@ -2,7 +2,7 @@
 ensemble of Lakshminarayanan et al. 2017 beside it.
 
 One split: a seeded random 90/10 partition of the rows; inputs and targets standardized
-with the training part's statistics (:func:`~dropkit.app.experiments.data.standardized_regression`);
+with the training part's statistics (``standardized_regression`` of the data module);
 scores in the target's original units.
 
 MC dropout: one hidden layer of ReLU units with dropout on its input and its hidden layer,

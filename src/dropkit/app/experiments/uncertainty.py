@@ -41,6 +41,7 @@ from dropkit.app.experiments.report import (
     save_figure,
     write_report,
 )
+from dropkit.app.experiments.shift import rotated
 from dropkit.errors import UsageError
 from dropkit.inference.mc import mc_predict
 
@@ -66,8 +67,7 @@ def _ood_inputs(data: Dataset, n: int, seed: int) -> dict[str, torch.Tensor]:
     x = data.x_test[:n]
     out = {}
     if data.image_shape is not None:
-        c, h, w = data.image_shape
-        out["rotated 90°"] = torch.rot90(x.view(-1, c, h, w), 1, (2, 3)).reshape(x.shape)
+        out["rotated 90°"] = rotated(x, data.image_shape, 90)
     g = torch.Generator().manual_seed(seed)
     out["uniform noise"] = torch.rand(x.shape, generator=g) * x.max()
     return out

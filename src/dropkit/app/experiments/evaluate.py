@@ -1,0 +1,305 @@
+"""``dropkit evaluate``: how far to trust each method's uncertainty, in distribution,
+under dataset shift and out of distribution.
+
+Run::
+
+    dropkit evaluate --members 5 --samples 30 --out runs/evaluate
+
+Trains (or resumes, each in its own folder) one network with dropout and M networks
+without (seeds 0..M-1), all holding out the same validation split, then sets side by
+side the methods a practitioner chooses between: the dropout network with weight scaling
+(``deterministic``), with temperature scaling fitted on the validation split
+(``temperature``), with Monte Carlo dropout (``mc-dropout``, T passes) and with Monte
+Carlo dropout in its last dropout layer only (``mc-last-layer``), and the deep ensemble
+(``ensemble``). On the test digits, rotated 0-180 degrees, translated 0-14 pixels and
+corrupted at five intensities (Ovadia et al. 2019): accuracy, NLL, NLL after temperature
+scaling, Brier, ECE (equal-width and equal-mass bins), AURC and the AUROC of flagging the
+method's own errors by predictive entropy. Out of distribution (photograph crops, noise):
+AUROC, AUPR in and out and FPR at 95% TPR by max probability, predictive entropy and
+mutual information. Every rate and error is a fraction.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from dropkit import uncertainty as U
+from dropkit.app.experiments import shift as S
+from dropkit.app.experiments.data import Dataset
+from dropkit.app.experiments.engine import (
+    MC_STRATEGY,
+    RunOptions,
+    TrainConfig,
+    check_samples,
+    load_final,
+    predict,
+    train_seeds,
+    validation_split,
+)
+from dropkit.app.experiments.io import atomic_write_json, check_manifest
+from dropkit.app.experiments.report import plt, print_table, save_figure, write_report
+from dropkit.errors import UsageError
+from dropkit.inference.mc import mc_predict
+from dropkit.tools.rates import set_rate
+from dropkit.tools.sites import dropout_sites
+
+__all__ = ["run_evaluate", "METHODS", "conditions", "method_scores", "ood_scores"]
+
+METHODS = ("deterministic", "temperature", "mc-dropout", "mc-last-layer", "ensemble")
+VAL_FRACTION = 0.1  # the validation split temperature scaling is fitted on
+Predict = Callable[[Tensor], Tensor]  # inputs (N, F) -> probability samples (S, N, C)
+
+
+def conditions(data: Dataset, quick: bool, seed: int) -> dict[str, dict[float, Tensor]]:
+    """The test inputs under each shift, by kind and level (level 0: the clean digits)."""
+    x, shape = data.x_test, data.image_shape
+    assert shape is not None
+    g = torch.Generator().manual_seed(seed)
+    rotations = (0, 90, 180) if quick else S.ROTATIONS
+    translations = (0, 8, 14) if quick else S.TRANSLATIONS
+    intensities = (1, 5) if quick else (1, 2, 3, 4, 5)
+    out: dict[str, dict[float, Tensor]] = {
+        "rotate": {d: S.rotated(x, shape, d) if d else x for d in rotations},
+        "translate": {p: S.translated(x, shape, p) if p else x for p in translations},
+    }
+    for name in S.CORRUPTIONS:
+        out[name] = {0: x, **{i: S.corrupted(x, shape, name, i, g) for i in intensities}}
+    return out
+
+
+def _validation(config: TrainConfig, data: Dataset) -> tuple[Tensor, Tensor]:
+    """The validation split the runs held out (of the first ``train_size`` examples)."""
+    size = config.train_size if config.train_size is not None else len(data.x_train)
+    _, val = validation_split(size, VAL_FRACTION)
+    return data.x_train[val], data.y_train[val]
+
+
+def _last_layer_only(net: nn.Module, example: Tensor) -> nn.Module:
+    """A copy of ``net`` whose every dropout site but the last draws nothing."""
+    last_only = copy.deepcopy(net)
+    sites = dropout_sites(last_only, example_input=example)
+    set_rate(last_only, {s.name: 0.0 for s in sites[:-1]}, example_input=example)
+    return last_only
+
+
+def _predictors(configs: dict[str, TrainConfig], data: Dataset, out: Path, members: int,
+                samples: int, seed: int) -> tuple[dict[str, Predict], float]:
+    """Each method's predictor, and the temperature fitted on the validation split."""
+    net = load_final(configs["dropout"], data, out / "runs" / "dropout-seed0").eval()
+    nets = [load_final(configs["member"], data, out / "runs" / f"member-seed{k}").eval()
+            for k in range(members)]
+    x_val, y_val = _validation(configs["dropout"], data)
+    temperature = U.fit_temperature(predict(net, x_val), y_val)
+    last = _last_layer_only(net, data.x_test[:2]).eval()
+
+    def sampled(model: nn.Module) -> Predict:
+        def run(x: Tensor) -> Tensor:
+            g = torch.Generator().manual_seed(seed)
+            return mc_predict(model, x, samples, chunk_size=25, strategy=MC_STRATEGY,
+                              generator=g).softmax(-1)
+        return run
+
+    return {
+        "deterministic": lambda x: predict(net, x).softmax(-1)[None],
+        "temperature": lambda x: (predict(net, x) / temperature).softmax(-1)[None],
+        "mc-dropout": sampled(net),
+        "mc-last-layer": sampled(last),
+        "ensemble": lambda x: torch.stack([predict(m, x).softmax(-1) for m in nets]),
+    }, temperature
+
+
+def method_scores(probs: Tensor, y: Tensor, val_probs: Tensor, val_y: Tensor
+                  ) -> dict[str, float]:
+    """The in-distribution and shift measures of probability samples (S, N, C)."""
+    mean = probs.mean(0).double()
+    errors = mean.argmax(-1) != y
+    entropy = U.predictive_entropy(probs.double())
+    tiny = torch.finfo(torch.float64).tiny
+    calibrated = U.calibrated_nll(val_probs.mean(0).double().clamp_min(tiny).log(), val_y,
+                                  mean.clamp_min(tiny).log(), y)
+    flagged = (U.auroc(entropy, errors) if 0 < int(errors.sum()) < len(errors)
+               else float("nan"))
+    return {"accuracy": 1 - float(errors.double().mean()), "nll": float(U.nll(mean, y)),
+            "calibrated_nll": calibrated, "brier": float(U.brier(mean, y)),
+            "ece": U.ece(mean, y).ece, "ece_mass": U.ece(mean, y, binning="mass").ece,
+            "aurc": U.aurc(entropy, errors), "error_auroc": flagged}
+
+
+def _uncertainties(probs: Tensor) -> dict[str, Tensor]:
+    p = probs.double()
+    out = {"max probability": 1 - p.mean(0).max(-1).values,
+           "entropy": U.predictive_entropy(p)}
+    if probs.shape[0] > 1:
+        out["mutual information"] = U.mutual_information(p)
+    return out
+
+
+def ood_scores(predictors: dict[str, Predict], x_in: Tensor, sets: dict[str, Tensor]
+               ) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
+    """method -> OOD set -> uncertainty score -> detection measures."""
+    out: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
+    for method, run in predictors.items():
+        inside = _uncertainties(run(x_in))
+        out[method] = {}
+        for name, x in sets.items():
+            outside = _uncertainties(run(x))
+            out[method][name] = {score: asdict(U.detection(inside[score], outside[score]))
+                                 for score in inside}
+    return out
+
+
+def _shift_results(predictors: dict[str, Predict], config: TrainConfig, data: Dataset,
+                   quick: bool, seed: int) -> tuple[dict[str, Any], dict[str, float]]:
+    """method -> shift kind -> level -> measures, and each method's prediction seconds
+    on the clean test set."""
+    x_val, y_val = _validation(config, data)
+    results: dict[str, Any] = {m: {} for m in predictors}
+    seconds = {}
+    for method, run in predictors.items():
+        val_probs = run(x_val)
+        start = time.perf_counter()
+        run(data.x_test)
+        seconds[method] = time.perf_counter() - start
+        for kind, levels in conditions(data, quick, seed).items():
+            results[method][kind] = {str(level): method_scores(run(x), data.y_test, val_probs,
+                                                               y_val)
+                                     for level, x in levels.items()}
+    return results, seconds
+
+
+def _figures(shift: dict[str, Any], ood_probs: dict[str, dict[str, Tensor]], out: Path
+             ) -> list[tuple[Path, str]]:
+    """Measures against rotation and translation per method (Ovadia et al. Fig. 1), and
+    predictive entropy in vs out of distribution per method (Lakshminarayanan et al.)."""
+    figures = []
+    for kind in ("rotate", "translate"):
+        fig, axes = plt().subplots(1, 4, figsize=(14, 3.2))
+        for ax, key in zip(axes, ("accuracy", "nll", "brier", "ece"), strict=True):
+            for method, kinds in shift.items():
+                levels = kinds[kind]
+                ax.plot([float(v) for v in levels], [levels[v][key] for v in levels],
+                        marker="o", ms=3, label=method)
+            ax.set_xlabel("degrees" if kind == "rotate" else "pixels")
+            ax.set_title(key)
+        axes[0].legend(fontsize=7)
+        figures.append((save_figure(fig, out / f"{kind}.png"),
+                        f"Measures against {kind} per method"))
+    fig, axes = plt().subplots(1, len(ood_probs), figsize=(3.2 * len(ood_probs), 3))
+    for ax, (method, sets) in zip(axes, ood_probs.items(), strict=True):
+        for name, probs in sets.items():
+            ax.hist(U.predictive_entropy(probs.double()).numpy(), bins=30, alpha=0.5,
+                    density=True, label=name)
+        ax.set_title(method)
+    axes[0].legend(fontsize=7)
+    figures.append((save_figure(fig, out / "entropy.png"),
+                    "Predictive entropy on test digits and out-of-distribution inputs"))
+    return figures
+
+
+def _open(options: RunOptions, members: int, samples: int, dropout: float,
+          input_dropout: float, seed: int) -> tuple[dict[str, TrainConfig], Path, Dataset]:
+    """The configurations, folder and data, every check made before any training."""
+    for name, value, least in (("members", members, 2), ("samples", samples, 2),
+                               ("seed", seed, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise UsageError(f"evaluate: expected `{name}` to be an int >= {least}, got "
+                             f"{name}={value!r}", name)
+    fraction = options.overrides.get("val_fraction", VAL_FRACTION)
+    if fraction != VAL_FRACTION:
+        raise UsageError(f"evaluate: `val_fraction` is fixed at {VAL_FRACTION} (the split "
+                         f"temperature scaling is fitted on), got {fraction}", "val_fraction")
+    options.config(20, dropout=dropout, input_dropout=input_dropout).validate()
+    base, out, data = options.prepare(20, "runs/evaluate", dropout=0.0, input_dropout=0.0,
+                                      val_fraction=VAL_FRACTION)
+    if data.image_shape is None or data.task != "classification":
+        raise UsageError(f"evaluate: `dataset` must be a set of images to classify, "
+                         f"{base.dataset!r} is not", "dataset")
+    configs = {"member": base,
+               "dropout": replace(base, dropout=dropout, input_dropout=input_dropout)}
+    check_samples(configs["dropout"], data, "evaluate")
+    check_manifest(out, "evaluate", {**asdict(base), "members": members, "samples": samples,
+                                     "dropout": dropout, "input_dropout": input_dropout})
+    return configs, out, data
+
+
+def _table(shift: dict[str, Any], ood: dict[str, Any], seconds: dict[str, float]
+           ) -> tuple[list[str], list[list[str]]]:
+    """The headline table: in distribution, at the largest rotation, and OOD AUROC."""
+    header = ["method", "accuracy", "NLL", "NLL (T-scaled)", "ECE", "ECE (mass)", "AURC",
+              "ECE at 180°", "OOD AUROC (photos)", "predict s"]
+    rows = []
+    for method, kinds in shift.items():
+        clean = kinds["rotate"]["0"]
+        far = kinds["rotate"][max(kinds["rotate"], key=float)]
+        photos = ood[method]["photographs"]["entropy"]["auroc"]
+        rows.append([method, f"{clean['accuracy']:.4f}", f"{clean['nll']:.4f}",
+                     f"{clean['calibrated_nll']:.4f}", f"{clean['ece']:.4f}",
+                     f"{clean['ece_mass']:.4f}", f"{clean['aurc']:.4f}", f"{far['ece']:.4f}",
+                     f"{photos:.3f}", f"{seconds[method]:.2f}"])
+    return header, rows
+
+
+def _reading(shift: dict[str, Any], ood: dict[str, Any]) -> list[str]:
+    def at(method: str, kind: str, key: str, far: bool) -> float:
+        levels = shift[method][kind]
+        return levels[max(levels, key=float) if far else "0"][key]
+
+    calm = min(shift, key=lambda m: at(m, "rotate", "ece", False))
+    rough = min(shift, key=lambda m: at(m, "rotate", "brier", True))
+    ood_best = max(ood, key=lambda m: ood[m]["photographs"]["entropy"]["auroc"])
+    return [f"Lowest ECE on the clean test digits: {calm}; lowest Brier score at the "
+            f"largest rotation: {rough}; best at flagging photographs by entropy: "
+            f"{ood_best}. Every number is a fraction (0.05 is 5 points)."]
+
+
+def run_evaluate(options: RunOptions | None = None, *, members: int = 5, samples: int = 30,
+                 dropout: float = 0.5, input_dropout: float = 0.2, quick: bool = False,
+                 seed: int = 0) -> dict[str, Any]:
+    """Train (resumably) the dropout network and the ensemble, then measure every method
+    in distribution, under shift and out of distribution; write ``results.json``, the
+    figures and ``report.html``. ``quick``: three rotations and translations, two
+    intensities, 200 inputs per out-of-distribution set (the CLI's ``--quick`` also
+    shortens training)."""
+    options = options if options is not None else RunOptions()
+    log = options.log
+    configs, out, data = _open(options, members, samples, dropout, input_dropout, seed)
+    log(f"dropkit evaluate: {data.name}, {configs['member'].model}, {members} members, "
+        f"T = {samples}, {configs['member'].epochs} epochs -> {out}")
+    histories = train_seeds({"member": configs["member"]}, members, out, data=data,
+                            progress=options.progress, log=log)
+    histories.update(train_seeds({"dropout": configs["dropout"]}, 1, out, data=data,
+                                 progress=options.progress, log=log))
+    predictors, temperature = _predictors(configs, data, out, members, samples, seed)
+    shift, seconds = _shift_results(predictors, configs["dropout"], data, quick, seed)
+    n = 200 if quick else len(data.x_test)
+    g = torch.Generator().manual_seed(seed + 1)
+    assert data.image_shape is not None
+    sets = {"photographs": S.natural_patches(n, data.image_shape, g),
+            "noise": S.noise_images(n, data.image_shape, g)}
+    ood = ood_scores(predictors, data.x_test[:n], sets)
+    header, rows = _table(shift, ood, seconds)
+    print_table(header, rows, log)
+    reading = _reading(shift, ood)
+    ood_probs = {m: {"test digits": run(data.x_test[:n]), **{k: run(x) for k, x in sets.items()}}
+                 for m, run in predictors.items()}
+    figures = _figures(shift, ood_probs, out)
+    train_seconds = {k: sum(r["seconds"] for h in v for r in h) for k, v in histories.items()}
+    settings = {**asdict(configs["member"]), "members": members, "samples": samples,
+                "dropout": dropout, "input_dropout": input_dropout, "quick": quick}
+    payload = {"settings": settings, "temperature": temperature, "shift": shift, "ood": ood,
+               "predict_seconds": seconds, "train_seconds": train_seconds,
+               "reading": reading}
+    atomic_write_json(out / "results.json", payload)
+    report = write_report(out / "report.html", f"dropkit evaluate on {data.name}", reading,
+                          [(header, rows)], figures, settings)
+    log(reading[0])
+    log(f"report: {report}")
+    return payload
