@@ -89,5 +89,8 @@ def test_a_quick_run_end_to_end_and_resumed(tmp_path, capsys) -> None:
     for name in ("rotate.png", "translate.png", "entropy.png", "report.html"):
         assert (tmp_path / "ev" / name).stat().st_size > 0
     assert "starting a new run" in first
-    assert main(argv) == 0  # resumed: every network is trained already
+    held = results["held_out"]["ensemble"]  # trained on digits 0-4, flagging 5-9
+    assert set(held) == {"auroc", "aupr_in", "aupr_out", "fpr95"}
+    assert (tmp_path / "ev" / "held-out" / "runs" / "member-seed1").is_dir()
+    assert main([*argv, "--no-held-out"]) == 0  # resumed: every network is trained already
     assert "starting a new run" not in capsys.readouterr().out

@@ -25,7 +25,8 @@ def test_list_has_one_line_per_claim(capsys) -> None:
         "uci-boston", "variance-shift", "dropconnect", "spatial", "early-dropout",
         "variational-rnn", "early-stopping", "augmentation", "ensemble-vs-dropout",
         "active-learning",
-        "batchbald", "r-drop", "layerdrop", "uci-regression"]
+        "batchbald", "r-drop", "layerdrop", "uci-regression", "shift-calibration",
+        "temperature-scaling-shift", "ood-detection", "misclassification-detection"]
 
 
 def test_quick_run_of_the_fast_claims(tmp_path) -> None:
@@ -182,3 +183,12 @@ def test_quick_run_of_the_uci_regression_claim(tmp_path) -> None:
     page = docs.read_text()
     assert "| yacht | 2 |" in page and "| energy | 2 |" in page
     assert open(result.figure, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_hanley_mcneil_at_chance_is_the_mann_whitney_variance() -> None:
+    from dropkit.app.experiments.reproduce.trust import hanley_mcneil
+
+    for n1, n2 in ((10, 30), (200, 150)):
+        exact = ((n1 + n2 + 1) / (12 * n1 * n2)) ** 0.5
+        assert hanley_mcneil(0.5, n1, n2) == pytest.approx(exact, rel=1e-12)
+    assert hanley_mcneil(1.0, 10, 10) == 0.0

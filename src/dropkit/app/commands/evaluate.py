@@ -22,6 +22,11 @@ def add(commands: Any) -> None:
     ev.add_argument("--members", type=int, default=5, help="ensemble members M (default: 5)")
     ev.add_argument("--samples", type=int, default=30, help="Monte Carlo samples T (30)")
     ev.add_argument("--seed", type=int, default=0, help="seed of the samples and shifts (0)")
+    ev.add_argument("--no-held-out", action="store_true",
+                    help="skip the held-out-class protocol (train on digits 0-4, flag 5-9)")
+    ev.add_argument("--fashion-root", default=None, metavar="DIR",
+                    help="a folder of Fashion-MNIST's IDX files: one more "
+                    "out-of-distribution set")
     ev.add_argument("--quick", action="store_true",
                     help="three rotations and translations, two intensities, 200 "
                     "out-of-distribution inputs (with --epochs 2 --train-size 1000: a "
@@ -33,4 +38,5 @@ def run(args: argparse.Namespace) -> None:
 
     run_evaluate(options(args), members=args.members, samples=args.samples,
                  dropout=args.dropout, input_dropout=args.input_dropout, quick=args.quick,
-                 seed=args.seed)
+                 seed=args.seed, held_out_classes=not args.no_held_out,
+                 fashion_root=args.fashion_root)

@@ -51,7 +51,8 @@ from dropkit.inference.mc import mc_predict
 from dropkit.tools.rates import set_rate
 from dropkit.tools.sites import dropout_sites
 
-__all__ = ["run_evaluate", "METHODS", "conditions", "method_scores", "ood_scores"]
+__all__ = ["run_evaluate", "METHODS", "conditions", "method_scores", "ood_scores",
+           "predictors", "held_out", "HELD_OUT"]
 
 METHODS = ("deterministic", "temperature", "mc-dropout", "mc-last-layer", "ensemble")
 VAL_FRACTION = 0.1  # the validation split temperature scaling is fitted on
@@ -90,9 +91,10 @@ def _last_layer_only(net: nn.Module, example: Tensor) -> nn.Module:
     return last_only
 
 
-def _predictors(configs: dict[str, TrainConfig], data: Dataset, out: Path, members: int,
+def predictors(configs: dict[str, TrainConfig], data: Dataset, out: Path, members: int,
                 samples: int, seed: int) -> tuple[dict[str, Predict], float]:
-    """Each method's predictor, and the temperature fitted on the validation split."""
+    """Each method's predictor (inputs -> probability samples (S, N, C)) from the runs
+    trained in ``out``, and the temperature fitted on the validation split."""
     net = load_final(configs["dropout"], data, out / "runs" / "dropout-seed0").eval()
     nets = [load_final(configs["member"], data, out / "runs" / f"member-seed{k}").eval()
             for k in range(members)]
@@ -175,8 +177,35 @@ def _shift_results(predictors: dict[str, Predict], config: TrainConfig, data: Da
     return results, seconds
 
 
-def _figures(shift: dict[str, Any], ood_probs: dict[str, dict[str, Tensor]], out: Path
-             ) -> list[tuple[Path, str]]:
+HELD_OUT = 5  # the held-out-class protocol trains on digits 0..4; 5..9 are out
+
+
+def held_out(configs: dict[str, TrainConfig], data: Dataset, out: Path, members: int,
+             samples: int, seed: int, options: RunOptions) -> dict[str, dict[str, float]]:
+    """The held-out-class protocol: the same methods trained (resumably, in
+    ``out/held-out``) on the digits below :data:`HELD_OUT` alone, asked to flag the test
+    digits of the other classes against their own classes' (AUROC etc. by entropy)."""
+    keep, keep_test = data.y_train < HELD_OUT, data.y_test < HELD_OUT
+    sub = replace(data, x_train=data.x_train[keep], y_train=data.y_train[keep],
+                  x_test=data.x_test[keep_test], y_test=data.y_test[keep_test],
+                  n_classes=HELD_OUT)
+    size = int(keep.sum())
+    trimmed = {k: replace(c, train_size=None if c.train_size is None else
+                          min(c.train_size, size)) for k, c in configs.items()}
+    folder = out / "held-out"
+    train_seeds({"member": trimmed["member"]}, members, folder, data=sub,
+                progress=options.progress, log=options.log)
+    train_seeds({"dropout": trimmed["dropout"]}, 1, folder, data=sub,
+                progress=options.progress, log=options.log)
+    runs, _ = predictors(trimmed, sub, folder, members, samples, seed)
+    unseen = data.x_test[~keep_test]
+    return {m: asdict(U.detection(U.predictive_entropy(run(sub.x_test).double()),
+                                  U.predictive_entropy(run(unseen).double())))
+            for m, run in runs.items()}
+
+
+def _figures(shift: dict[str, Any], ood_probs: dict[str, dict[str, Tensor]], labels: Tensor,
+             out: Path) -> list[tuple[Path, str]]:
     """Measures against rotation and translation per method (Ovadia et al. Fig. 1), and
     predictive entropy in vs out of distribution per method (Lakshminarayanan et al.)."""
     figures = []
@@ -201,10 +230,21 @@ def _figures(shift: dict[str, Any], ood_probs: dict[str, dict[str, Tensor]], out
     axes[0].legend(fontsize=7)
     figures.append((save_figure(fig, out / "entropy.png"),
                     "Predictive entropy on test digits and out-of-distribution inputs"))
+    fig, ax = plt().subplots(figsize=(5.5, 3.6))
+    for method, sets in ood_probs.items():
+        probs = sets["test digits"]
+        curve = U.risk_coverage(U.predictive_entropy(probs.double()),
+                                probs.mean(0).argmax(-1) != labels)
+        ax.plot(curve.coverage.numpy(), curve.risk.numpy(), label=method)
+    ax.set_xlabel("coverage (answered, least uncertain first)")
+    ax.set_ylabel("risk (error among answered)")
+    ax.legend(fontsize=7)
+    figures.append((save_figure(fig, out / "risk-coverage.png"),
+                    "Selective prediction: risk against coverage on the test digits"))
     return figures
 
 
-def _open(options: RunOptions, members: int, samples: int, dropout: float,
+def open_run(options: RunOptions, members: int, samples: int, dropout: float,
           input_dropout: float, seed: int) -> tuple[dict[str, TrainConfig], Path, Dataset]:
     """The configurations, folder and data, every check made before any training."""
     for name, value, least in (("members", members, 2), ("samples", samples, 2),
@@ -260,43 +300,65 @@ def _reading(shift: dict[str, Any], ood: dict[str, Any]) -> list[str]:
             f"{ood_best}. Every number is a fraction (0.05 is 5 points)."]
 
 
+def _ood_sets(data: Dataset, n: int, seed: int, fashion_root: str | None
+              ) -> dict[str, Tensor]:
+    """The out-of-distribution inputs: photograph crops, noise, and Fashion-MNIST's test
+    images when ``fashion_root`` holds its IDX files."""
+    assert data.image_shape is not None
+    g = torch.Generator().manual_seed(seed + 1)
+    sets = {"photographs": S.natural_patches(n, data.image_shape, g),
+            "noise": S.noise_images(n, data.image_shape, g)}
+    if fashion_root is not None:
+        from dropkit.app.experiments.data import load_dataset
+
+        fashion = load_dataset("fashion-mnist", root=fashion_root)
+        if fashion.x_test.shape[1:] != data.x_test.shape[1:]:
+            raise UsageError(f"evaluate: Fashion-MNIST's images do not fit {data.name}'s "
+                             f"inputs {tuple(data.x_test.shape[1:])}", "fashion_root")
+        sets["fashion-mnist"] = fashion.x_test[:n]
+    return sets
+
+
 def run_evaluate(options: RunOptions | None = None, *, members: int = 5, samples: int = 30,
                  dropout: float = 0.5, input_dropout: float = 0.2, quick: bool = False,
-                 seed: int = 0) -> dict[str, Any]:
+                 seed: int = 0, held_out_classes: bool = True,
+                 fashion_root: str | None = None) -> dict[str, Any]:
     """Train (resumably) the dropout network and the ensemble, then measure every method
     in distribution, under shift and out of distribution; write ``results.json``, the
     figures and ``report.html``. ``quick``: three rotations and translations, two
     intensities, 200 inputs per out-of-distribution set (the CLI's ``--quick`` also
-    shortens training)."""
+    shortens training). ``held_out_classes``: also train on digits 0-4 alone and flag
+    5-9 (:func:`held_out`); ``fashion_root``: a folder of Fashion-MNIST's IDX files, an
+    out-of-distribution set."""
     options = options if options is not None else RunOptions()
     log = options.log
-    configs, out, data = _open(options, members, samples, dropout, input_dropout, seed)
+    configs, out, data = open_run(options, members, samples, dropout, input_dropout, seed)
+    sets = _ood_sets(data, 200 if quick else len(data.x_test), seed, fashion_root)
     log(f"dropkit evaluate: {data.name}, {configs['member'].model}, {members} members, "
         f"T = {samples}, {configs['member'].epochs} epochs -> {out}")
     histories = train_seeds({"member": configs["member"]}, members, out, data=data,
                             progress=options.progress, log=log)
     histories.update(train_seeds({"dropout": configs["dropout"]}, 1, out, data=data,
                                  progress=options.progress, log=log))
-    predictors, temperature = _predictors(configs, data, out, members, samples, seed)
-    shift, seconds = _shift_results(predictors, configs["dropout"], data, quick, seed)
-    n = 200 if quick else len(data.x_test)
-    g = torch.Generator().manual_seed(seed + 1)
-    assert data.image_shape is not None
-    sets = {"photographs": S.natural_patches(n, data.image_shape, g),
-            "noise": S.noise_images(n, data.image_shape, g)}
-    ood = ood_scores(predictors, data.x_test[:n], sets)
+    runs, temperature = predictors(configs, data, out, members, samples, seed)
+    shift, seconds = _shift_results(runs, configs["dropout"], data, quick, seed)
+    n = min(len(x) for x in sets.values())
+    ood = ood_scores(runs, data.x_test[:n], sets)
+    unseen = held_out(configs, data, out, members, samples, seed, options) \
+        if held_out_classes else None
     header, rows = _table(shift, ood, seconds)
     print_table(header, rows, log)
     reading = _reading(shift, ood)
     ood_probs = {m: {"test digits": run(data.x_test[:n]), **{k: run(x) for k, x in sets.items()}}
-                 for m, run in predictors.items()}
-    figures = _figures(shift, ood_probs, out)
-    train_seconds = {k: sum(r["seconds"] for h in v for r in h) for k, v in histories.items()}
+                 for m, run in runs.items()}
+    figures = _figures(shift, ood_probs, data.y_test[:n], out)
     settings = {**asdict(configs["member"]), "members": members, "samples": samples,
-                "dropout": dropout, "input_dropout": input_dropout, "quick": quick}
+                "dropout": dropout, "input_dropout": input_dropout, "quick": quick,
+                "held_out_classes": held_out_classes, "fashion_root": fashion_root}
     payload = {"settings": settings, "temperature": temperature, "shift": shift, "ood": ood,
-               "predict_seconds": seconds, "train_seconds": train_seconds,
-               "reading": reading}
+               "held_out": unseen, "predict_seconds": seconds,
+               "train_seconds": {k: sum(r["seconds"] for h in v for r in h)
+                                 for k, v in histories.items()}, "reading": reading}
     atomic_write_json(out / "results.json", payload)
     report = write_report(out / "report.html", f"dropkit evaluate on {data.name}", reading,
                           [(header, rows)], figures, settings)

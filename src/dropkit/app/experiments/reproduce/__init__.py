@@ -48,6 +48,7 @@ from dropkit.app.experiments.reproduce import active_learning  # noqa: F401 - tw
 from dropkit.app.experiments.reproduce import rdrop  # noqa: F401
 from dropkit.app.experiments.reproduce import layerdrop  # noqa: F401
 from dropkit.app.experiments.reproduce import uci_regression  # noqa: F401
+from dropkit.app.experiments.reproduce import trust  # noqa: F401 - four claims
 # isort: on
 from dropkit.app.experiments.reproduce.docs import write_docs
 from dropkit.app.experiments.reproduce.registry import (
