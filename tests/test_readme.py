@@ -113,6 +113,12 @@ def _context(first_line: str, tmp: Path) -> dict[str, object]:
         return _trainer_context(tmp)
     if first_line.startswith("from transformers import"):
         return {"dropkit": dropkit, "torch": torch}
+    if first_line.startswith("from dropkit import uncertainty as U"):
+        g = torch.Generator().manual_seed(0)
+        logits = torch.randn(30, 64, 10, generator=g)
+        return {"samples": logits.softmax(-1), "y": torch.randint(0, 10, (64,), generator=g),
+                "samples_ood": (torch.randn(30, 32, 10, generator=g) * 0.3).softmax(-1),
+                "val_logits": logits[0] * 3, "val_y": logits[0].argmax(-1)}
     if first_line.startswith("dropkit.find_dropout"):
         model = _head_model()
 

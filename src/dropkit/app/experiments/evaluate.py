@@ -183,7 +183,7 @@ HELD_OUT = 5  # the held-out-class protocol trains on digits 0..4; 5..9 are out
 def held_out(configs: dict[str, TrainConfig], data: Dataset, out: Path, members: int,
              samples: int, seed: int, options: RunOptions) -> dict[str, dict[str, float]]:
     """The held-out-class protocol: the same methods trained (resumably, in
-    ``out/held-out``) on the digits below :data:`HELD_OUT` alone, asked to flag the test
+    ``out/held-out``) on the digits below ``HELD_OUT`` alone, asked to flag the test
     digits of the other classes against their own classes' (AUROC etc. by entropy)."""
     keep, keep_test = data.y_train < HELD_OUT, data.y_test < HELD_OUT
     sub = replace(data, x_train=data.x_train[keep], y_train=data.y_train[keep],

@@ -52,8 +52,10 @@ def write_docs(out: Path, docs: Path) -> Path:
         "which of the two networks got it wrong, averaged over seeds), which cancels the "
         "examples both get wrong; it is reported beside the verdict and does not change it. "
         "Rerun everything with `dropkit reproduce` "
-        "(about 80 minutes on 2 cores from scratch; finished runs are reused) or "
-        "`dropkit reproduce --quick` (about 3 minutes).",
+        "(about 2 hours 25 minutes on 2 cores from scratch, an hour of it `uci-regression`, "
+        "which needs the UCI sets in `$DROPKIT_DATA/uci`; finished runs are reused), a few "
+        "claims with `dropkit reproduce CLAIM ... --docs docs/REPRODUCTIONS.md` (the "
+        "others' sections are kept), or `dropkit reproduce --quick` (about 5 minutes).",
         "",
         "| claim | mode | verdict |",
         "|---|---|---|",
