@@ -91,6 +91,19 @@ class TestTemperature:
             float(torch.nn.functional.cross_entropy(logits * 4 / t, targets)))
 
 
+def test_the_scaled_model_divides_its_logits_and_keeps_its_classes() -> None:
+    from dropkit.app.models import MLPWithDropout
+
+    net = MLPWithDropout(784, 16, 10).eval()
+    x = torch.rand(5, 784)
+    scaled = U.TemperatureScaled(net, 2.5).eval()
+    assert torch.allclose(scaled(x), net(x) / 2.5)
+    assert torch.equal(scaled(x).argmax(-1), net(x).argmax(-1))
+    for bad in (0.0, -1.0, float("inf"), float("nan"), True):
+        with pytest.raises(UsageError, match="`temperature` to be a finite number > 0"):
+            U.TemperatureScaled(net, bad)
+
+
 @pytest.mark.parametrize("call, message", [
     (lambda: U.ece(torch.ones(3, 2) / 2, torch.zeros(3, dtype=torch.long), binning="x"),
      r"`binning` to be one of \('width', 'mass'\)"),

@@ -9,6 +9,7 @@ Run::
     dropkit uncertainty                    # MC dropout: calibration, OOD, error vs samples
     dropkit ensemble --members 5           # a deep ensemble beside one dropout network
     dropkit active --acquisition bald random   # active learning: test error against labels
+    dropkit evaluate                       # trust in uncertainty: shift, OOD, selective prediction
     torchrun --nproc_per_node=2 -m dropkit train --out runs/ddp
 
 Each command is a module of :mod:`dropkit.app.commands`. Bad arguments exit with status 2

@@ -9,16 +9,18 @@ Papers: Guo et al. 2017 (ECE, reliability diagrams, temperature scaling); Nixon 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from dropkit._checks import check_int
 from dropkit.errors import UsageError
 
 __all__ = ["Calibration", "ece", "classwise_ece", "fit_temperature", "calibrated_nll",
-           "BINNINGS"]
+           "TemperatureScaled", "BINNINGS"]
 
 BINNINGS = ("width", "mass")
 
@@ -136,3 +138,21 @@ def calibrated_nll(val_logits: Tensor, val_targets: Tensor, logits: Tensor,
     t = fit_temperature(val_logits, val_targets)
     flat = logits.detach().double().reshape(-1, logits.shape[-1])
     return float(torch.nn.functional.cross_entropy(flat / t, targets.reshape(-1)))
+
+
+class TemperatureScaled(nn.Module):
+    """``model`` with its logits divided by ``temperature`` (from :func:`fit_temperature`):
+    the calibrated network to predict, sample or export with. Its predicted classes are
+    the model's."""
+
+    def __init__(self, model: nn.Module, temperature: float) -> None:
+        super().__init__()
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or \
+                not 0 < temperature < math.inf:
+            raise UsageError(f"TemperatureScaled: expected `temperature` to be a finite "
+                             f"number > 0, got temperature={temperature!r}")
+        self.model = model
+        self.temperature = float(temperature)
+
+    def forward(self, *args: Any, **kwargs: Any) -> Tensor:
+        return self.model(*args, **kwargs) / self.temperature

@@ -25,6 +25,7 @@ from torch import Tensor
 from dropkit.errors import UsageError
 from dropkit.inference.calibration import (
     Calibration,
+    TemperatureScaled,
     _check_targets,
     calibrated_nll,
     classwise_ece,
@@ -51,6 +52,7 @@ __all__ = [
     "Calibration",
     "classwise_ece",
     "fit_temperature",
+    "TemperatureScaled",
     "calibrated_nll",
     "auroc",
     "aupr",

@@ -101,6 +101,7 @@ def predictors(configs: dict[str, TrainConfig], data: Dataset, out: Path, member
     x_val, y_val = _validation(configs["dropout"], data)
     temperature = U.fit_temperature(predict(net, x_val), y_val)
     last = _last_layer_only(net, data.x_test[:2]).eval()
+    scaled = U.TemperatureScaled(net, temperature).eval()
 
     def sampled(model: nn.Module) -> Predict:
         def run(x: Tensor) -> Tensor:
@@ -111,7 +112,7 @@ def predictors(configs: dict[str, TrainConfig], data: Dataset, out: Path, member
 
     return {
         "deterministic": lambda x: predict(net, x).softmax(-1)[None],
-        "temperature": lambda x: (predict(net, x) / temperature).softmax(-1)[None],
+        "temperature": lambda x: predict(scaled, x).softmax(-1)[None],
         "mc-dropout": sampled(net),
         "mc-last-layer": sampled(last),
         "ensemble": lambda x: torch.stack([predict(m, x).softmax(-1) for m in nets]),
@@ -209,14 +210,14 @@ def _figures(shift: dict[str, Any], ood_probs: dict[str, dict[str, Tensor]], lab
     """Measures against rotation and translation per method (Ovadia et al. Fig. 1), and
     predictive entropy in vs out of distribution per method (Lakshminarayanan et al.)."""
     figures = []
-    for kind in ("rotate", "translate"):
+    for kind in next(iter(shift.values())):  # rotate, translate, each corruption
         fig, axes = plt().subplots(1, 4, figsize=(14, 3.2))
         for ax, key in zip(axes, ("accuracy", "nll", "brier", "ece"), strict=True):
             for method, kinds in shift.items():
                 levels = kinds[kind]
                 ax.plot([float(v) for v in levels], [levels[v][key] for v in levels],
                         marker="o", ms=3, label=method)
-            ax.set_xlabel("degrees" if kind == "rotate" else "pixels")
+            ax.set_xlabel({"rotate": "degrees", "translate": "pixels"}.get(kind, "intensity"))
             ax.set_title(key)
         axes[0].legend(fontsize=7)
         figures.append((save_figure(fig, out / f"{kind}.png"),
