@@ -18,7 +18,7 @@ from dropkit.tools.sites import dropout_sites
 def test_method_scores_of_a_certain_and_right_predictor() -> None:
     y = torch.tensor([0, 1, 2, 1])
     probs = torch.nn.functional.one_hot(y, 3).double()[None] * 0.97 + 0.01
-    scores = E.method_scores(probs, y, probs, y)
+    scores = E.method_scores(probs, y, E.temperature_of(probs, y))
     assert scores["accuracy"] == 1.0 and scores["aurc"] == 0.0
     assert math.isnan(scores["error_auroc"])  # no error to flag
     assert scores["nll"] == pytest.approx(-math.log(0.98))
@@ -33,9 +33,9 @@ def test_ood_scores_compare_every_method_and_score() -> None:
         return torch.full((2, len(x), 3), 1 / 3)
 
     x_in, x_out = torch.zeros(5, 2), torch.ones(7, 2)
-    predictors = {"a": lambda x: certain(x) if x.sum() == 0 else confused(x)[:1],
-                  "b": lambda x: certain(x).expand(2, -1, -1) if x.sum() == 0 else confused(x)}
-    out = E.ood_scores(predictors, x_in, {"far": x_out})
+    probs = {"a": {"test digits": certain(x_in), "far": confused(x_out)[:1]},
+             "b": {"test digits": certain(x_in).expand(2, -1, -1), "far": confused(x_out)}}
+    out = E.ood_scores(probs)
     assert out["a"]["far"]["entropy"]["auroc"] == 1.0
     assert set(out["a"]["far"]) == {"max probability", "entropy"}
     assert set(out["b"]["far"]) == {"max probability", "entropy", "mutual information"}

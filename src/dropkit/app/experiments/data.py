@@ -279,7 +279,7 @@ def load_uci(name: str, root: str | os.PathLike[str] | None = None, *,
         raise UsageError(f"load_uci: expected `name` among {', '.join(UCI_SETS)}, got "
                          f"{name!r}", "dataset")
     spec = UCI_SETS[name]
-    folder = Path(root) if root is not None else data_home() / "uci" / spec.folder
+    folder = Path(root) if root is not None else _uci_home(spec)
     path = fetch_idx(name, folder, download=download, files={"data.txt": spec.sha256},
                      base_url=UCI_URL.format(folder=spec.folder))["data.txt"]
     table = np.loadtxt(path, ndmin=2)
@@ -289,10 +289,15 @@ def load_uci(name: str, root: str | os.PathLike[str] | None = None, *,
     return table[:, : spec.features], table[:, spec.target]
 
 
+def _uci_home(spec: UciSet) -> Path:
+    """The default folder of a UCI set's ``data.txt``: ``$DROPKIT_DATA/uci/<folder>``."""
+    return data_home() / "uci" / spec.folder
+
+
 def missing_uci() -> str | None:
     """Why the UCI sets cannot be read here (the first one missing), or None."""
     for spec in UCI_SETS.values():
-        path = data_home() / "uci" / spec.folder / "data.txt"
+        path = _uci_home(spec) / "data.txt"
         if not path.exists():
             return (f"{path} is missing: set DROPKIT_DATA to the folder that holds uci/ (see "
                     "dropkit.app.experiments.data.load_uci)")

@@ -38,7 +38,18 @@ from dropkit.app.experiments.report import print_table, reliability_diagram, wri
 from dropkit.errors import UsageError
 from dropkit.inference.mc import mc_predict
 
-__all__ = ["run_ensemble", "ensemble_probs", "scores", "predictions"]
+__all__ = ["run_ensemble", "ensemble_probs", "scores", "predictions", "train_all"]
+
+
+def train_all(configs: dict[str, TrainConfig], data: Dataset, out: Path, members: int,
+              options: RunOptions) -> dict[str, list[list[dict[str, Any]]]]:
+    """Train (or resume) the ensemble's members, seeds 0..members-1, and the dropout
+    network, seed 0, each in its own folder under ``out/runs``; their histories."""
+    histories = train_seeds({"member": configs["member"]}, members, out, data=data,
+                            progress=options.progress, log=options.log)
+    histories.update(train_seeds({"dropout": configs["dropout"]}, 1, out, data=data,
+                                 progress=options.progress, log=options.log))
+    return histories
 
 
 def ensemble_probs(models: list[nn.Module], x: Tensor) -> Tensor:
@@ -95,10 +106,7 @@ def run_ensemble(options: RunOptions | None = None, *, members: int = 5, dropout
                                      "input_dropout": input_dropout})
     log(f"dropkit ensemble: {base.dataset}, {base.model}, {members} members vs one dropout "
         f"network ({input_dropout:g} in / {dropout:g} hidden), {base.epochs} epochs -> {out}")
-    histories = train_seeds({"member": base}, members, out, data=data, progress=options.progress,
-                            log=log)
-    histories.update(train_seeds({"dropout": configs["dropout"]}, 1, out, data=data,
-                                 progress=options.progress, log=log))
+    histories = train_all(configs, data, out, members, options)
     y = data.y_test
     probs = predictions(configs, data, out, members)
     params = sum(p.numel() for p in load_final(base, data, out / "runs" / "member-seed0")

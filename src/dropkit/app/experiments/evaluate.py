@@ -41,9 +41,9 @@ from dropkit.app.experiments.engine import (
     check_samples,
     load_final,
     predict,
-    train_seeds,
     validation_split,
 )
+from dropkit.app.experiments.ensemble import train_all
 from dropkit.app.experiments.io import atomic_write_json, check_manifest
 from dropkit.app.experiments.report import plt, print_table, save_figure, write_report
 from dropkit.errors import UsageError
@@ -52,7 +52,7 @@ from dropkit.tools.rates import set_rate
 from dropkit.tools.sites import dropout_sites
 
 __all__ = ["run_evaluate", "METHODS", "conditions", "method_scores", "ood_scores",
-           "predictors", "held_out", "HELD_OUT"]
+           "predictors", "held_out", "HELD_OUT", "train_all", "open_run", "temperature_of"]
 
 METHODS = ("deterministic", "temperature", "mc-dropout", "mc-last-layer", "ensemble")
 VAL_FRACTION = 0.1  # the validation split temperature scaling is fitted on
@@ -119,15 +119,24 @@ def predictors(configs: dict[str, TrainConfig], data: Dataset, out: Path, member
     }, temperature
 
 
-def method_scores(probs: Tensor, y: Tensor, val_probs: Tensor, val_y: Tensor
-                  ) -> dict[str, float]:
-    """The in-distribution and shift measures of probability samples (S, N, C)."""
+def temperature_of(probs: Tensor, y: Tensor) -> float:
+    """The temperature that calibrates probability samples (S, N, C) on targets ``y``,
+    their mean's log taken as logits (:func:`dropkit.uncertainty.fit_temperature`)."""
+    return U.fit_temperature(_log(probs.mean(0)), y)
+
+
+def _log(p: Tensor) -> Tensor:
+    return p.double().clamp_min(torch.finfo(torch.float64).tiny).log()
+
+
+def method_scores(probs: Tensor, y: Tensor, temperature: float) -> dict[str, float]:
+    """The in-distribution and shift measures of probability samples (S, N, C);
+    ``temperature`` (:func:`temperature_of` on the validation split) gives the NLL after
+    temperature scaling."""
     mean = probs.mean(0).double()
     errors = mean.argmax(-1) != y
     entropy = U.predictive_entropy(probs.double())
-    tiny = torch.finfo(torch.float64).tiny
-    calibrated = U.calibrated_nll(val_probs.mean(0).double().clamp_min(tiny).log(), val_y,
-                                  mean.clamp_min(tiny).log(), y)
+    calibrated = float(torch.nn.functional.cross_entropy(_log(mean) / temperature, y))
     flagged = (U.auroc(entropy, errors) if 0 < int(errors.sum()) < len(errors)
                else float("nan"))
     return {"accuracy": 1 - float(errors.double().mean()), "nll": float(U.nll(mean, y)),
@@ -145,17 +154,21 @@ def _uncertainties(probs: Tensor) -> dict[str, Tensor]:
     return out
 
 
-def ood_scores(predictors: dict[str, Predict], x_in: Tensor, sets: dict[str, Tensor]
+def ood_scores(probs: dict[str, dict[str, Tensor]], inside: str = "test digits"
                ) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
-    """method -> OOD set -> uncertainty score -> detection measures."""
+    """method -> OOD set -> uncertainty score -> detection measures, from each method's
+    probability samples on the in-distribution inputs (``probs[method][inside]``) and on
+    each other set."""
     out: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
-    for method, run in predictors.items():
-        inside = _uncertainties(run(x_in))
+    for method, sets in probs.items():
+        ref = _uncertainties(sets[inside])
         out[method] = {}
-        for name, x in sets.items():
-            outside = _uncertainties(run(x))
-            out[method][name] = {score: asdict(U.detection(inside[score], outside[score]))
-                                 for score in inside}
+        for name, p in sets.items():
+            if name == inside:
+                continue
+            far = _uncertainties(p)
+            out[method][name] = {score: asdict(U.detection(ref[score], far[score]))
+                                 for score in ref}
     return out
 
 
@@ -164,17 +177,20 @@ def _shift_results(predictors: dict[str, Predict], config: TrainConfig, data: Da
     """method -> shift kind -> level -> measures, and each method's prediction seconds
     on the clean test set."""
     x_val, y_val = _validation(config, data)
+    shifted = conditions(data, quick, seed)
     results: dict[str, Any] = {m: {} for m in predictors}
     seconds = {}
     for method, run in predictors.items():
-        val_probs = run(x_val)
-        start = time.perf_counter()
-        run(data.x_test)
-        seconds[method] = time.perf_counter() - start
-        for kind, levels in conditions(data, quick, seed).items():
-            results[method][kind] = {str(level): method_scores(run(x), data.y_test, val_probs,
-                                                               y_val)
-                                     for level, x in levels.items()}
+        temperature = temperature_of(run(x_val), y_val)
+        for kind, levels in shifted.items():
+            results[method][kind] = {}
+            for level, x in levels.items():
+                start = time.perf_counter()
+                probs = run(x)
+                if kind == "rotate" and level == 0:  # the clean test set
+                    seconds[method] = time.perf_counter() - start
+                results[method][kind][str(level)] = method_scores(probs, data.y_test,
+                                                                  temperature)
     return results, seconds
 
 
@@ -194,10 +210,7 @@ def held_out(configs: dict[str, TrainConfig], data: Dataset, out: Path, members:
     trimmed = {k: replace(c, train_size=None if c.train_size is None else
                           min(c.train_size, size)) for k, c in configs.items()}
     folder = out / "held-out"
-    train_seeds({"member": trimmed["member"]}, members, folder, data=sub,
-                progress=options.progress, log=options.log)
-    train_seeds({"dropout": trimmed["dropout"]}, 1, folder, data=sub,
-                progress=options.progress, log=options.log)
+    train_all(trimmed, sub, folder, members, options)
     runs, _ = predictors(trimmed, sub, folder, members, samples, seed)
     unseen = data.x_test[~keep_test]
     return {m: asdict(U.detection(U.predictive_entropy(run(sub.x_test).double()),
@@ -337,21 +350,18 @@ def run_evaluate(options: RunOptions | None = None, *, members: int = 5, samples
     sets = _ood_sets(data, 200 if quick else len(data.x_test), seed, fashion_root)
     log(f"dropkit evaluate: {data.name}, {configs['member'].model}, {members} members, "
         f"T = {samples}, {configs['member'].epochs} epochs -> {out}")
-    histories = train_seeds({"member": configs["member"]}, members, out, data=data,
-                            progress=options.progress, log=log)
-    histories.update(train_seeds({"dropout": configs["dropout"]}, 1, out, data=data,
-                                 progress=options.progress, log=log))
+    histories = train_all(configs, data, out, members, options)
     runs, temperature = predictors(configs, data, out, members, samples, seed)
     shift, seconds = _shift_results(runs, configs["dropout"], data, quick, seed)
     n = min(len(x) for x in sets.values())
-    ood = ood_scores(runs, data.x_test[:n], sets)
+    ood_probs = {m: {"test digits": run(data.x_test[:n]), **{k: run(x) for k, x in sets.items()}}
+                 for m, run in runs.items()}
+    ood = ood_scores(ood_probs)
     unseen = held_out(configs, data, out, members, samples, seed, options) \
         if held_out_classes else None
     header, rows = _table(shift, ood, seconds)
     print_table(header, rows, log)
     reading = _reading(shift, ood)
-    ood_probs = {m: {"test digits": run(data.x_test[:n]), **{k: run(x) for k, x in sets.items()}}
-                 for m, run in runs.items()}
     figures = _figures(shift, ood_probs, data.y_test[:n], out)
     settings = {**asdict(configs["member"]), "members": members, "samples": samples,
                 "dropout": dropout, "input_dropout": input_dropout, "quick": quick,

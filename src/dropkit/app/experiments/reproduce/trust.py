@@ -22,7 +22,8 @@ from torch import Tensor
 from dropkit import uncertainty as U
 from dropkit.app.experiments import shift as S
 from dropkit.app.experiments.engine import RunOptions
-from dropkit.app.experiments.evaluate import open_run, predictors, run_evaluate
+from dropkit.app.experiments.ensemble import train_all
+from dropkit.app.experiments.evaluate import open_run, predictors
 from dropkit.app.experiments.report import plt, save_figure
 from dropkit.app.experiments.reproduce.registry import ClaimResult, Verdict, claim
 
@@ -39,19 +40,18 @@ def _settings(quick: bool) -> dict[str, Any]:
 @functools.lru_cache(maxsize=2)
 def _evaluation(quick: bool, folder: str) -> dict[str, Any]:
     """The shared run's predictors and per-example predictions (computed once a
-    process), after training it (resumable) through ``run_evaluate``."""
+    process), after training its networks (resumable) as ``dropkit evaluate`` does."""
     s = _settings(quick)
     options = RunOptions(epochs=s["epochs"], out=folder, progress=False,
                          log=lambda *_: None, overrides=s["overrides"])
-    payload = run_evaluate(options, members=s["members"], samples=s["samples"], quick=quick,
-                           held_out_classes=False)
     configs, out, data = open_run(options, s["members"], s["samples"], 0.5, 0.2, 0)
-    runs, _ = predictors(configs, data, out, s["members"], s["samples"], 0)
+    train_all(configs, data, out, s["members"], options)
+    runs, temperature = predictors(configs, data, out, s["members"], s["samples"], 0)
     angles = (0, 90, 180) if quick else (0, *FAR)
     assert data.image_shape is not None
     rotated = {a: runs_at(runs, S.rotated(data.x_test, data.image_shape, a) if a else
                           data.x_test) for a in angles}
-    return {"payload": payload, "data": data, "runs": runs, "rotated": rotated,
+    return {"temperature": temperature, "data": data, "runs": runs, "rotated": rotated,
             "far": [a for a in angles if a >= 60], "settings": s}
 
 
@@ -199,7 +199,7 @@ def temperature_scaling_shift(quick: bool, out: Path) -> ClaimResult:
     return ClaimResult(
         setting=_setting(e) + "; T fitted on the validation split by NLL",
         dropkit="; ".join(f"ECE {k}: {v:.4f}" for k, v in ece.items())
-        + f"; T = {e['payload']['temperature']:.3f}",
+        + f"; T = {e['temperature']:.3f}",
         published=("Ovadia et al. 2019, Sec. 4.1 and Fig. 2: temperature scaling gives good "
                    "calibration in distribution but its calibration degrades under shift "
                    "like the vanilla network's. Drawn as curves; a direction"),

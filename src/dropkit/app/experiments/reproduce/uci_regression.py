@@ -154,12 +154,8 @@ def _figure(rows: list[Row], out: Path) -> str:
     return str(save_figure(fig, out / "result.png"))
 
 
-def _needs() -> str | None:
-    return missing_uci()
-
-
 @claim("uci-regression", "MC dropout on eight UCI regression sets, a deep ensemble beside it "
-       "(Gal & Ghahramani 2016; Lakshminarayanan et al. 2017)", fast=True, needs=_needs)
+       "(Gal & Ghahramani 2016; Lakshminarayanan et al. 2017)", fast=True, needs=missing_uci)
 def uci_regression(quick: bool, out: Path) -> ClaimResult:
     names = ("yacht", "energy") if quick else tuple(UCI_SETS)
     samples, validation_samples = (1000, 100) if quick else (10_000, 1000)
