@@ -50,6 +50,25 @@ def test_the_last_layer_copy_samples_only_its_last_site() -> None:
     assert [s.rate for s in dropout_sites(net, example_input=x)][0] == 0.2  # untouched
 
 
+def test_the_last_layer_is_the_last_to_run_not_the_last_registered() -> None:
+    from dropkit.nn import Dropout
+
+    class Backwards(torch.nn.Module):  # registers its dropouts in the reverse of their use
+        def __init__(self) -> None:
+            super().__init__()
+            self.late = Dropout(0.3)
+            self.early = Dropout(0.6)
+            self.fc = torch.nn.Linear(4, 4)
+
+        def forward(self, x):
+            return self.late(self.fc(self.early(x)))
+
+    net = Backwards()
+    x = torch.rand(2, 4)
+    rates = {s.name: s.rate for s in dropout_sites(E._last_layer_only(net, x), example_input=x)}
+    assert rates == {"late": 0.3, "early": 0.0}
+
+
 def test_conditions_cover_every_shift_from_the_clean_digits() -> None:
     data = load_dataset("mnist5k")
     found = E.conditions(data, quick=True, seed=0)

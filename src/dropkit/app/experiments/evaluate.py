@@ -84,10 +84,30 @@ def _validation(config: TrainConfig, data: Dataset) -> tuple[Tensor, Tensor]:
 
 
 def _last_layer_only(net: nn.Module, example: Tensor) -> nn.Module:
-    """A copy of ``net`` whose every dropout site but the last draws nothing."""
+    """A copy of ``net`` whose every dropout site but the last to run draws nothing. The
+    order is observed (forward hooks on a pass over ``example``), not taken from the
+    order the modules were registered in; a site that is not a module (a functional
+    call) has no hook to observe it by, and is refused by name."""
     last_only = copy.deepcopy(net)
     sites = dropout_sites(last_only, example_input=example)
-    set_rate(last_only, {s.name: 0.0 for s in sites[:-1]}, example_input=example)
+    calls = [s.name for s in sites if s.kind != "module"]
+    if calls:
+        raise UsageError(f"evaluate: cannot tell when the dropout sites {calls} run (they are "
+                         "not modules), so the last-layer method cannot pick its layer",
+                         "model")
+    ran: list[str] = []
+    hooks = [s.module.register_forward_hook(lambda *_, name=s.name: ran.append(name))
+             for s in sites]
+    try:
+        with torch.no_grad():
+            last_only.eval()(example)
+    finally:
+        for h in hooks:
+            h.remove()
+    if not ran:
+        raise UsageError("evaluate: no dropout site ran on an example input", "model")
+    set_rate(last_only, {s.name: 0.0 for s in sites if s.name != ran[-1]},
+             example_input=example)
     return last_only
 
 
