@@ -76,6 +76,19 @@ def _exit_code(argv: list[str]) -> int:
         return int(exit.code or 0)
 
 
+def _fake_run(folder) -> str:
+    """A folder with a valid configuration and a checkpoint file, as `dropkit train` leaves."""
+    import dataclasses
+    import json
+
+    from dropkit.app.experiments.engine import TrainConfig
+
+    folder.mkdir(exist_ok=True)
+    (folder / "config.json").write_text(json.dumps(dataclasses.asdict(TrainConfig())))
+    (folder / "checkpoint.pt").write_bytes(b"")
+    return str(folder)
+
+
 @pytest.mark.parametrize("command, flag", FLAGS)
 def test_every_typed_flag_refuses_every_bad_value_in_one_line(command, flag, capsys, no_work,
                                                               tmp_path) -> None:
@@ -85,8 +98,11 @@ def test_every_typed_flag_refuses_every_bad_value_in_one_line(command, flag, cap
     work (and fail the test) or exit 0."""
     assert len(FLAGS) >= 60  # the sweep covers the command line, not a corner of it
     out = tmp_path / "run"
+    # export reads a trained run: a folder that looks like one, so only the flag can stop it
+    first = [_fake_run(tmp_path / "trained")] if command == "export" else []
     for value in BAD_VALUES:
-        argv = [command, flag, value] + (["--out", str(out)] if command != "demo" else [])
+        argv = [command, *first, flag, value] + (
+            ["--out", str(out)] if command != "demo" else [])
         code = _exit_code(argv)
         err = capsys.readouterr().err
         assert code == 2, (command, flag, value, err)

@@ -119,6 +119,10 @@ def _context(first_line: str, tmp: Path) -> dict[str, object]:
         return {"samples": logits.softmax(-1), "y": torch.randint(0, 10, (64,), generator=g),
                 "samples_ood": (torch.randn(30, 32, 10, generator=g) * 0.3).softmax(-1),
                 "val_logits": logits[0] * 3, "val_y": logits[0].argmax(-1)}
+    if first_line.startswith("program = dropkit.export_mc"):
+        model = torch.nn.Sequential(torch.nn.Linear(784, 32), torch.nn.ReLU(), dn.Dropout(0.5),
+                                    torch.nn.Linear(32, 10)).eval()
+        return {"dropkit": dropkit, "model": model, "x": x}
     if first_line.startswith("dropkit.find_dropout"):
         model = _head_model()
 
@@ -132,7 +136,8 @@ def _context(first_line: str, tmp: Path) -> dict[str, object]:
 
 
 @pytest.mark.parametrize("first_line", list(_blocks()))
-def test_readme_example_runs(first_line: str, tmp_path: Path) -> None:
+def test_readme_example_runs(first_line: str, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)  # a file an example writes lands in its own folder
     exec(compile(_blocks()[first_line], f"README.md: {first_line}", "exec"),  # noqa: S102
          _context(first_line, tmp_path))
 

@@ -8,7 +8,8 @@ control (:func:`find_dropout`, :func:`set_rate`, :mod:`dropkit.schedules`,
 :class:`DropoutScheduler`), diagnostics of the classic pitfalls (:func:`diagnose`,
 :func:`variance_shift`, :func:`inference_guard`), and Monte Carlo dropout
 (:func:`mc_mode`, :func:`mc_predict`, :func:`patch`, :mod:`dropkit.uncertainty`,
-:mod:`dropkit.acquisition` for active learning).
+:mod:`dropkit.acquisition` for active learning; :func:`export_mc` and :func:`export_onnx`
+to serve it as one program, sampling kept on).
 Masks survive recomputation: ``torch.utils.checkpoint`` replays the forward's masks, and
 :class:`SeedPlan` makes every step's masks a function of (seed, step) alone.
 
@@ -23,6 +24,7 @@ from types import ModuleType
 
 from dropkit import _moved, acquisition, functional, mask, nn, schedules, seeded, uncertainty
 from dropkit.errors import UsageError, UsageTypeError
+from dropkit.inference.export import export_mc, export_onnx
 from dropkit.inference.mc import mc_mode, mc_predict
 from dropkit.inference.rdrop import rdrop_forward, rdrop_loss
 from dropkit.nn.concrete_dropout import concrete_regularization
@@ -53,6 +55,8 @@ __all__ = [
     "concrete_regularization",
     "diagnose",
     "dropout_sites",
+    "export_mc",
+    "export_onnx",
     "find_dropout",
     "functional",
     "inference_guard",

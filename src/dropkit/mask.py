@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Protocol
 
 import torch
 from torch import Tensor
@@ -34,6 +35,9 @@ from dropkit._torch_compat import functorch_transforms_active
 __all__ = [
     "shared_draws",
     "shared_generator",
+    "stream_draws",
+    "Stream",
+    "draws_redirected",
     "batch_first",
     "noise_shape",
     "uniform_noise",
@@ -44,10 +48,21 @@ __all__ = [
 
 
 class _Shared:
-    """The generator of the enclosing :func:`shared_draws` (a plain attribute, not a
-    ``ContextVar``: torch.compile traces an attribute read, and guards on it)."""
+    """The generator of the enclosing :func:`shared_draws` and the stream of the enclosing
+    :func:`stream_draws` (plain attributes, not ``ContextVar``: torch.compile traces an
+    attribute read, and guards on it)."""
 
     generator: torch.Generator | None = None
+    stream: Stream | None = None
+
+
+class Stream(Protocol):
+    """Where every draw comes from inside :func:`stream_draws` (see
+    :mod:`dropkit.seeded.stream`): float32 noise shaped like its argument."""
+
+    def uniform(self, like: Tensor) -> Tensor: ...
+
+    def normal(self, like: Tensor, mean: float, std: float) -> Tensor: ...
 
 
 _SHARED = _Shared()
@@ -65,6 +80,24 @@ def shared_draws(generator: torch.Generator) -> Iterator[torch.Generator]:
         yield generator
     finally:
         _SHARED.generator = outer
+
+
+@contextmanager
+def stream_draws(stream: Stream) -> Iterator[Stream]:
+    """Inside, every draw of this module comes from ``stream``, in the noise shape the
+    variant asks for: an exported program's draws, a function of its seed input
+    (:func:`dropkit.export_mc`). Process-wide, as :func:`shared_draws` is."""
+    outer, _SHARED.stream = _SHARED.stream, stream
+    try:
+        yield stream
+    finally:
+        _SHARED.stream = outer
+
+
+def draws_redirected() -> bool:
+    """Whether :func:`shared_draws` or :func:`stream_draws` decides every draw now: a
+    module's own seeded path or torch's fused kernel must then not draw."""
+    return _SHARED.generator is not None or _SHARED.stream is not None
 
 
 def shared_generator() -> torch.Generator | None:
@@ -134,9 +167,11 @@ def uniform_noise(
     ``batch_dim``: the dim of ``x`` that :func:`shared_draws` shares (None: none).
     """
     broadcast_dims, generator = _plan(broadcast_dims, generator, batch_dim)
-    generator = generator_for(generator, x.device, "dropkit mask")
     wide = torch.promote_types(x.dtype, torch.float32)
     noise = _empty_noise(x, broadcast_dims, wide)
+    if _SHARED.stream is not None:
+        return _SHARED.stream.uniform(noise).to(wide)
+    generator = generator_for(generator, x.device, "dropkit mask")
     if _under_vmap():
         if generator is None:
             return torch.rand_like(noise)
@@ -187,8 +222,10 @@ def normal_noise(
     """Gaussian noise N(mean, std^2) in ``x``'s dtype, shared along ``broadcast_dims``
     (and ``batch_dim`` inside :func:`shared_draws`)."""
     broadcast_dims, generator = _plan(broadcast_dims, generator, batch_dim)
-    generator = generator_for(generator, x.device, "dropkit noise")
     noise = _empty_noise(x, broadcast_dims)
+    if _SHARED.stream is not None:
+        return _SHARED.stream.normal(noise, mean, std).to(noise.dtype)
+    generator = generator_for(generator, x.device, "dropkit noise")
     if _under_vmap():
         return torch.normal(torch.full_like(noise, mean), std, generator=generator)
     return noise.normal_(mean, std, generator=generator)
@@ -246,7 +283,7 @@ def bernoulli_dropout(
     if p == 1.0:
         return zeros_like_input(x, inplace)
     if (generator is None and not broadcast_dims and scale and x.device.type in FUSED_DEVICES
-            and _SHARED.generator is None  # torch's kernel draws per element, from its own
+            and not draws_redirected()  # torch's kernel draws per element, from its own
             and generator_for(None, x.device, "dropkit mask") is None):  # no region
         return torch.nn.functional.dropout(x, p, True, in_place_ok(inplace))
     keep = 1.0 - p

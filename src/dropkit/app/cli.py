@@ -76,9 +76,12 @@ def _as_flags(error: BaseException, options: Sequence[str]) -> str:
 
 
 def _writer(args: argparse.Namespace) -> AbstractContextManager[object]:
-    """The lock on the command's ``--out`` folder: one writer at a time. Under torchrun
-    rank 0 alone writes, so it alone takes it."""
-    out = getattr(args, "out", None)
+    """The lock on the folder the command writes (its ``--out``, or the one its
+    ``locked_folder`` names): one writer at a time. Under torchrun rank 0 alone writes,
+    so it alone takes it."""
+    command = COMMANDS[args.command]
+    locked = getattr(command, "locked_folder", None)
+    out = locked(args) if locked is not None else getattr(args, "out", None)
     if out is None or launched_rank() != 0 or getattr(args, "list", False):
         return nullcontext()
     from dropkit.app.experiments.io import folder_lock

@@ -107,14 +107,14 @@ def _why_not(site: Site) -> str:
             "module's flag on (its dropout is gated on something dropkit cannot switch)")
 
 
-def _check_differ(out: Tensor, active: list[Site]) -> None:
+def check_differ(out: Tensor, active: list[Site], fn: str = "mc_predict") -> None:
     """Never silent: identical samples would read as zero uncertainty (an empty batch
-    has nothing to compare)."""
+    has nothing to compare); raises naming the sites that did not sample."""
     if out.shape[0] < 2 or out[0].numel() == 0 or any(
             not torch.equal(out[0], out[t]) for t in range(1, out.shape[0])):
         return
     raise RuntimeError(
-        f"mc_predict: all {out.shape[0]} samples are identical although the model has "
+        f"{fn}: all {out.shape[0]} samples are identical although the model has "
         f"dropout sites with rates above 0; dropkit could not make them sample: "
         + "; ".join(_why_not(s) for s in active)
         + ". Nothing is returned: identical samples would read as zero uncertainty."
@@ -224,7 +224,7 @@ def mc_predict(
             out = run_fastest(model, x, samples, chunk_size, output, sites, active, key)
         else:
             out = _asked(strategy, model, x, samples, chunk_size, output, sites, active, key)
-    _check_differ(out, active)
+    check_differ(out, active)
     return out
 
 

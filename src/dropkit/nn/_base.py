@@ -12,7 +12,7 @@ from dropkit._checks import check_probability
 from dropkit._fx import TracedAsLeaf
 from dropkit._triton import HAS_TRITON
 from dropkit.errors import UsageError, UsageTypeError
-from dropkit.mask import in_place_ok, shared_generator
+from dropkit.mask import draws_redirected, in_place_ok
 
 
 class RateMixin(TracedAsLeaf):
@@ -112,8 +112,8 @@ class SeededBackendMixin:
         """The one place that decides whether a call takes the seeded path."""
         if self.backend == "torch" or (self.backend == "auto" and isinstance(input, Proxy)):
             return False  # a traced root "auto" module: the torch path, as on the CPU
-        if shared_generator() is not None:
-            return False  # consistent sampling: every draw from the shared generator
+        if draws_redirected():
+            return False  # consistent sampling or an exported program decides every draw
         if isinstance(input, Proxy):
             raise UsageTypeError(
                 f"{type(self).__name__}: backend={self.backend!r} cannot be traced by torch.fx "

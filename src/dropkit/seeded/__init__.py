@@ -22,7 +22,7 @@ from dropkit._recompute import generator_for
 from dropkit.errors import UsageError
 from dropkit.functional.alpha_dropout import SELU_ALPHA_PRIME, alpha_affine
 from dropkit.mask import zeros_like_input
-from dropkit.seeded import philox
+from dropkit.seeded import philox, stream  # noqa: F401 - stream registers its op
 from dropkit.seeded.ops import HAS_TRITON, bias_dropout_add_op, dropout_op, mask_affine_op
 
 __all__ = [

@@ -17,6 +17,7 @@ from dropkit.app.commands import (
     demo,
     ensemble,
     evaluate,
+    export,
     reproduce,
     sweep,
     train,
@@ -31,6 +32,9 @@ class Command(Protocol):
 
     def run(self, args: argparse.Namespace) -> None: ...
 
+    # optional: ``locked_folder(args)``, the folder the command writes where ``--out`` is
+    # not one (``dropkit export`` writes a file into a run folder)
+
 
 #: The subcommands, in the order ``--help`` lists them.
 COMMANDS: dict[str, Command] = {
@@ -41,6 +45,7 @@ COMMANDS: dict[str, Command] = {
     "uncertainty": uncertainty,
     "ensemble": ensemble,
     "evaluate": evaluate,
+    "export": export,
     "active": active,
     "reproduce": reproduce,
 }

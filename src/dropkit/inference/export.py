@@ -1,0 +1,390 @@
+"""Monte Carlo dropout as a program: T samples in one call, exported with sampling on.
+
+``torch.onnx.export`` of a model in training mode keeps a ``Dropout`` node that
+onnxruntime runs as the identity, so every "sample" is the same; ``torch.export``
+keeps ``aten.dropout`` but its program cannot be switched between modes, and nothing
+makes T samples one call. :func:`dropkit.export_mc` traces a sampler instead: exactly the
+sites :func:`dropkit.mc_mode` switches on draw (BatchNorm stays in eval), torch's
+dropout calls are rerouted to dropkit's draws, and every draw comes from one stream:
+
+- ``seed_input=True``: the program takes ``seed`` and ``offset`` (0-dim int64) and
+  its masks are Philox draws, a pure function of them
+  (:mod:`dropkit.seeded.stream`): the same seed gives the same samples, in eager
+  torch and in onnxruntime, and two seeds give two independent sets.
+- ``seed_input=False``: the runtime's generator (ONNX ``RandomUniformLike``), faster,
+  but no request can be replayed: ONNX's random ops take their seed as an attribute
+  fixed at export time, not as an input.
+
+Before it returns, the program is checked: a random op left in its graph that does not
+come from the stream (a model's own ``torch.randint``, an ``aten.dropout`` that was not
+rerouted) is refused by the module that made it, and its samples must differ.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.export import Dim, ExportedProgram
+
+from dropkit._checks import check_int
+from dropkit._trace import only_training, split_inputs
+from dropkit.errors import UsageError, UsageTypeError
+from dropkit.inference.sampling.batch import (
+    batchable,
+    check_batchable,
+    check_uncoupled,
+    coupling,
+    tile,
+)
+from dropkit.inference.sampling.failures import failing_module, reason
+from dropkit.inference.sampling.output import Output, forward
+from dropkit.inference.sampling.reroute import VmapSafeDropout
+from dropkit.mask import stream_draws
+from dropkit.nn.layer_drop import LayerDrop
+from dropkit.seeded.stream import CounterStream, RuntimeStream
+from dropkit.tools.sites import Site, dropout_sites, gates_of, signature
+
+__all__ = ["export_mc", "export_onnx", "STRATEGIES", "input_names", "random_ops",
+           "quiet_export"]
+
+STRATEGIES = ("auto", "batch", "loop")
+
+
+class _StreamDraws(VmapSafeDropout):
+    """Torch's dropout calls rerouted to dropkit's draws (which the stream feeds), and a
+    model's own raw draws (``rand_like``, ``Tensor.uniform_``, ``bernoulli``) fed by the
+    stream too, so that raw noise is a function of the seed as well."""
+
+    def __init__(self, stream: CounterStream | RuntimeStream) -> None:
+        super().__init__()
+        self.stream = stream
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (),
+                           kwargs: Mapping[str, Any] | None = None) -> Any:
+        draw = _RAW.get(func)
+        if draw is None:
+            return super().__torch_function__(func, types, args, kwargs)
+        return draw(self.stream, *args, **(kwargs or {}))  # the mode is off in here
+
+
+def _uniform_(stream: Any, x: Tensor, a: float = 0.0, b: float = 1.0, **_: Any) -> Tensor:
+    return x.copy_(stream.uniform(x) * (b - a) + a)
+
+
+def _normal_(stream: Any, x: Tensor, mean: float = 0.0, std: float = 1.0, **_: Any) -> Tensor:
+    return x.copy_(stream.normal(x, mean, std))
+
+
+def _bernoulli_(stream: Any, x: Tensor, p: float | Tensor = 0.5, **_: Any) -> Tensor:
+    return x.copy_((stream.uniform(x) < p).to(x.dtype))
+
+
+def _bernoulli(stream: Any, x: Tensor, p: float | None = None, **_: Any) -> Tensor:
+    return (stream.uniform(x) < (x if p is None else p)).to(x.dtype)
+
+
+def _like(kind: str) -> Any:
+    def draw(stream: Any, x: Tensor, *, dtype: torch.dtype | None = None, **_: Any) -> Tensor:
+        noise = stream.uniform(x) if kind == "uniform" else stream.normal(x, 0.0, 1.0)
+        return noise.to(dtype or x.dtype)
+
+    return draw
+
+
+_RAW: dict[Any, Any] = {
+    torch.rand_like: _like("uniform"), torch.randn_like: _like("normal"),
+    torch.Tensor.uniform_: _uniform_, torch.Tensor.normal_: _normal_,
+    torch.Tensor.bernoulli_: _bernoulli_, torch.bernoulli: _bernoulli,
+    torch.Tensor.bernoulli: _bernoulli,
+}
+
+
+class _Sampler(nn.Module):
+    """``samples`` Monte Carlo samples of ``model``'s selected output in one call,
+    ``(samples, N, ...)``: the input tiled along its batch dim, or a pass per sample;
+    the draws keyed by ``seed`` and ``offset`` where given, the runtime's otherwise."""
+
+    def __init__(self, model: nn.Module, samples: int, strategy: str, output: Output) -> None:
+        super().__init__()
+        self.model = model
+        self.samples, self.strategy, self.output = samples, strategy, output
+
+    def forward(self, input: Any, seed: Tensor | None = None, offset: Tensor | None = None
+                ) -> Tensor:
+        stream = (CounterStream(seed, offset) if seed is not None and offset is not None
+                  else RuntimeStream())
+        with stream_draws(stream), _StreamDraws(stream):
+            if self.strategy == "batch":
+                tiled, n = tile(input, self.samples)
+                out = forward(self.model, tiled, self.output)
+                return out.reshape(self.samples, n, *out.shape[1:])
+            return torch.stack([forward(self.model, input, self.output)
+                                for _ in range(self.samples)])
+
+
+def _check_args(model: Any, samples: int, strategy: str, output: Output,
+                seed_input: bool) -> None:
+    if not isinstance(model, nn.Module):
+        raise UsageTypeError(f"export_mc: expected `model` to be a torch.nn.Module, got "
+                             f"{type(model).__name__}")
+    check_int("export_mc", samples, "samples", 1)
+    if strategy not in STRATEGIES:
+        raise UsageError(f"export_mc: expected `strategy` to be one of {STRATEGIES} (an "
+                         f"exported program cannot hold vmap), got {strategy!r}")
+    if output is not None and not (isinstance(output, str) or callable(output)):
+        raise UsageTypeError(f"export_mc: expected `output` to be None, a str or a callable, "
+                             f"got {type(output).__name__}")
+    if not isinstance(seed_input, bool):
+        raise UsageTypeError(f"export_mc: expected `seed_input` to be a bool, got "
+                             f"{type(seed_input).__name__}")
+
+
+def _check_sites(active: list[Site]) -> None:
+    """Refuse, by name, a site whose sampling no single graph can hold."""
+    for s in active:
+        if isinstance(s.module, LayerDrop):
+            raise UsageError(
+                f"export_mc: cannot export {s.describe()}: it skips whole blocks by a coin "
+                "flip at run time, and an exported graph has one fixed path; set its rate "
+                "to 0 (dropkit.set_rate) or prune it (LayerDrop.prune) before exporting")
+
+
+def _strategy(asked: str, model: nn.Module, x: Any, output: Output, active: list[Site]) -> str:
+    if asked == "loop":
+        return "loop"
+    key = signature(model, x)
+    if asked == "batch":
+        check_batchable("export_mc", "sample", active)
+        check_uncoupled("export_mc", model, x, output, key)
+        return "batch"
+    batch = batchable(active) and coupling(model, x, output, key) is None
+    return "batch" if batch else "loop"
+
+
+def _batch_dims(x: Any) -> Any:
+    """The dynamic shapes of ``x``: dim 0 of every tensor that shares the first one's
+    batch size, sized by torch (``Dim.AUTO``: static where the model fixes it)."""
+    args, kwargs = split_inputs("export_mc", x)
+    tensors = [t for t in [*args, *kwargs.values()] if isinstance(t, Tensor) and t.dim() > 0]
+    n = tensors[0].shape[0] if tensors else None
+
+    def spec(v: Any) -> Any:
+        return {0: Dim.AUTO} if isinstance(v, Tensor) and v.dim() > 0 and v.shape[0] == n \
+            else None
+
+    if isinstance(x, Mapping):
+        return {k: spec(v) for k, v in x.items()}
+    if isinstance(x, tuple):
+        return tuple(spec(v) for v in x)
+    return spec(x)
+
+
+def export_mc(model: nn.Module, example_input: Any, samples: int = 30, *,
+              seed_input: bool = True, strategy: str = "auto", output: Output = None,
+              ) -> ExportedProgram:
+    """``model``'s Monte Carlo dropout as a ``torch.export`` program: one call returns
+    ``samples`` samples, ``(samples, N, ...)``, with sampling on.
+
+    Args:
+        model: the model; its modes, buffers and random streams are left as they were.
+        example_input: one valid input (a tensor, a tuple of positional arguments, or a
+            mapping of keyword arguments); dim 0 of its tensors is the batch, exported
+            as dynamic where the model allows (use a batch of 2 or more).
+        samples: T, the samples per call.
+        seed_input: the program takes ``seed`` and ``offset`` (0-dim int64 tensors)
+            after the input, and its masks are Philox draws, a pure function of them:
+            the same seed gives the same samples, and ``offset`` (in Philox counters, 4
+            uniforms each) moves along one seed's stream. False: draws come from the
+            runtime's generator (faster; no request can be replayed).
+        strategy: ``"batch"`` tiles the input T times (one pass), ``"loop"`` traces T
+            passes; ``"auto"`` takes ``"batch"`` where it gives independent samples
+            (observed, as :func:`dropkit.mc_predict` does) and ``"loop"`` otherwise.
+        output: which tensor of the model's output is sampled, as in
+            :func:`dropkit.mc_predict`.
+
+    Exactly the sites :func:`dropkit.mc_mode` switches on draw, BatchNorm stays in eval.
+    Refused by name, before anything is exported: LayerDrop (its coin flips change the
+    graph); after the trace, a random op that does not draw from the program's stream,
+    and samples that are all equal or do not depend on the seed.
+
+    Example::
+
+        program = dropkit.export_mc(model, x, samples=30)
+        samples = program.module()(x, torch.tensor(7), torch.tensor(0))  # (30, N, ...)
+        dropkit.export_onnx(program, "model.onnx")
+    """
+    _check_args(model, samples, strategy, output, seed_input)
+    split_inputs("export_mc", example_input)
+    sites = dropout_sites(model, example_input)
+    active = [s for s in sites if s.draws]
+    if not active:
+        raise UsageError("export_mc: the model has no dropout to sample (none present, or "
+                         "every rate is 0): its Monte Carlo samples would all be equal")
+    _check_sites(active)
+    chosen = _strategy(strategy, model, example_input, output, active)
+    sampler = _Sampler(model, samples, chosen, output)
+    seeds = (torch.tensor(1, dtype=torch.int64), torch.tensor(0, dtype=torch.int64))
+    args = (example_input, *seeds) if seed_input else (example_input,)
+    dims = (_batch_dims(example_input), None, None) if seed_input else (
+        _batch_dims(example_input),)
+    with torch.no_grad(), only_training(model, gates_of(sites)):
+        try:
+            with quiet_export():
+                program = torch.export.export(sampler, args, dynamic_shapes=dims)
+        except Exception as error:
+            raise _untraceable(model, error) from error
+    _check_graph(program, seed_input)
+    _check_samples(program, example_input, active, seed_input)
+    return program
+
+
+def _untraceable(model: nn.Module, error: Exception) -> Exception:
+    """The trace's failure as one line naming the module whose code was running."""
+    where = failing_module(model, error)
+    if "data-dependent" in str(error) or "DataDependent" in type(error).__name__:
+        return UsageError(
+            f"export_mc: cannot export {where}: its code branches on a value computed in "
+            "the pass (a random draw deciding whether a layer runs, as LayerDrop does), "
+            "and an exported graph has one fixed path; set the rate behind that draw to 0 "
+            "(for a transformers model, its config's layerdrop) before exporting")
+    return RuntimeError(f"export_mc: torch.export could not trace {where}: {reason(error)}")
+
+
+def _where(node: torch.fx.Node) -> str:
+    """The module whose code made ``node``, from the trace's module stack."""
+    stack = node.meta.get("nn_module_stack") or {}
+    if not stack:
+        return "the model's own forward"
+    path, kind = list(stack.values())[-1]
+    name = path.removeprefix("L['self'].").removeprefix("model").removeprefix(".")
+    kind = kind if isinstance(kind, str) else kind.__name__
+    kind = kind.rsplit(".", 1)[-1]
+    return f"module {name!r} ({kind})" if name else f"the model's own forward ({kind})"
+
+
+def _draws(node: torch.fx.Node) -> bool:
+    """Whether ``node`` draws: an op tagged random by torch, unless its ``dropout_p``
+    (fused attention) is 0."""
+    target = node.target
+    if not (node.op == "call_function" and isinstance(target, torch._ops.OpOverload)
+            and torch.Tag.nondeterministic_seeded in target.tags):
+        return False
+    names = [a.name for a in target._schema.arguments]
+    if "dropout_p" not in names:
+        return True
+    at = names.index("dropout_p")
+    p = node.kwargs.get("dropout_p", node.args[at] if len(node.args) > at else 0.0)
+    return not (isinstance(p, (int, float)) and p == 0)
+
+
+def random_ops(program: ExportedProgram) -> list[torch.fx.Node]:
+    """The nodes of ``program``'s graph that draw from a generator."""
+    return [n for n in program.graph.nodes if _draws(n)]
+
+
+def _check_graph(program: ExportedProgram, seeded: bool) -> None:
+    for node in random_ops(program):
+        op = node.target.name()  # type: ignore[union-attr]
+        if "dropout" in op:
+            raise UsageError(
+                f"export_mc: {_where(node)} calls {op}, which dropkit did not reroute to its "
+                "draws; ONNX runtimes run a Dropout node as the identity, so the samples "
+                "would all be equal")
+        if seeded:
+            raise UsageError(
+                f"export_mc: {_where(node)} draws with {op}, which does not follow the "
+                "program's seed input, so its samples could not be replayed; export with "
+                "seed_input=False to let the runtime draw every mask")
+
+
+def _check_samples(program: ExportedProgram, x: Any, active: list[Site], seeded: bool
+                   ) -> None:
+    """Never silent: the program's samples must differ, and follow the seed."""
+    from dropkit.inference.mc import check_differ
+
+    run = program.module()
+    seed = torch.tensor(1, dtype=torch.int64), torch.tensor(0, dtype=torch.int64)
+    first = run(x, *seed) if seeded else run(x)
+    check_differ(first, active, "export_mc")
+    if seeded and torch.equal(first, run(x, torch.tensor(2, dtype=torch.int64), seed[1])):
+        raise RuntimeError(
+            "export_mc: seeds 1 and 2 gave the exported program the same samples: its "
+            "noise does not follow the seed input (a draw outside torch, from NumPy or "
+            "Python's random, is fixed at export time)")
+
+
+def input_names(program: ExportedProgram) -> list[str]:
+    """The ONNX input names :func:`dropkit.export_onnx` gives ``program``'s inputs: ``input``
+    for a tensor, ``input_0``, ``input_1``, ... for a tuple, a mapping's keys, then
+    ``seed`` and ``offset`` where the program takes them."""
+    args, _ = program.example_inputs
+    x, rest = args[0], args[1:]
+    if isinstance(x, Mapping):
+        names = [str(k) for k, v in x.items() if isinstance(v, Tensor)]
+    elif isinstance(x, tuple):
+        names = [f"input_{i}" for i, v in enumerate(x) if isinstance(v, Tensor)]
+    else:
+        names = ["input"]
+    return names + ["seed", "offset"][:len(rest)]
+
+
+def _conversion_reason(error: Exception) -> str:
+    """The first cause torch.onnx's long report names (an op with no ONNX form)."""
+    for line in str(error).splitlines():
+        if line.startswith("<class") and ">: " in line:
+            return line.split(">: ", 1)[1].strip()
+    return reason(error)
+
+
+def export_onnx(program: ExportedProgram, path: str | os.PathLike[str]) -> None:
+    """Write ``program`` (from :func:`dropkit.export_mc`) as an ONNX file, atomically; the
+    seeded draws in their unsigned 64-bit ONNX form (:mod:`dropkit.seeded.onnx`). Needs
+    the ``onnx`` and ``onnxscript`` packages (``pip install dropkit[onnx]``). Inputs are
+    named by :func:`dropkit.inference.export.input_names`, the output ``samples``."""
+    if not isinstance(program, ExportedProgram):
+        raise UsageTypeError(f"export_onnx: expected a torch.export.ExportedProgram (from "
+                             f"dropkit.export_mc), got {type(program).__name__}")
+    from dropkit.seeded.onnx import TRANSLATIONS
+
+    target = Path(path)
+    args, kwargs = program.example_inputs
+    try:
+        with quiet_export():
+            onnx_program = torch.onnx.export(
+                program, args, kwargs=kwargs, dynamo=True, verbose=False,
+                custom_translation_table=TRANSLATIONS, input_names=input_names(program),
+                output_names=["samples"])
+    except Exception as error:
+        raise RuntimeError(f"export_onnx: torch.onnx cannot convert this program: "
+                           f"{_conversion_reason(error)}") from error
+    assert onnx_program is not None
+    # saved whole into a fresh folder beside the target, then moved: a model past 2 GB
+    # keeps its weights in `<name>.data` beside it, which must move along
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{target.name}.") as part:
+        onnx_program.save(os.path.join(part, target.name))
+        for name in sorted(os.listdir(part), key=lambda n: n == target.name):  # model last
+            os.replace(os.path.join(part, name), target.parent / name)
+
+
+@contextmanager
+def quiet_export() -> Iterator[None]:
+    """torch.onnx's and torch.export's chatter off: its notes that torchvision's ops are
+    not installed, its progress lines, and pytree's deprecation warning."""
+    logger = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
+            yield
+    finally:
+        logger.setLevel(level)
