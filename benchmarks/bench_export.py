@@ -43,7 +43,8 @@ from torch import nn
 
 import dropkit
 from dropkit.app.models import build_model
-from dropkit.inference.export import input_names, quiet_export
+from dropkit.inference.export import quiet_export
+from dropkit.inference.to_onnx import input_names
 from dropkit.seeded import philox
 from dropkit.seeded.onnx import TRANSLATIONS
 from dropkit.seeded.stream import philox_uniform

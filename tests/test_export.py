@@ -8,7 +8,10 @@ from torch import nn
 import dropkit
 import foreign
 from dropkit import seeded
-from dropkit.inference.export import input_names, random_ops
+from dropkit.app.models import build_model
+from dropkit.inference.export import random_ops
+from dropkit.inference.to_onnx import input_names
+from variants import VARIANTS
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -219,34 +222,6 @@ def test_drop_connect_exports_as_a_loop(tmp_path):
     assert not np.allclose(served[0], served[1])
 
 
-@torch.library.custom_op("dropkit_test::twice", mutates_args=())
-def _twice(x: torch.Tensor) -> torch.Tensor:
-    return x * 2
-
-
-@_twice.register_fake
-def _(x):
-    return torch.empty_like(x)
-
-
-class _Foreign(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.drop = nn.Dropout(0.5)
-
-    def forward(self, x):
-        return _twice(self.drop(x))
-
-
-def test_onnx_conversion_failure_is_one_line_and_writes_nothing(tmp_path):
-    x = torch.randn(4, 6)
-    program = dropkit.export_mc(_Foreign().eval(), x, samples=2)
-    with pytest.raises(RuntimeError, match="export_onnx: torch.onnx cannot convert this "
-                       "program: .*dropkit_test.twice"):
-        dropkit.export_onnx(program, tmp_path / "m.onnx")
-    assert list(tmp_path.iterdir()) == []
-
-
 def test_pt2_round_trip(tmp_path):
     x = torch.randn(4, 6)
     program = dropkit.export_mc(_mlp(), x, samples=3)
@@ -255,3 +230,36 @@ def test_pt2_round_trip(tmp_path):
     with torch.no_grad():
         assert torch.equal(loaded.module()(x, _seed(4), _seed(0)),
                            program.module()(x, _seed(4), _seed(0)))
+
+
+def _serves(model, x, tmp_path):
+    """Exported, run in onnxruntime: the eager program's samples, which differ."""
+    program = dropkit.export_mc(model, x, samples=4)
+    served = _session(program, tmp_path).run(None, _feed(program, x, 2))[0]
+    with torch.no_grad():
+        eager = program.module()(x, _seed(2), _seed(0)).numpy()
+    assert served.shape == eager.shape and np.allclose(served, eager, atol=1e-5)
+    assert not np.allclose(served[0], served[1])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", [v for v in VARIANTS if v.module is not None],
+                         ids=lambda v: v.name)
+def test_every_variant_serves(variant, tmp_path):
+    torch.manual_seed(0)
+    _serves(variant.module(0.3).eval(), torch.randn(*variant.shape), tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["mlp-dropconnect", "cnn-element", "lstm", "resmlp"])
+def test_dropkits_models_serve(name, tmp_path):
+    torch.manual_seed(0)
+    images = (1, 28, 28) if name.startswith(("cnn", "lstm")) else None
+    model = build_model(name, n_features=784, n_outputs=10, image_shape=images, hidden=32)
+    _serves(model.eval(), torch.rand(3, 784), tmp_path)
+
+
+def test_layerdrop_inside_a_model_is_refused_by_name():
+    model = build_model("resmlp", n_features=784, n_outputs=10, hidden=32, layerdrop=0.2)
+    with pytest.raises(ValueError, match="LayerDrop.p\\): it skips whole blocks"):
+        dropkit.export_mc(model.eval(), torch.rand(3, 784))

@@ -24,9 +24,10 @@ from types import ModuleType
 
 from dropkit import _moved, acquisition, functional, mask, nn, schedules, seeded, uncertainty
 from dropkit.errors import UsageError, UsageTypeError
-from dropkit.inference.export import export_mc, export_onnx
+from dropkit.inference.export import export_mc
 from dropkit.inference.mc import mc_mode, mc_predict
 from dropkit.inference.rdrop import rdrop_forward, rdrop_loss
+from dropkit.inference.to_onnx import export_onnx
 from dropkit.nn.concrete_dropout import concrete_regularization
 from dropkit.tools.diagnostics import Finding, diagnose, inference_guard, variance_shift
 from dropkit.tools.patch import is_patched, patch, unpatch

@@ -23,12 +23,9 @@ rerouted) is refused by the module that made it, and its samples must differ.
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -53,8 +50,7 @@ from dropkit.nn.layer_drop import LayerDrop
 from dropkit.seeded.stream import CounterStream, RuntimeStream
 from dropkit.tools.sites import Site, dropout_sites, gates_of, signature
 
-__all__ = ["export_mc", "export_onnx", "STRATEGIES", "input_names", "random_ops",
-           "quiet_export"]
+__all__ = ["export_mc", "STRATEGIES", "random_ops", "quiet_export"]
 
 STRATEGIES = ("auto", "batch", "loop")
 
@@ -220,7 +216,7 @@ def export_mc(model: nn.Module, example_input: Any, samples: int = 30, *,
 
         program = dropkit.export_mc(model, x, samples=30)
         samples = program.module()(x, torch.tensor(7), torch.tensor(0))  # (30, N, ...)
-        dropkit.export_onnx(program, "model.onnx")
+        dropkit.export_onnx(program, "model.onnx")  # dropkit.inference.to_onnx
     """
     _check_args(model, samples, strategy, output, seed_input)
     split_inputs("export_mc", example_input)
@@ -320,59 +316,6 @@ def _check_samples(program: ExportedProgram, x: Any, active: list[Site], seeded:
             "export_mc: seeds 1 and 2 gave the exported program the same samples: its "
             "noise does not follow the seed input (a draw outside torch, from NumPy or "
             "Python's random, is fixed at export time)")
-
-
-def input_names(program: ExportedProgram) -> list[str]:
-    """The ONNX input names :func:`dropkit.export_onnx` gives ``program``'s inputs: ``input``
-    for a tensor, ``input_0``, ``input_1``, ... for a tuple, a mapping's keys, then
-    ``seed`` and ``offset`` where the program takes them."""
-    args, _ = program.example_inputs
-    x, rest = args[0], args[1:]
-    if isinstance(x, Mapping):
-        names = [str(k) for k, v in x.items() if isinstance(v, Tensor)]
-    elif isinstance(x, tuple):
-        names = [f"input_{i}" for i, v in enumerate(x) if isinstance(v, Tensor)]
-    else:
-        names = ["input"]
-    return names + ["seed", "offset"][:len(rest)]
-
-
-def _conversion_reason(error: Exception) -> str:
-    """The first cause torch.onnx's long report names (an op with no ONNX form)."""
-    for line in str(error).splitlines():
-        if line.startswith("<class") and ">: " in line:
-            return line.split(">: ", 1)[1].strip()
-    return reason(error)
-
-
-def export_onnx(program: ExportedProgram, path: str | os.PathLike[str]) -> None:
-    """Write ``program`` (from :func:`dropkit.export_mc`) as an ONNX file, atomically; the
-    seeded draws in their unsigned 64-bit ONNX form (:mod:`dropkit.seeded.onnx`). Needs
-    the ``onnx`` and ``onnxscript`` packages (``pip install dropkit[onnx]``). Inputs are
-    named by :func:`dropkit.inference.export.input_names`, the output ``samples``."""
-    if not isinstance(program, ExportedProgram):
-        raise UsageTypeError(f"export_onnx: expected a torch.export.ExportedProgram (from "
-                             f"dropkit.export_mc), got {type(program).__name__}")
-    from dropkit.seeded.onnx import TRANSLATIONS
-
-    target = Path(path)
-    args, kwargs = program.example_inputs
-    try:
-        with quiet_export():
-            onnx_program = torch.onnx.export(
-                program, args, kwargs=kwargs, dynamo=True, verbose=False,
-                custom_translation_table=TRANSLATIONS, input_names=input_names(program),
-                output_names=["samples"])
-    except Exception as error:
-        raise RuntimeError(f"export_onnx: torch.onnx cannot convert this program: "
-                           f"{_conversion_reason(error)}") from error
-    assert onnx_program is not None
-    # saved whole into a fresh folder beside the target, then moved: a model past 2 GB
-    # keeps its weights in `<name>.data` beside it, which must move along
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{target.name}.") as part:
-        onnx_program.save(os.path.join(part, target.name))
-        for name in sorted(os.listdir(part), key=lambda n: n == target.name):  # model last
-            os.replace(os.path.join(part, name), target.parent / name)
 
 
 @contextmanager

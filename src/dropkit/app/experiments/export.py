@@ -22,7 +22,8 @@ from dropkit.app.experiments import engine
 from dropkit.app.experiments.engine import CHECKPOINT, TrainConfig, load_final
 from dropkit.app.experiments.io import CORRUPT, read_json
 from dropkit.errors import UsageError
-from dropkit.inference.export import export_mc, export_onnx, input_names, quiet_export
+from dropkit.inference.export import export_mc, quiet_export
+from dropkit.inference.to_onnx import export_onnx, input_names
 
 __all__ = ["FORMATS", "run_export", "read_config"]
 
