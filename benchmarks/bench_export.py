@@ -4,6 +4,7 @@ Run::
 
     .venv/bin/python benchmarks/bench_export.py            # full, on the CPU
     .venv/bin/python benchmarks/bench_export.py --quick    # a smoke run
+    python benchmarks/bench_export.py --device cuda --compile   # the GPU run (issue 30)
 
 T = 30 samples per call, through:
 
@@ -16,6 +17,11 @@ Variants, interleaved, medians: eager ``dropkit.mc_predict`` (``auto``, after it
 first call), the ``torch.export`` program run eagerly (``program.module()``), and the
 ONNX file in onnxruntime with seeded masks (``seed_input=True``, Philox) and with the
 runtime's generator (``seed_input=False``). The ratios are mc_predict / variant.
+onnxruntime's threads do not spin between runs here: spinning, they slow the torch
+variants run between them several times over.
+``--compile`` adds the program under ``torch.compile``; ``--device cuda`` runs the models
+on the GPU, and onnxruntime there only where its CUDA provider is installed
+(``onnxruntime-gpu``), the rows skipped otherwise.
 
 The draw table decides where the seeded masks come from: 2**20 uniforms in onnxruntime
 from dropkit's ONNX form of the op (uint64 nodes), from torch's own export of the same
@@ -67,41 +73,71 @@ def _medians(variants: dict[str, Callable[[], object]], rounds: int, reps: int
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-def _session(program: torch.export.ExportedProgram, folder: Path, name: str
-             ) -> ort.InferenceSession:
+def _session(program: torch.export.ExportedProgram, folder: Path, name: str, device: str
+             ) -> ort.InferenceSession | None:
+    provider = "CUDAExecutionProvider" if device == "cuda" else "CPUExecutionProvider"
+    if provider not in ort.get_available_providers():
+        return None
     path = folder / f"{name}.onnx"
     dropkit.export_onnx(program, path)
-    return ort.InferenceSession(str(path))
+    return ort.InferenceSession(str(path), _quiet_threads(), providers=[provider])
+
+
+def _quiet_threads() -> ort.SessionOptions:
+    """onnxruntime's threads not spinning after a run: spinning, they take the cores from
+    the interleaved torch variants (mc_predict measured 6x slower beside them)."""
+    options = ort.SessionOptions()
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
 
 
 def _feed(program: torch.export.ExportedProgram, x: object, seeded: bool) -> dict:
     tensors = list(x.values()) if isinstance(x, dict) else [x]
-    feed = {n: t.numpy() for n, t in zip(input_names(program), tensors, strict=False)}
+    feed = {n: t.cpu().numpy() for n, t in zip(input_names(program), tensors, strict=False)}
     if seeded:
         feed.update(seed=np.array(7), offset=np.array(0))
     return feed
 
 
-def serving(name: str, model: nn.Module, x: object, folder: Path, rounds: int, reps: int
-            ) -> list[str]:
+def _synced(fn: Callable[[], object], device: str) -> Callable[[], object]:
+    if device != "cuda":
+        return fn
+
+    def run() -> object:
+        out = fn()
+        torch.cuda.synchronize()
+        return out
+
+    return run
+
+
+def serving(name: str, model: nn.Module, x: object, folder: Path, rounds: int, reps: int,
+            device: str = "cpu", compile: bool = False) -> list[str]:
     seeded = dropkit.export_mc(model, x, SAMPLES)
     runtime = dropkit.export_mc(model, x, SAMPLES, seed_input=False)
-    s_seeded = _session(seeded, folder, f"{name}-seeded")
-    s_runtime = _session(runtime, folder, f"{name}-runtime")
-    f_seeded, f_runtime = _feed(seeded, x, True), _feed(runtime, x, False)
     module = seeded.module()
     seed = (torch.tensor(7), torch.tensor(0))
 
-    def exported() -> object:
-        with torch.no_grad():
-            return module(x, *seed)
+    def program(run: Callable[..., object]) -> Callable[[], object]:
+        def call() -> object:
+            with torch.no_grad():
+                return run(x, *seed)
 
-    times = _medians({
+        return call
+
+    variants: dict[str, Callable[[], object]] = {
         "mc_predict (eager, auto)": lambda: dropkit.mc_predict(model, x, SAMPLES),
-        "torch.export program, eager": exported,
-        "onnxruntime, seeded (Philox)": lambda: s_seeded.run(None, f_seeded),
-        "onnxruntime, runtime generator": lambda: s_runtime.run(None, f_runtime),
-    }, rounds, reps)
+        "torch.export program, eager": program(module),
+    }
+    if compile:
+        variants["torch.export program, torch.compile"] = program(torch.compile(module))
+    for label, exported, seeded_input in (("seeded (Philox)", seeded, True),
+                                          ("runtime generator", runtime, False)):
+        session = _session(exported, folder, f"{name}-{seeded_input}", device)
+        if session is not None:
+            feed = _feed(exported, x, seeded_input)
+            variants[f"onnxruntime, {label}"] = lambda s=session, f=feed: s.run(None, f)
+    times = _medians({k: _synced(fn, device) for k, fn in variants.items()}, rounds, reps)
     base = times["mc_predict (eager, auto)"]
     return [f"| {name} | {variant} | {t * 1e3:.2f} | {base / t:.2f}x |"
             for variant, t in times.items()]
@@ -140,7 +176,7 @@ def draws(folder: Path, rounds: int, reps: int) -> list[str]:
             path = folder / f"draw-{len(sessions)}.onnx"
             torch.onnx.export(module, args, str(path), dynamo=True, verbose=False,
                               custom_translation_table=table)
-            session = ort.InferenceSession(str(path))
+            session = ort.InferenceSession(str(path), _quiet_threads())
             feed = {i.name: a.numpy() for i, a in zip(session.get_inputs(), args, strict=True)}
             sessions[label] = (session, feed)
     times = _medians({label: (lambda s=s, f=f: s.run(None, f))
@@ -152,24 +188,30 @@ def draws(folder: Path, rounds: int, reps: int) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="few rounds: a smoke run")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--compile", action="store_true", help="add torch.compile's row")
     args = parser.parse_args()
     rounds, reps = (3, 2) if args.quick else (15, 5)
     warnings.filterwarnings("ignore")
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     print(machine() + f", onnxruntime {ort.__version__}")
     torch.manual_seed(0)
-    mlp = build_model("mlp", n_features=784, n_outputs=10).eval()
+    device = torch.device(args.device)
+    mlp = build_model("mlp", n_features=784, n_outputs=10).eval().to(device)
     bert = tiny_bert_model()
-    cases: list[tuple[str, nn.Module, object]] = [("mlp", mlp, torch.rand(64, 784))]
+    cases: list[tuple[str, nn.Module, object]] = [
+        ("mlp", mlp, torch.rand(64, 784, device=device))]
     if bert is not None:
-        cases.append(("bert-tiny", *bert))
+        model, batch = bert
+        cases.append(("bert-tiny", model.to(device),
+                      {k: v.to(device) for k, v in batch.items()}))
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         print(f"\nT = {SAMPLES} samples per call; milliseconds per call (median)\n")
         print("| model | variant | ms | mc_predict / variant |")
         print("|---|---|---:|---:|")
         for case in cases:
-            print("\n".join(serving(*case, folder, rounds, reps)))
+            print("\n".join(serving(*case, folder, rounds, reps, args.device, args.compile)))
         print("\n2**20 uniforms in onnxruntime; milliseconds per call (median)\n")
         print("| source | ms | / RandomUniformLike |")
         print("|---|---:|---:|")

@@ -85,6 +85,12 @@ def test_the_base_classes_are_torch_s() -> None:
     assert isinstance(torch.nn.Dropout2d(0.5), compat.DropoutNd)
 
 
+def test_graph_ops_and_their_arguments_are_read() -> None:
+    op = torch.ops.aten.scaled_dot_product_attention.default
+    assert isinstance(op, compat.OpOverload) and not isinstance(torch.sin, compat.OpOverload)
+    assert compat.argument_names(op)[:5] == ["query", "key", "value", "attn_mask", "dropout_p"]
+
+
 def test_a_missing_name_is_an_error_naming_the_torch_version(monkeypatch) -> None:
     monkeypatch.setattr(compat, "_GRAPH_TASK_ID", None)
     monkeypatch.setitem(compat.MISSING, "torch._C._current_graph_task_id", "AttributeError")

@@ -23,7 +23,8 @@ import torch
 __all__ = ["MISSING", "TORCH_VERSION", "functorch_transforms_active",
            "functorch_interpreter_idle", "assert_async", "graph_task_id",
            "saved_tensor_hooks_active", "checkpoint_region", "NormBase", "BatchNormBase",
-           "DropoutNd", "loaded_dynamo"]
+           "DropoutNd", "loaded_dynamo", "OpOverload", "argument_names",
+           "ONNX_REGISTRATION_LOGGER"]
 
 TORCH_VERSION = torch.__version__
 #: Private torch names this torch lacks: name -> what failed.
@@ -63,6 +64,22 @@ BatchNormBase: type[torch.nn.Module] = _resolve("torch.nn.modules.batchnorm._Bat
                                lambda: torch.nn.modules.batchnorm._BatchNorm) or _Never
 DropoutNd: type[torch.nn.Module] = _resolve("torch.nn.modules.dropout._DropoutNd",
                            lambda: torch.nn.modules.dropout._DropoutNd) or _Never
+
+
+class _NoOp:
+    """Stands for the op class this torch lacks: no graph target is an instance of it."""
+
+
+#: The class of an ATen op's overload, a graph node's target (torch.export's graphs).
+OpOverload: Any = _resolve("torch._ops.OpOverload", lambda: torch._ops.OpOverload) or _NoOp
+#: The logger of torch.onnx's notes that torchvision's ops are not installed (a name: a
+#: renamed logger only stops the silencing).
+ONNX_REGISTRATION_LOGGER = "torch.onnx._internal.exporter._registration"
+
+
+def argument_names(op: Any) -> list[str]:
+    """The argument names of an op overload's schema, in order."""
+    return [a.name for a in op._schema.arguments]
 
 
 def functorch_transforms_active() -> bool:

@@ -33,6 +33,7 @@ from torch import Tensor, nn
 from torch.export import Dim, ExportedProgram
 
 from dropkit._checks import check_int
+from dropkit._torch_compat import ONNX_REGISTRATION_LOGGER, OpOverload, argument_names
 from dropkit._trace import only_training, split_inputs
 from dropkit.errors import UsageError, UsageTypeError
 from dropkit.inference.sampling.batch import (
@@ -194,7 +195,8 @@ def export_mc(model: nn.Module, example_input: Any, samples: int = 30, *,
         model: the model; its modes, buffers and random streams are left as they were.
         example_input: one valid input (a tensor, a tuple of positional arguments, or a
             mapping of keyword arguments); dim 0 of its tensors is the batch, exported
-            as dynamic where the model allows (use a batch of 2 or more).
+            as dynamic where the model allows (use a batch of 2 or more); every other
+            dim is fixed to the example's.
         samples: T, the samples per call.
         seed_input: the program takes ``seed`` and ``offset`` (0-dim int64 tensors)
             after the input, and its masks are Philox draws, a pure function of them:
@@ -270,11 +272,11 @@ def _where(node: torch.fx.Node) -> str:
 def _draws(node: torch.fx.Node) -> bool:
     """Whether ``node`` draws: an op tagged random by torch, unless its ``dropout_p``
     (fused attention) is 0."""
-    target = node.target
-    if not (node.op == "call_function" and isinstance(target, torch._ops.OpOverload)
+    target: Any = node.target
+    if not (node.op == "call_function" and isinstance(target, OpOverload)
             and torch.Tag.nondeterministic_seeded in target.tags):
         return False
-    names = [a.name for a in target._schema.arguments]
+    names = argument_names(target)
     if "dropout_p" not in names:
         return True
     at = names.index("dropout_p")
@@ -322,7 +324,7 @@ def _check_samples(program: ExportedProgram, x: Any, active: list[Site], seeded:
 def quiet_export() -> Iterator[None]:
     """torch.onnx's and torch.export's chatter off: its notes that torchvision's ops are
     not installed, its progress lines, and pytree's deprecation warning."""
-    logger = logging.getLogger("torch.onnx._internal.exporter._registration")
+    logger = logging.getLogger(ONNX_REGISTRATION_LOGGER)
     level = logger.level
     logger.setLevel(logging.ERROR)
     try:

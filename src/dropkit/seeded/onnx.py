@@ -4,7 +4,7 @@ torch's own export of the int64 arithmetic in ``dropkit.seeded.philox`` is exact
 but slow: each ``>>`` on a signed tensor becomes seven ONNX nodes, and its integer
 division goes through float32 and is wrong past 2**24. In ``uint64`` a 32x32-bit
 product, a shift and a mask are one node each and wrap as C++ unsigned arithmetic
-defines them, so this form runs in about a sixth of the time in onnxruntime
+defines them, so this form runs in about a fifth of the time in onnxruntime
 (BENCHMARKS.md) and gives the same bits (tested). Imports onnxscript: only
 :func:`dropkit.export_onnx` loads this module.
 """
