@@ -167,6 +167,52 @@ def test_runtime_draws_without_a_seed_input(tmp_path):
     assert not np.array_equal(a[0], a[1])
 
 
+class _Attention(nn.Module):
+    def __init__(self, need_weights):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(8, 2, dropout=0.5, batch_first=True)
+        self.need_weights = need_weights
+
+    def forward(self, x):
+        return self.attn(x, x, x, need_weights=self.need_weights)[0]
+
+
+@pytest.mark.parametrize("make", [lambda: _Attention(True), lambda: _Attention(False)],
+                         ids=["mha-weights", "mha-fused"])
+def test_torch_attention_samples_from_the_seed(make, tmp_path):
+    # MultiheadAttention drops inside multi_head_attention_forward: a nested call
+    torch.manual_seed(0)
+    model = make().eval()
+    x = torch.randn(3, 5, 8, generator=torch.Generator().manual_seed(4))
+    program = dropkit.export_mc(model, x, samples=300)
+    assert not random_ops(program)
+    served = _session(program, tmp_path).run(None, _feed(program, x, 3))[0]
+    eager = dropkit.mc_predict(model, x, 300, generator=torch.Generator().manual_seed(0))
+    assert _z_max(served, eager.numpy()) < _bound(served[0].size)
+
+
+def test_torch_encoder_layer_serves(tmp_path):
+    # in eval its forward takes torch's fused fast path, which has no dropout; traced,
+    # the layer runs its dropout modules, which sample
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(8, 2, 16, 0.3, batch_first=True).eval()
+    x = torch.randn(3, 5, 8)
+    program = dropkit.export_mc(layer, x, samples=4)
+    session = _session(program, tmp_path)
+    served = session.run(None, _feed(program, x, 3))[0]
+    assert not np.allclose(served[0], served[1])
+    assert np.array_equal(served, session.run(None, _feed(program, x, 3))[0])
+
+
+class _FixedSeed(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.drop = nn.Dropout(0.3)
+
+    def forward(self, x):
+        return seeded.dropout(self.drop(x), 0.5, True, seed=5)  # one mask, always
+
+
 class _Skips(nn.Module):
     """A layer run or skipped on a coin flip (wav2vec2's encoder LayerDrop)."""
 
@@ -198,6 +244,7 @@ class _Randint(nn.Module):
      "site 'p' (LayerDrop.p): it skips whole blocks"),
     (_Skips, {}, "the model's own forward (_Skips): its code branches"),
     (_Randint, {}, "draws with aten::randint"),
+    (_FixedSeed, {}, "the model's own forward (_FixedSeed) calls dropkit.seeded with a seed"),
     (lambda: nn.Sequential(nn.Linear(6, 3)), {}, "no dropout to sample"),
     (_mlp, {"strategy": "vmap"}, "got 'vmap'"),
     (lambda: nn.Sequential(dropkit.nn.DropConnectLinear(6, 3, p=0.3)), {"strategy": "batch"},

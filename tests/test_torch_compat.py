@@ -91,6 +91,24 @@ def test_graph_ops_and_their_arguments_are_read() -> None:
     assert compat.argument_names(op)[:5] == ["query", "key", "value", "attn_mask", "dropout_p"]
 
 
+def test_a_functional_body_runs_under_the_mode() -> None:
+    seen = []
+
+    class Watch(torch.overrides.TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            seen.append(getattr(func, "__name__", ""))
+            if func is torch.nn.functional.multi_head_attention_forward:
+                return compat.body_under_mode(self, func, args, dict(kwargs or {}))
+            return func(*args, **(kwargs or {}))
+
+    mha = torch.nn.MultiheadAttention(4, 2, dropout=0.5).train()
+    x = torch.randn(3, 1, 4)
+    with Watch():
+        mha(x, x, x)
+    assert "dropout" in seen  # the nested call reached the mode
+    assert torch.nn.functional.has_torch_function is torch.overrides.has_torch_function
+
+
 def test_a_missing_name_is_an_error_naming_the_torch_version(monkeypatch) -> None:
     monkeypatch.setattr(compat, "_GRAPH_TASK_ID", None)
     monkeypatch.setitem(compat.MISSING, "torch._C._current_graph_task_id", "AttributeError")

@@ -24,7 +24,7 @@ __all__ = ["MISSING", "TORCH_VERSION", "functorch_transforms_active",
            "functorch_interpreter_idle", "assert_async", "graph_task_id",
            "saved_tensor_hooks_active", "checkpoint_region", "NormBase", "BatchNormBase",
            "DropoutNd", "loaded_dynamo", "OpOverload", "argument_names",
-           "ONNX_REGISTRATION_LOGGER"]
+           "ONNX_REGISTRATION_LOGGER", "body_under_mode"]
 
 TORCH_VERSION = torch.__version__
 #: Private torch names this torch lacks: name -> what failed.
@@ -75,6 +75,23 @@ OpOverload: Any = _resolve("torch._ops.OpOverload", lambda: torch._ops.OpOverloa
 #: The logger of torch.onnx's notes that torchvision's ops are not installed (a name: a
 #: renamed logger only stops the silencing).
 ONNX_REGISTRATION_LOGGER = "torch.onnx._internal.exporter._registration"
+
+
+def body_under_mode(mode: Any, func: Callable[..., Any], args: tuple[Any, ...],
+                    kwargs: dict[str, Any]) -> Any:
+    """``func``, a function of ``torch.nn.functional`` that a torch function mode is now
+    handling, run with ``mode`` active inside it: its own dispatch to modes (the module's
+    ``has_torch_function``, read as a global) is skipped, so the calls it makes reach
+    ``mode`` (``multi_head_attention_forward``'s dropout does). Inside a mode's handler the
+    mode is off, so ``func`` alone would run them unseen."""
+    functional: Any = torch.nn.functional
+    saved = functional.has_torch_function
+    functional.has_torch_function = lambda *_: False
+    try:
+        with mode:
+            return func(*args, **kwargs)
+    finally:
+        functional.has_torch_function = saved
 
 
 def argument_names(op: Any) -> list[str]:

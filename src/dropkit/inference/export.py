@@ -29,11 +29,17 @@ from contextlib import contextmanager
 from typing import Any
 
 import torch
+import torch.nn.functional as TF
 from torch import Tensor, nn
 from torch.export import Dim, ExportedProgram
 
 from dropkit._checks import check_int
-from dropkit._torch_compat import ONNX_REGISTRATION_LOGGER, OpOverload, argument_names
+from dropkit._torch_compat import (
+    ONNX_REGISTRATION_LOGGER,
+    OpOverload,
+    argument_names,
+    body_under_mode,
+)
 from dropkit._trace import only_training, split_inputs
 from dropkit.errors import UsageError, UsageTypeError
 from dropkit.inference.sampling.batch import (
@@ -67,6 +73,8 @@ class _StreamDraws(VmapSafeDropout):
 
     def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (),
                            kwargs: Mapping[str, Any] | None = None) -> Any:
+        if func is TF.multi_head_attention_forward:  # its dropout is a nested call
+            return body_under_mode(self, func, args, dict(kwargs or {}))
         draw = _RAW.get(func)
         if draw is None:
             return super().__torch_function__(func, types, args, kwargs)
@@ -289,7 +297,19 @@ def random_ops(program: ExportedProgram) -> list[torch.fx.Node]:
     return [n for n in program.graph.nodes if _draws(n)]
 
 
+def _fixed_seed_ops(program: ExportedProgram) -> list[torch.fx.Node]:
+    """Calls of dropkit's seeded ops: their seeds were fixed when the program was traced."""
+    return [n for n in program.graph.nodes if n.op == "call_function"
+            and isinstance(n.target, OpOverload)
+            and n.target.name().startswith("dropkit::seeded_")]
+
+
 def _check_graph(program: ExportedProgram, seeded: bool) -> None:
+    for node in _fixed_seed_ops(program):
+        raise UsageError(
+            f"export_mc: {_where(node)} calls dropkit.seeded with a seed of its own, which "
+            "the trace fixed: its mask would be the same in every request; use a "
+            "dropkit.nn module (its seeded backend draws from the program's stream)")
     for node in random_ops(program):
         op = node.target.name()  # type: ignore[union-attr]
         if "dropout" in op:
