@@ -192,8 +192,8 @@ def test_torch_attention_samples_from_the_seed(make, tmp_path):
 
 
 def test_torch_encoder_layer_serves(tmp_path):
-    # in eval its forward takes torch's fused fast path, which has no dropout; traced,
-    # the layer runs its dropout modules, which sample
+    # in eval its forward takes torch's fused fast path, which has no dropout: the layer's
+    # flag is a gate of its sites, switched on with them
     torch.manual_seed(0)
     layer = nn.TransformerEncoderLayer(8, 2, 16, 0.3, batch_first=True).eval()
     x = torch.randn(3, 5, 8)

@@ -712,6 +712,25 @@ class TestSharedDrawsAndGates:
         assert not torch.equal(a, b)
         assert not any(t.training for t in m.modules())
 
+    @pytest.mark.parametrize("stack", [False, True])
+    def test_torch_transformer_layers_leave_their_fast_path(self, stack) -> None:
+        # in eval, TransformerEncoderLayer takes a fused path with no dropout: its own flag
+        # gates every site inside it, so MC mode switches it on (and only it, with them)
+        torch.manual_seed(0)
+        layer = nn.TransformerEncoderLayer(8, 2, 16, 0.3, batch_first=True)
+        model = (nn.TransformerEncoder(layer, 2, enable_nested_tensor=False) if stack
+                 else layer).eval()
+        x = torch.randn(3, 5, 8, generator=gen(1))
+        out = dropkit.mc_predict(model, x, 400, generator=gen(0))
+        assert not any(m.training for m in model.modules())
+        model.train()  # no BatchNorm inside: training mode is MC mode here
+        with torch.no_grad():
+            ref = torch.stack([model(x) for _ in range(400)])
+        model.eval()
+        z = (out.mean(0) - ref.mean(0)).abs() / ((out.var(0) + ref.var(0)) / 400).sqrt()
+        m = z.numel()  # Bonferroni over the outputs, family-wise level 1e-3
+        assert z.max() < torch.distributions.Normal(0, 1).icdf(torch.tensor(1 - 1e-3 / (2 * m)))
+
     def test_mc_mode_with_an_example_input(self) -> None:
         m, x = gpt2(), text_batch()
         with dropkit.mc_mode(m, x):

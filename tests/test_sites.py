@@ -99,6 +99,18 @@ class TestStaticDiscovery:
             dropkit.dropout_sites(3)  # type: ignore[arg-type]
 
 
+class TestFastPathGates:
+    def test_a_transformer_layer_gates_every_site_inside_it(self) -> None:
+        layer = nn.TransformerEncoderLayer(8, 2, 16, 0.3, batch_first=True)
+        model = nn.Sequential(nn.Linear(8, 8), nn.TransformerEncoder(layer, 1,
+                                                                     enable_nested_tensor=False))
+        sites = {s.name: [g for g, _ in s.gates] for s in dropkit.dropout_sites(model)}
+        assert sites["1.layers.0.dropout1"] == ["1", "1.layers.0", "1.layers.0.dropout1"]
+        assert sites["1.layers.0.self_attn.dropout"] == ["1", "1.layers.0",
+                                                         "1.layers.0.self_attn"]
+        assert all(g != "0" for gates in sites.values() for g in gates)
+
+
 class TestDiscoveryPass:
     def test_fused_attention_gate_found(self) -> None:
         m = timm_model(attn_drop=0.5)

@@ -95,6 +95,11 @@ SHARED_ATTRIBUTES = frozenset({"layerdrop"})
 _READ: weakref.WeakKeyDictionary[nn.Module, dict[str, bool]] = weakref.WeakKeyDictionary()
 _FOREIGN_RATES = ("drop_prob", "p")
 
+#: torch modules whose eval forward can take a fused fast path that skips their
+#: children's dropout: their own flag gates every site inside them too.
+FAST_PATH_MODULES: tuple[type[nn.Module], ...] = (nn.TransformerEncoderLayer,
+                                                   nn.TransformerEncoder)
+
 
 def _is_rate(value: object) -> bool:
     return (isinstance(value, numbers.Real) and not isinstance(value, bool)
@@ -224,22 +229,30 @@ def _static_sites(model: nn.Module, remembered: bool = True) -> list[Site]:
     """Modules and rate attributes, less (where ``remembered``) those the last discovery
     pass saw the forward run past unread."""
     sites = []
+    fast = [(n, m) for n, m in model.named_modules() if isinstance(m, FAST_PATH_MODULES)]
+
+    def gates(name: str, m: nn.Module) -> tuple[tuple[str, nn.Module], ...]:
+        """The site's module, and each fast-path module it sits in, outermost first."""
+        inside = tuple((n, f) for n, f in fast if f is not m and (
+            n == "" or name.startswith(n + ".")))
+        return (*inside, (name, m))
+
     for name, m in model.named_modules():
         seen = _READ.get(m, {}) if remembered else {}
         declared = getattr(type(m), "rate_attributes", None)  # a module with several rates
         if isinstance(declared, tuple):
-            sites += [Site(f"{name}.{a}" if name else a, "attribute", name, m, a, ((name, m),))
-                      for a in declared]
+            sites += [Site(f"{name}.{a}" if name else a, "attribute", name, m, a,
+                           gates(name, m)) for a in declared]
             continue
         attr = _module_rate_attribute(m)
         if attr is not None and seen.get(attr) is not False:
-            sites.append(Site(name, "module", name, m, attr, ((name, m),), read=seen.get(attr)))
+            sites.append(Site(name, "module", name, m, attr, gates(name, m), read=seen.get(attr)))
         if attr is not None or isinstance(m, nn.RNNBase):  # a 1-layer RNN's never acts
             continue
         for attr in RATE_ATTRIBUTES:
             if _is_rate(vars(m).get(attr)) and seen.get(attr) is not False:
                 label = f"{name}.{attr}" if name else attr
-                sites.append(Site(label, "attribute", name, m, attr, ((name, m),),
+                sites.append(Site(label, "attribute", name, m, attr, gates(name, m),
                                   read=seen.get(attr)))
     return sites
 
