@@ -1,12 +1,20 @@
 import json
 
 import pytest
+import torch
 
 from dropkit.app.cli import main
-from dropkit.app.experiments.reproduce import CLAIMS, Verdict, run_reproduce, write_docs
+from dropkit.app.experiments.reproduce import CLAIMS, Verdict, run_reproduce, stats, write_docs
 from dropkit.app.experiments.reproduce.registry import ClaimResult, claim
 from dropkit.app.experiments.reproduce.runs import paired_difference
-from dropkit.app.experiments.reproduce.stats import binom_se, directional, se_diff
+from dropkit.app.experiments.reproduce.stats import (
+    Effect,
+    binom_se,
+    directional,
+    judge,
+    se_diff,
+    seeds_for,
+)
 
 pytestmark = pytest.mark.slow  # trains models or runs subprocesses: make test runs it
 
@@ -99,6 +107,39 @@ class TestRegistryAndStats:
         assert (r.claim, r.description, r.mode) == ("", "", "")  # the runner fills them in
         assert str(Verdict.DIRECTION) == "direction reproduced"
         assert json.dumps({"v": Verdict.REPRODUCED}) == '{"v": "reproduced"}'
+
+    @pytest.mark.parametrize("estimate, se, matches, verdict", [
+        (1.0, 0.1, True, "reproduced"),
+        (1.0, 0.1, False, "direction reproduced"),
+        (0.50, 0.53, False, "inconclusive"),  # early dropout's last run: z = 0.94
+        (-0.47, 0.29, False, "inconclusive"),  # dropconnect's: z = -1.6, not beyond noise
+        (-1.17, 0.37, False, "contradicted"),  # augmentation's: z = -3.2
+        (0.1, 0.1, True, "inconclusive"),  # a match with the paper is not enough alone
+    ])
+    def test_four_verdicts(self, estimate, se, matches, verdict) -> None:
+        found = judge(Effect(estimate, se, seeds=3), matches_published=matches)
+        assert str(found.verdict) == verdict
+        assert found.power.startswith("the smallest effect 3 seeds detect with 80% power is")
+
+    def test_power_is_eighty_percent_at_the_minimum_detectable_effect(self) -> None:
+        # estimates drawn around the MDE: the interval clears 0 in 80% of runs
+        se = 0.3
+        mde = (stats.Z_TWO_SIDED + stats.Z_POWER) * se
+        g = torch.Generator().manual_seed(0)
+        n = 20_000
+        draws = mde + se * torch.randn(n, generator=g, dtype=torch.float64)
+        found = sum(judge(Effect(float(d), se, seeds=3)).verdict == Verdict.DIRECTION
+                    for d in draws)
+        assert abs(found / n - 0.8) < 5 * (0.8 * 0.2 / n) ** 0.5  # 5 binomial sigma
+
+    def test_seeds_needed_scale_with_the_square_of_the_ratio(self) -> None:
+        effect = Effect(0.5, 0.3, seeds=3, published=1.0)
+        mde = (stats.Z_TWO_SIDED + stats.Z_POWER) * 0.3
+        assert seeds_for(effect, mde) == 3
+        assert seeds_for(effect, mde / 2) == 12
+        assert "the published effect (1) needs 3 seeds" in judge(effect).power
+        with pytest.raises(ValueError, match="expected a size > 0"):
+            seeds_for(effect, 0.0)
 
     def test_statistics(self) -> None:
         assert binom_se(0.05, 1, 1000) == pytest.approx((0.05 * 0.95 / 1000) ** 0.5)

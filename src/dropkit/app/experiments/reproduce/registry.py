@@ -16,6 +16,9 @@ class Verdict(str, Enum):
 
     REPRODUCED = "reproduced"
     DIRECTION = "direction reproduced"
+    # the two findings "not reproduced" mixes (stats.judge); the claims move to them
+    INCONCLUSIVE = "inconclusive"
+    CONTRADICTED = "contradicted"
     NOT = "not reproduced"
 
     def __str__(self) -> str:
