@@ -29,17 +29,11 @@ from contextlib import contextmanager
 from typing import Any
 
 import torch
-import torch.nn.functional as TF
 from torch import Tensor, nn
 from torch.export import Dim, ExportedProgram
 
 from dropkit._checks import check_int
-from dropkit._torch_compat import (
-    ONNX_REGISTRATION_LOGGER,
-    OpOverload,
-    argument_names,
-    body_under_mode,
-)
+from dropkit._torch_compat import ONNX_REGISTRATION_LOGGER, OpOverload, argument_names
 from dropkit._trace import only_training, split_inputs
 from dropkit.errors import UsageError, UsageTypeError
 from dropkit.inference.sampling.batch import (
@@ -51,7 +45,7 @@ from dropkit.inference.sampling.batch import (
 )
 from dropkit.inference.sampling.failures import failing_module, reason
 from dropkit.inference.sampling.output import Output, forward
-from dropkit.inference.sampling.reroute import VmapSafeDropout
+from dropkit.inference.sampling.reroute import StreamDraws
 from dropkit.mask import stream_draws
 from dropkit.nn.layer_drop import LayerDrop
 from dropkit.seeded.stream import CounterStream, RuntimeStream
@@ -60,57 +54,6 @@ from dropkit.tools.sites import Site, dropout_sites, gates_of, signature
 __all__ = ["export_mc", "STRATEGIES", "random_ops", "quiet_export"]
 
 STRATEGIES = ("auto", "batch", "loop")
-
-
-class _StreamDraws(VmapSafeDropout):
-    """Torch's dropout calls rerouted to dropkit's draws (which the stream feeds), and a
-    model's own raw draws (``rand_like``, ``Tensor.uniform_``, ``bernoulli``) fed by the
-    stream too, so that raw noise is a function of the seed as well."""
-
-    def __init__(self, stream: CounterStream | RuntimeStream) -> None:
-        super().__init__()
-        self.stream = stream
-
-    def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (),
-                           kwargs: Mapping[str, Any] | None = None) -> Any:
-        if func is TF.multi_head_attention_forward:  # its dropout is a nested call
-            return body_under_mode(self, func, args, dict(kwargs or {}))
-        draw = _RAW.get(func)
-        if draw is None:
-            return super().__torch_function__(func, types, args, kwargs)
-        return draw(self.stream, *args, **(kwargs or {}))  # the mode is off in here
-
-
-def _uniform_(stream: Any, x: Tensor, a: float = 0.0, b: float = 1.0, **_: Any) -> Tensor:
-    return x.copy_(stream.uniform(x) * (b - a) + a)
-
-
-def _normal_(stream: Any, x: Tensor, mean: float = 0.0, std: float = 1.0, **_: Any) -> Tensor:
-    return x.copy_(stream.normal(x, mean, std))
-
-
-def _bernoulli_(stream: Any, x: Tensor, p: float | Tensor = 0.5, **_: Any) -> Tensor:
-    return x.copy_((stream.uniform(x) < p).to(x.dtype))
-
-
-def _bernoulli(stream: Any, x: Tensor, p: float | None = None, **_: Any) -> Tensor:
-    return (stream.uniform(x) < (x if p is None else p)).to(x.dtype)
-
-
-def _like(kind: str) -> Any:
-    def draw(stream: Any, x: Tensor, *, dtype: torch.dtype | None = None, **_: Any) -> Tensor:
-        noise = stream.uniform(x) if kind == "uniform" else stream.normal(x, 0.0, 1.0)
-        return noise.to(dtype or x.dtype)
-
-    return draw
-
-
-_RAW: dict[Any, Any] = {
-    torch.rand_like: _like("uniform"), torch.randn_like: _like("normal"),
-    torch.Tensor.uniform_: _uniform_, torch.Tensor.normal_: _normal_,
-    torch.Tensor.bernoulli_: _bernoulli_, torch.bernoulli: _bernoulli,
-    torch.Tensor.bernoulli: _bernoulli,
-}
 
 
 class _Sampler(nn.Module):
@@ -127,7 +70,7 @@ class _Sampler(nn.Module):
                 ) -> Tensor:
         stream = (CounterStream(seed, offset) if seed is not None and offset is not None
                   else RuntimeStream())
-        with stream_draws(stream), _StreamDraws(stream):
+        with stream_draws(stream), StreamDraws(stream):
             if self.strategy == "batch":
                 tiled, n = tile(input, self.samples)
                 out = forward(self.model, tiled, self.output)

@@ -1,5 +1,6 @@
-"""Torch's dropout calls rerouted to dropkit's draws (which vmap batches and the draw
-context shares), and scaled dot-product attention in its math form where it drops."""
+"""Torch's dropout calls rerouted to dropkit's draws (which vmap batches, the draw
+context shares and an exported program's stream feeds), and scaled dot-product
+attention in its math form where it drops."""
 
 from __future__ import annotations
 
@@ -13,11 +14,13 @@ from torch import Tensor
 from torch.overrides import TorchFunctionMode
 
 import dropkit.functional as F
+from dropkit._torch_compat import body_under_mode
 from dropkit._trace import DROPOUT_CALLS
+from dropkit.mask import Stream
 from dropkit.nn._base import RateMixin
 from dropkit.tools.sites import Site
 
-__all__ = ["VmapSafeDropout", "sdpa_math", "reroutes"]
+__all__ = ["VmapSafeDropout", "StreamDraws", "sdpa_math", "reroutes"]
 
 
 def sdpa_math(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None = None,
@@ -76,6 +79,59 @@ class VmapSafeDropout(TorchFunctionMode):
             if p > 0.0:
                 return sdpa_math(*args, **kwargs)
         return func(*args, **kwargs)
+
+
+class StreamDraws(VmapSafeDropout):
+    """:class:`VmapSafeDropout` for an exported program: torch's dropout calls rerouted to
+    dropkit's draws (which ``stream`` feeds, through :func:`dropkit.mask.stream_draws`),
+    ``multi_head_attention_forward``'s own dropout too, and a model's raw draws
+    (``rand_like``, ``Tensor.uniform_``, ``bernoulli``) taken from ``stream``, so that raw
+    noise follows the program's seed as well."""
+
+    def __init__(self, stream: Stream) -> None:
+        super().__init__()
+        self.stream = stream
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (),
+                           kwargs: Mapping[str, Any] | None = None) -> Any:
+        if func is TF.multi_head_attention_forward:  # its dropout is a nested call
+            return body_under_mode(self, func, args, dict(kwargs or {}))
+        draw = _RAW.get(func)
+        if draw is None:
+            return super().__torch_function__(func, types, args, kwargs)
+        return draw(self.stream, *args, **(kwargs or {}))  # the mode is off in here
+
+
+def _uniform_(stream: Any, x: Tensor, a: float = 0.0, b: float = 1.0, **_: Any) -> Tensor:
+    return x.copy_(stream.uniform(x) * (b - a) + a)
+
+
+def _normal_(stream: Any, x: Tensor, mean: float = 0.0, std: float = 1.0, **_: Any) -> Tensor:
+    return x.copy_(stream.normal(x, mean, std))
+
+
+def _bernoulli_(stream: Any, x: Tensor, p: float | Tensor = 0.5, **_: Any) -> Tensor:
+    return x.copy_((stream.uniform(x) < p).to(x.dtype))
+
+
+def _bernoulli(stream: Any, x: Tensor, p: float | None = None, **_: Any) -> Tensor:
+    return (stream.uniform(x) < (x if p is None else p)).to(x.dtype)
+
+
+def _like(kind: str) -> Any:
+    def draw(stream: Any, x: Tensor, *, dtype: torch.dtype | None = None, **_: Any) -> Tensor:
+        noise = stream.uniform(x) if kind == "uniform" else stream.normal(x, 0.0, 1.0)
+        return noise.to(dtype or x.dtype)
+
+    return draw
+
+
+_RAW: dict[Any, Any] = {
+    torch.rand_like: _like("uniform"), torch.randn_like: _like("normal"),
+    torch.Tensor.uniform_: _uniform_, torch.Tensor.normal_: _normal_,
+    torch.Tensor.bernoulli_: _bernoulli_, torch.bernoulli: _bernoulli,
+    torch.Tensor.bernoulli: _bernoulli,
+}
 
 
 def reroutes(sites: list[Site]) -> bool:
