@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -32,15 +32,16 @@ import torch
 from torch import Tensor, nn
 from torch.export import Dim, ExportedProgram
 
-from dropkit._checks import check_int
 from dropkit._torch_compat import ONNX_REGISTRATION_LOGGER, OpOverload, argument_names
 from dropkit._trace import only_training, split_inputs
 from dropkit.errors import UsageError, UsageTypeError
+from dropkit.inference.mc import check_differ, check_request
 from dropkit.inference.sampling.batch import (
     batchable,
     check_batchable,
     check_uncoupled,
     coupling,
+    over_batch,
     tile,
 )
 from dropkit.inference.sampling.failures import failing_module, reason
@@ -49,7 +50,7 @@ from dropkit.inference.sampling.reroute import StreamDraws
 from dropkit.mask import stream_draws
 from dropkit.nn.layer_drop import LayerDrop
 from dropkit.seeded.stream import CounterStream, RuntimeStream
-from dropkit.tools.sites import Site, dropout_sites, gates_of, signature
+from dropkit.tools.sites import Site, discover_cached, gates_of, signature
 
 __all__ = ["export_mc", "STRATEGIES", "random_ops", "quiet_export"]
 
@@ -79,18 +80,17 @@ class _Sampler(nn.Module):
                                 for _ in range(self.samples)])
 
 
+def _seed_args(seed: int) -> tuple[Tensor, Tensor]:
+    """A program's ``seed`` and ``offset`` inputs: ``seed`` at offset 0."""
+    return torch.tensor(seed, dtype=torch.int64), torch.tensor(0, dtype=torch.int64)
+
+
 def _check_args(model: Any, samples: int, strategy: str, output: Output,
                 seed_input: bool) -> None:
-    if not isinstance(model, nn.Module):
-        raise UsageTypeError(f"export_mc: expected `model` to be a torch.nn.Module, got "
-                             f"{type(model).__name__}")
-    check_int("export_mc", samples, "samples", 1)
+    check_request("export_mc", model, samples, output)
     if strategy not in STRATEGIES:
         raise UsageError(f"export_mc: expected `strategy` to be one of {STRATEGIES} (an "
                          f"exported program cannot hold vmap), got {strategy!r}")
-    if output is not None and not (isinstance(output, str) or callable(output)):
-        raise UsageTypeError(f"export_mc: expected `output` to be None, a str or a callable, "
-                             f"got {type(output).__name__}")
     if not isinstance(seed_input, bool):
         raise UsageTypeError(f"export_mc: expected `seed_input` to be a bool, got "
                              f"{type(seed_input).__name__}")
@@ -106,10 +106,10 @@ def _check_sites(active: list[Site]) -> None:
                 "to 0 (dropkit.set_rate) or prune it (LayerDrop.prune) before exporting")
 
 
-def _strategy(asked: str, model: nn.Module, x: Any, output: Output, active: list[Site]) -> str:
+def _strategy(asked: str, model: nn.Module, x: Any, output: Output, active: list[Site],
+              key: object) -> str:
     if asked == "loop":
         return "loop"
-    key = signature(model, x)
     if asked == "batch":
         check_batchable("export_mc", "sample", active)
         check_uncoupled("export_mc", model, x, output, key)
@@ -119,21 +119,9 @@ def _strategy(asked: str, model: nn.Module, x: Any, output: Output, active: list
 
 
 def _batch_dims(x: Any) -> Any:
-    """The dynamic shapes of ``x``: dim 0 of every tensor that shares the first one's
-    batch size, sized by torch (``Dim.AUTO``: static where the model fixes it)."""
-    args, kwargs = split_inputs("export_mc", x)
-    tensors = [t for t in [*args, *kwargs.values()] if isinstance(t, Tensor) and t.dim() > 0]
-    n = tensors[0].shape[0] if tensors else None
-
-    def spec(v: Any) -> Any:
-        return {0: Dim.AUTO} if isinstance(v, Tensor) and v.dim() > 0 and v.shape[0] == n \
-            else None
-
-    if isinstance(x, Mapping):
-        return {k: spec(v) for k, v in x.items()}
-    if isinstance(x, tuple):
-        return tuple(spec(v) for v in x)
-    return spec(x)
+    """The dynamic shapes of ``x``: dim 0 of every batch tensor sized by torch
+    (``Dim.AUTO``: static where the model fixes it), nothing else."""
+    return over_batch(x, lambda v: {0: Dim.AUTO}, lambda v: None)[0]
 
 
 def export_mc(model: nn.Module, example_input: Any, samples: int = 30, *,
@@ -173,16 +161,16 @@ def export_mc(model: nn.Module, example_input: Any, samples: int = 30, *,
     """
     _check_args(model, samples, strategy, output, seed_input)
     split_inputs("export_mc", example_input)
-    sites = dropout_sites(model, example_input)
+    key = signature(model, example_input)  # taken once: it reads every module's attributes
+    sites = discover_cached(model, example_input, key)
     active = [s for s in sites if s.draws]
     if not active:
         raise UsageError("export_mc: the model has no dropout to sample (none present, or "
                          "every rate is 0): its Monte Carlo samples would all be equal")
     _check_sites(active)
-    chosen = _strategy(strategy, model, example_input, output, active)
+    chosen = _strategy(strategy, model, example_input, output, active, key)
     sampler = _Sampler(model, samples, chosen, output)
-    seeds = (torch.tensor(1, dtype=torch.int64), torch.tensor(0, dtype=torch.int64))
-    args = (example_input, *seeds) if seed_input else (example_input,)
+    args = (example_input, *_seed_args(1)) if seed_input else (example_input,)
     dims = (_batch_dims(example_input), None, None) if seed_input else (
         _batch_dims(example_input),)
     with torch.no_grad(), only_training(model, gates_of(sites)):
@@ -270,13 +258,10 @@ def _check_graph(program: ExportedProgram, seeded: bool) -> None:
 def _check_samples(program: ExportedProgram, x: Any, active: list[Site], seeded: bool
                    ) -> None:
     """Never silent: the program's samples must differ, and follow the seed."""
-    from dropkit.inference.mc import check_differ
-
     run = program.module()
-    seed = torch.tensor(1, dtype=torch.int64), torch.tensor(0, dtype=torch.int64)
-    first = run(x, *seed) if seeded else run(x)
+    first = run(x, *_seed_args(1)) if seeded else run(x)
     check_differ(first, active, "export_mc")
-    if seeded and torch.equal(first, run(x, torch.tensor(2, dtype=torch.int64), seed[1])):
+    if seeded and torch.equal(first, run(x, *_seed_args(2))):
         raise RuntimeError(
             "export_mc: seeds 1 and 2 gave the exported program the same samples: its "
             "noise does not follow the seed input (a draw outside torch, from NumPy or "

@@ -107,6 +107,18 @@ def _why_not(site: Site) -> str:
             "module's flag on (its dropout is gated on something dropkit cannot switch)")
 
 
+def check_request(fn: str, model: object, samples: object, output: object) -> None:
+    """What every sampler of a model checks first: a module, ``samples`` an int >= 1, and
+    ``output`` None, a key or attribute name, or a callable."""
+    if not isinstance(model, nn.Module):
+        raise UsageTypeError(f"{fn}: expected `model` to be a torch.nn.Module, got "
+                             f"{type(model).__name__}")
+    check_int(fn, samples, "samples", 1)
+    if output is not None and not (isinstance(output, str) or callable(output)):
+        raise UsageTypeError(f"{fn}: expected `output` to be None, a str or a callable, "
+                             f"got {type(output).__name__}")
+
+
 def check_differ(out: Tensor, active: list[Site], fn: str = "mc_predict") -> None:
     """Never silent: identical samples would read as zero uncertainty (an empty batch
     has nothing to compare); raises naming the sites that did not sample."""
@@ -185,19 +197,13 @@ def mc_predict(
         RuntimeError: when all T >= 2 samples are identical although sites with rates
             above 0 exist; it names the sites dropkit could not make sample.
     """
-    if not isinstance(model, nn.Module):
-        raise UsageTypeError(f"mc_predict: expected `model` to be a torch.nn.Module, got "
-                        f"{type(model).__name__}")
-    check_int("mc_predict", samples, "samples", 1)
+    check_request("mc_predict", model, samples, output)
     if chunk_size is not None:
         check_int("mc_predict", chunk_size, "chunk_size", 1)
     if strategy not in STRATEGIES:
         raise UsageError(
             f"mc_predict: expected `strategy` to be one of {STRATEGIES}, got {strategy!r}"
         )
-    if output is not None and not (isinstance(output, str) or callable(output)):
-        raise UsageTypeError(f"mc_predict: expected `output` to be None, a str or a callable, "
-                        f"got {type(output).__name__}")
     if generator is not None and not isinstance(generator, torch.Generator):
         raise UsageTypeError(f"mc_predict: expected `generator` to be a torch.Generator or None, "
                         f"got {type(generator).__name__}")

@@ -4,7 +4,7 @@ model's rows depend on each other (observed, by tiling the input twice)."""
 from __future__ import annotations
 
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -15,8 +15,8 @@ from dropkit.errors import UsageError
 from dropkit.inference.sampling.output import Output, forward
 from dropkit.tools.sites import Site, signature
 
-__all__ = ["batchable", "batch_problem", "check_batchable", "tile", "coupling", "halves_differ",
-           "check_uncoupled"]
+__all__ = ["batchable", "batch_problem", "check_batchable", "over_batch", "tile", "coupling",
+           "halves_differ", "check_uncoupled"]
 
 
 def batchable(sites: list[Site]) -> bool:
@@ -43,23 +43,32 @@ def check_batchable(fn: str, action: str, sites: list[Site]) -> None:
                              f"{problem}; use 'vmap' or 'loop'")
 
 
-def tile(x: Any, k: int) -> tuple[Any, int]:
-    """``x`` with every batch tensor repeated ``k`` times along dim 0, and the batch size."""
+def over_batch(x: Any, batched: Callable[[Tensor], Any],
+               other: Callable[[Any], Any] = lambda v: v) -> tuple[Any, int | None]:
+    """``x`` in its own structure with ``batched`` applied to every tensor whose dim 0 is
+    the batch (the first tensor with a dim sets its size) and ``other`` to the rest; and
+    the batch size, None where no tensor has a dim."""
     args, kwargs = split_inputs("mc_predict", x)
-    batched = [t for t in [*args, *kwargs.values()] if isinstance(t, Tensor) and t.dim() > 0]
-    if not batched:
-        raise UsageError("mc_predict: strategy 'batch' needs an input with a batch dim 0")
-    n = batched[0].shape[0]
+    tensors = [t for t in [*args, *kwargs.values()] if isinstance(t, Tensor) and t.dim() > 0]
+    n = tensors[0].shape[0] if tensors else None
 
-    def tile(v: Any) -> Any:
-        if isinstance(v, Tensor) and v.dim() > 0 and v.shape[0] == n:
-            return v.unsqueeze(0).expand(k, *v.shape).reshape(k * n, *v.shape[1:])  # (k N, ...)
-        return v
+    def one(v: Any) -> Any:
+        return batched(v) if isinstance(v, Tensor) and v.dim() > 0 and v.shape[0] == n \
+            else other(v)
 
     if isinstance(x, Mapping):
-        return {key: tile(v) for key, v in kwargs.items()}, n
-    tiled = tuple(tile(v) for v in args)
-    return (tiled if isinstance(x, tuple) else tiled[0]), n
+        return {key: one(v) for key, v in kwargs.items()}, n
+    mapped = tuple(one(v) for v in args)
+    return (mapped if isinstance(x, tuple) else mapped[0]), n
+
+
+def tile(x: Any, k: int) -> tuple[Any, int]:
+    """``x`` with every batch tensor repeated ``k`` times along dim 0, and the batch size."""
+    tiled, n = over_batch(x, lambda v: v.unsqueeze(0).expand(k, *v.shape).reshape(
+        k * v.shape[0], *v.shape[1:]))  # (k N, ...)
+    if n is None:
+        raise UsageError("mc_predict: strategy 'batch' needs an input with a batch dim 0")
+    return tiled, n
 
 
 # Per model: (signature, why tiling the batch mixes samples, or None).
