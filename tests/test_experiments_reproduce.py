@@ -1,19 +1,33 @@
 import json
+import math
 
 import pytest
 import torch
 
 from dropkit.app.cli import main
-from dropkit.app.experiments.reproduce import CLAIMS, Verdict, run_reproduce, stats, write_docs
+from dropkit.app.experiments.reproduce import (
+    CLAIMS,
+    CLAIMS_BY_NAME,
+    Verdict,
+    run_reproduce,
+    stats,
+    write_docs,
+)
 from dropkit.app.experiments.reproduce.registry import ClaimResult, claim
 from dropkit.app.experiments.reproduce.runs import paired_difference
 from dropkit.app.experiments.reproduce.stats import (
     Effect,
+    Finding,
     binom_se,
-    directional,
+    combine,
     judge,
+    judge_level,
+    judge_parts,
+    power,
     se_diff,
+    seed_effect,
     seeds_for,
+    split_noise,
 )
 
 pytestmark = pytest.mark.slow  # trains models or runs subprocesses: make test runs it
@@ -66,13 +80,16 @@ def test_docs_report_a_failure_as_a_failure(tmp_path) -> None:
     folder.mkdir(parents=True)
     (folder / "result.json").write_text(json.dumps({
         "claim": "spatial", "description": "d", "setting": "s", "dropkit": "x",
-        "published": "y", "verdict": Verdict.NOT.value, "why": "the spread was too wide",
-        "mode": "full",
+        "published": "y", "verdict": Verdict.CONTRADICTED.value,
+        "why": "the spread was too wide", "power": "3 seeds detect 1 point", "mode": "full",
         "numbers": {}, "figure": None, "seconds": 1.0, "date": "2026-11-26",
     }))
     page = write_docs(tmp_path / "out", tmp_path / "R.md").read_text()
-    assert "| [spatial](#spatial) | full | not reproduced |" in page
-    assert "not reproduced: the spread was too wide." in page
+    assert "| [spatial](#spatial) | full | contradicted |" in page
+    assert "- **Verdict:** contradicted: the spread was too wide." in page
+    assert "- **Power:** 3 seeds detect 1 point." in page
+    assert ("**1 claims:** 0 reproduced, 0 direction reproduced, 0 inconclusive, "
+            "1 contradicted.") in page
 
 
 def test_paired_refuses_checkpoints_that_are_not_the_final_models(tmp_path) -> None:
@@ -103,7 +120,8 @@ class TestRegistryAndStats:
             claim("spatial", "again")(lambda quick, out: None)  # type: ignore[arg-type,return-value]
 
     def test_results_are_built_by_keyword_and_verdicts_are_an_enum(self) -> None:
-        r = ClaimResult(setting="s", dropkit="d", published="p", verdict=Verdict.NOT, why="w")
+        r = ClaimResult(setting="s", dropkit="d", published="p", verdict=Verdict.INCONCLUSIVE,
+                        why="w")
         assert (r.claim, r.description, r.mode) == ("", "", "")  # the runner fills them in
         assert str(Verdict.DIRECTION) == "direction reproduced"
         assert json.dumps({"v": Verdict.REPRODUCED}) == '{"v": "reproduced"}'
@@ -136,17 +154,96 @@ class TestRegistryAndStats:
         effect = Effect(0.5, 0.3, seeds=3, published=1.0)
         mde = (stats.Z_TWO_SIDED + stats.Z_POWER) * 0.3
         assert seeds_for(effect, mde) == 3
-        assert seeds_for(effect, mde / 2) == 12
-        assert "the published effect (1) needs 3 seeds" in judge(effect).power
+        assert seeds_for(effect, mde / 2 * (1 + 1e-9)) == 12  # 4x the seeds halve the se
+        assert seeds_for(effect, mde / 2 * (1 - 1e-6)) == 13
+        assert "the published effect (1.00) is within reach" in judge(effect).power
+        assert "the published effect (0.10) needs 212 seeds" in judge(
+            Effect(0.05, 0.3, seeds=3, published=0.1)).power  # 3 (2.802 * 0.3 / 0.1)^2 = 211.9
         with pytest.raises(ValueError, match="expected a size > 0"):
             seeds_for(effect, 0.0)
+
+    def test_a_few_seeds_spread_widens_the_interval_to_students_t(self) -> None:
+        from scipy.stats import t
+
+        low, high = Effect(1.0, 0.1, seeds=3, df=4).interval
+        assert (high - low) / 2 == pytest.approx(t.ppf(0.975, 4) * 0.1)  # 2.776, not 1.96
+        assert str(judge(Effect(0.25, 0.1, seeds=3, df=4)).verdict) == "inconclusive"
+        assert str(judge(Effect(0.25, 0.1, seeds=3)).verdict) == "direction reproduced"
+        # more seeds: more degrees of freedom as well as a smaller standard error. At 5
+        # seeds (df 8): (2.306 + 0.889) 0.1 sqrt(3/5) = 0.2475; at 4 (df 6): (2.447 +
+        # 0.906) 0.1 sqrt(3/4) = 0.290
+        assert seeds_for(Effect(0.25, 0.1, seeds=3, df=4), 0.25) == 5
+
+    def test_the_test_sets_noise_is_not_shrunk_by_seeds(self) -> None:
+        # se 0.01 of which 0.008 is the test examples': seeds only shrink the other 0.006
+        effect = Effect(0.01, 0.01, seeds=3, fixed_se=0.008, examples=1000)
+        z = stats.Z_TWO_SIDED + stats.Z_POWER
+        size = 0.03
+        needed = 3 * 0.006 ** 2 / ((size / z) ** 2 - 0.008 ** 2)  # closed form
+        assert seeds_for(effect, size) == max(3, int(needed) + 1)
+        assert seeds_for(effect, 0.02) is None  # below z * 0.008 = 0.0224: no seeds suffice
+        text = power(Effect(0.02, 0.01, seeds=3, fixed_se=0.008, examples=1000))
+        floor = z * 0.008
+        assert "no number of seeds reaches the measured size (0.020)" in text
+        assert f"about {math.ceil(1000 * (floor / 0.02) ** 2):,} would be needed" in text
+
+    def test_split_noise_separates_the_examples_from_the_seeds(self) -> None:
+        # per example a true effect (sd 0.3) plus seed noise (sd 0.5): the fixed part is
+        # the examples' variance over n, unbiased: the mean of its square over repeats
+        # lies within 5 standard errors of 0.3^2 / n
+        g = torch.Generator().manual_seed(0)
+        seeds, n, repeats = 3, 400, 300
+        fixed2, total2 = [], []
+        for _ in range(repeats):
+            truth = 0.3 * torch.randn(n, generator=g, dtype=torch.float64)
+            scores = truth + 0.5 * torch.randn(seeds, n, generator=g, dtype=torch.float64)
+            se, fixed = split_noise(scores)
+            fixed2.append(fixed ** 2 * n)
+            total2.append(se ** 2 * n)
+        f, t_ = torch.tensor(fixed2), torch.tensor(total2)
+        assert abs(f.mean() - 0.09) < 5 * f.std() / repeats ** 0.5
+        assert abs(t_.mean() - (0.09 + 0.25 / seeds)) < 5 * t_.std() / repeats ** 0.5
+        assert split_noise(torch.ones(1, 5) * torch.arange(5.0))[1] == split_noise(
+            torch.ones(1, 5) * torch.arange(5.0))[0]  # one seed: all of it is fixed
+
+    @pytest.mark.parametrize("shortfall, se, verdict", [
+        (0.0, 0.1, "reproduced"), (-0.15, 0.1, "reproduced"),  # within the noise
+        (0.5, 0.1, "reproduced"),  # better than published: the level is reached
+        (-0.25, 0.1, "contradicted"),  # short beyond the 95% interval
+    ])
+    def test_level_claims(self, shortfall, se, verdict) -> None:
+        found = judge_level(Effect(shortfall, se, seeds=20))
+        assert str(found.verdict) == verdict
+        assert "detected with 80% power at 20 seeds" in found.power
+
+    def test_a_claim_of_several_parts_takes_its_most_severe_verdict(self) -> None:
+        parts = {"a": Finding(Verdict.REPRODUCED, "pa"), "b": Finding(Verdict.INCONCLUSIVE, "pb"),
+                 "c": Finding(Verdict.DIRECTION, "pc")}
+        assert combine(parts) == Finding(Verdict.INCONCLUSIVE, "b: pb")
+        assert combine({"a": parts["a"]}) == parts["a"]
+        parts["d"] = Finding(Verdict.CONTRADICTED, "pd")
+        assert combine(parts).verdict == Verdict.CONTRADICTED
+        with pytest.raises(ValueError, match="expected at least one part"):
+            combine({})
+        finding, why = judge_parts({"gain": Effect(1.0, 0.1, 3), "at least": Effect(-0.1, 0.1, 3)},
+                                   levels=["at least"])
+        assert finding.verdict == Verdict.DIRECTION  # the level part is reproduced
+        assert why.startswith("gain: +1.00 (95% interval +0.80 to +1.20); at least: -0.10")
+        with pytest.raises(ValueError, match="expected levels among the parts"):
+            judge_parts({"gain": Effect(1.0, 0.1, 3)}, levels=["gian"])
 
     def test_statistics(self) -> None:
         assert binom_se(0.05, 1, 1000) == pytest.approx((0.05 * 0.95 / 1000) ** 0.5)
         assert se_diff([1.0, 1.0], [2.0, 2.0]) == 0.0
         res = {"a": {"e": [0.10, 0.11, 0.10]}, "b": {"e": [0.20, 0.21, 0.20]}}
-        assert directional("a", "b", res, "e")[0]  # lower by far more than 2 SE
-        assert not directional("b", "a", res, "e")[0]
+        effect = seed_effect("a", "b", res, "e")  # b - a: > 0 when a is lower
+        assert effect.estimate == pytest.approx(0.1) and effect.seeds == 3
+        assert effect.se == pytest.approx(se_diff(res["a"]["e"], res["b"]["e"]))
+        assert effect.df == pytest.approx(4.0)  # equal spreads, 3 a side: 2 (3 - 1)
+        assert judge(effect).verdict == Verdict.DIRECTION
+        assert judge(seed_effect("b", "a", res, "e")).verdict == Verdict.CONTRADICTED
+        assert str(seed_effect("a", "b", {k: {"test_error": v["e"]} for k, v in res.items()})
+                   ) == "+10.00 points (95% interval +8.69 to +11.31)"  # t(4) = 2.776
 
 
 def test_a_quick_run_leaves_the_committed_page_alone(tmp_path, monkeypatch) -> None:
@@ -176,8 +273,6 @@ def test_a_claim_asked_for_by_name_that_cannot_run_is_refused_first(tmp_path, mo
 
 
 def test_every_claim_skips_one_that_cannot_run_saying_why(tmp_path, monkeypatch) -> None:
-    from dropkit.app.experiments.reproduce import CLAIMS_BY_NAME
-
     _empty_data(tmp_path, monkeypatch)
     lines: list[str] = []
     # "every claim", cut to the one that cannot run so that nothing trains
@@ -211,8 +306,10 @@ def test_a_partial_run_keeps_the_other_claims_on_the_page(tmp_path) -> None:
     assert kept in page and page.index("## mask-statistics") < page.index("## spatial")
 
 
-@pytest.mark.skipif(CLAIMS[-1].needs() is not None,
-                    reason=f"the UCI sets are not here: {CLAIMS[-1].needs()}")
+UCI_MISSING = CLAIMS_BY_NAME["uci-regression"].needs()
+
+
+@pytest.mark.skipif(UCI_MISSING is not None, reason=f"the UCI sets are not here: {UCI_MISSING}")
 def test_quick_run_of_the_uci_regression_claim(tmp_path) -> None:
     docs = tmp_path / "REPRODUCTIONS.md"
     (result,) = run_reproduce(["uci-regression"], quick=True, out=tmp_path / "out",
@@ -233,3 +330,63 @@ def test_hanley_mcneil_at_chance_is_the_mann_whitney_variance() -> None:
         exact = ((n1 + n2 + 1) / (12 * n1 * n2)) ** 0.5
         assert hanley_mcneil(0.5, n1, n2) == pytest.approx(exact, rel=1e-12)
     assert hanley_mcneil(1.0, 10, 10) == 0.0
+
+
+def test_the_committed_page_gives_every_claim_a_verdict_a_power_and_a_source() -> None:
+    import re
+    from pathlib import Path
+
+    from dropkit.app.experiments.reproduce.docs import count_line
+    from dropkit.app.experiments.reproduce.sources import LOCATOR
+
+    root = Path(__file__).resolve().parents[1]
+    page = (root / "docs" / "REPRODUCTIONS.md").read_text()
+    sections = {part.split("\n", 1)[0]: part for part in page.split("\n## ")[1:]}
+    assert list(sections) == [c.name for c in CLAIMS]
+    four = {v.value for v in Verdict}
+    verdicts = []
+    for name, text in sections.items():
+        (published,) = re.findall(r"^- \*\*Published:\*\* (.*)$", text, re.M)
+        assert re.search(LOCATOR, published), f"{name}: no table, figure or section cited"
+        (verdict,) = re.findall(r"^- \*\*Verdict:\*\* ([a-z ]+):", text, re.M)
+        assert verdict in four, f"{name}: {verdict!r} is not one of the four verdicts"
+        assert re.search(r"^- \*\*Power:\*\* \S", text, re.M), f"{name}: no power statement"
+        assert f"| [{name}](#{name}) | full | {verdict} |" in page
+        verdicts.append(verdict)
+    line = count_line(verdicts)
+    assert line in page  # the page's count is its claims'
+    assert line in (root / "README.md").read_text()  # and the README quotes it
+
+
+def test_uci_splits_are_reused_only_with_their_settings(tmp_path, monkeypatch) -> None:
+    from concurrent.futures import Future
+
+    from dropkit.app.experiments.reproduce import uci_regression as U
+
+    submitted: list[tuple[str, int]] = []
+
+    class InProcess:  # the pool's interface, run here, recording what it was given
+        def __init__(self, **_) -> None: ...
+        def __enter__(self): return self
+        def __exit__(self, *_) -> None: ...
+
+        def submit(self, fn, name, s, *args) -> Future:
+            submitted.append((name, s))
+            future: Future = Future()
+            future.set_result({"dropout": {"rmse": 1.0 + s, "ll": -1.0, "mc_se": 0.0},
+                               "ensemble": {"rmse": 2.0, "ll": -2.0, "mc_se": 0.0},
+                               "chosen": [0.01, 0.5]})
+            return future
+
+    monkeypatch.setattr(U, "ProcessPoolExecutor", InProcess)
+    monkeypatch.setattr(U, "as_completed", lambda futures: list(futures))
+    rows = U.run_sets(["yacht"], lambda _: 3, 10, 5, tmp_path)
+    assert submitted == [("yacht", 0), ("yacht", 1), ("yacht", 2)]
+    assert [s.rmse for s in rows[0].dropout] == [1.0, 2.0, 3.0]
+    (tmp_path / "splits" / "yacht-1.json").unlink()  # an interrupted run: one split missing
+    submitted.clear()
+    again = U.run_sets(["yacht"], lambda _: 3, 10, 5, tmp_path)
+    assert submitted == [("yacht", 1)] and again == rows
+    submitted.clear()
+    U.run_sets(["yacht"], lambda _: 3, 20, 5, tmp_path)  # other settings: nothing reused
+    assert submitted == [("yacht", 0), ("yacht", 1), ("yacht", 2)]

@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from dropkit.app.experiments.engine import TrainConfig, dataset_for
-from dropkit.app.experiments.reproduce.registry import ClaimResult, Verdict, claim
-from dropkit.app.experiments.reproduce.runs import bar, finals, paired_difference
-from dropkit.app.experiments.reproduce.stats import directional, pm
+from dropkit.app.experiments.reproduce.registry import ClaimResult, claim
+from dropkit.app.experiments.reproduce.runs import bar, finals, paired_difference, paired_effect
+from dropkit.app.experiments.reproduce.sources import SIMARD, SRIVASTAVA
+from dropkit.app.experiments.reproduce.stats import Effect, judge_parts, pm
 
 
 @claim("augmentation",
@@ -26,29 +27,26 @@ def augmentation(quick: bool, out: Path) -> ClaimResult:
                "none": TrainConfig(**none, **base)}
     data = dataset_for(configs["none"])
     res = finals(configs, seeds, out, data)
-    vs = {alone: directional("both", alone, res) for alone in ("dropout", "augment")}
-    texts = []
+    texts: list[str] = []
+    parts: dict[str, Effect] = {}
+    paired: dict[str, dict[str, float]] = {}
     for alone in ("dropout", "augment"):
-        _, text = paired_difference(configs, "both", alone, seeds, out, res, data)
+        paired[alone], text = paired_difference(configs, "both", alone, seeds, out, res, data)
         texts.append(f"vs {alone}: {text}")
-    verdict = Verdict.DIRECTION if all(ok for ok, _ in vs.values()) else Verdict.NOT
-    why = "; ".join(
-        f"both is {'lower' if diff > 0 else 'higher'} than {alone} by {100 * abs(diff):.2f} "
-        "points" + (f", {'more' if ok else 'not more'} than 2 standard errors" if diff > 0
-                    else "")
-        for alone, (ok, diff) in vs.items())
+        parts[f"test error, {alone} - both"] = paired_effect(paired[alone])
+    finding, why = judge_parts(parts)
     return ClaimResult(
         setting=(f"MNIST-5k, MLP 784-{hidden}-{hidden}-10, {epochs} epochs, {seeds} seeds; "
                  "dropout 0.2 input / 0.5 hidden, augmentation: each training digit moved "
                  "by up to 2 pixels along each axis (fresh every batch), both, or neither"),
         dropkit="; ".join(f"{k}: test error {pm(v['test_error'])}" for k, v in res.items()),
-        published=("Srivastava et al. 2014 use dropout on top of data augmentation for their "
-                   "best image results (Sec. 6.1); Simard et al. 2003 show small distortions "
-                   "of MNIST digits lower the error of the same nets. Complementary: a "
-                   "direction only"),
-        verdict=verdict,
+        published=(f"{SRIVASTAVA}, Sec. 6.1, use dropout on top of data augmentation for "
+                   f"their best image results; {SIMARD}, Table 1: small distortions of the MNIST "
+                   "digits lower the error of the same nets. Complementary: a direction only"),
+        verdict=finding.verdict,
         why=why,
-        numbers={**res, "vs": {k: {"ok": ok, "diff": d} for k, (ok, d) in vs.items()}},
+        power=finding.power,
+        numbers={**res, "paired": paired},
         figure=bar(res, out, "augmentation"),
         paired="; ".join(texts),
     )

@@ -7,8 +7,42 @@ from pathlib import Path
 
 from dropkit.app.experiments.io import atomic_write_text
 from dropkit.app.experiments.reproduce.registry import CLAIMS
+from dropkit.app.experiments.reproduce.stats import SEVERITY
 
-__all__ = ["write_docs"]
+__all__ = ["write_docs", "count_line", "RULES", "DURATION"]
+
+#: How long the full run takes from scratch on 2 cores (measured: BENCHMARKS.md).
+DURATION = "about 2 hours 25 minutes"
+
+RULES = (
+    "**Verdicts**, one rule for every claim (`stats.judge`). Each claim names its primary "
+    "effect, signed so that the published direction is positive (a drop in test error, a "
+    "gain in log-likelihood), with a 95% interval: Student's t when the standard error comes "
+    "from a few seeds' spread (3 seeds a side give t = 2.78, not 1.96), the normal quantile "
+    "when it comes from many test examples. For two-way comparisons of test error the effect "
+    "is the difference paired over the test examples (each example scores which of the two "
+    "networks got it wrong, averaged over seeds), which cancels the examples both get wrong. "
+    "*Reproduced*: the interval lies above 0 and the claim's own comparison with the "
+    "published number holds (a shape claim: every part of the shape). *Direction "
+    "reproduced*: the interval lies above 0, in a setting that differs from the paper's. "
+    "*Inconclusive*: the interval covers both 0 and the published direction: this run cannot "
+    "tell. *Contradicted*: the interval lies below 0: the effect goes the other way beyond "
+    "the noise. A claim about a level (a published number to reach, or \"at least as good\") "
+    "is *reproduced* when its shortfall's interval reaches 0 or above and *contradicted* when "
+    "it lies below. A claim of several parts takes its most severe part's verdict "
+    "(contradicted, then inconclusive, then direction reproduced, then reproduced). "
+    "**Power** gives the smallest effect the run's seeds detect with 80% power at the 5% "
+    "level and the seeds the published effect (where the paper gives one in these units) or "
+    "the measured one would need. In a difference paired over the test examples, the part "
+    "of the noise that more seeds cannot remove (the test examples' own) is estimated from "
+    "the spread within each example over seeds; where it alone is too large, the line says "
+    "so and how many test examples would be needed.")
+
+
+def count_line(verdicts: list[str]) -> str:
+    """The page's summary: how many claims carry each of the four verdicts."""
+    counts = [f"{verdicts.count(v.value)} {v.value}" for v in reversed(SEVERITY)]
+    return f"**{len(verdicts)} claims:** {', '.join(counts)}."
 
 
 def _kept(docs: Path) -> dict[str, tuple[str, str]]:
@@ -35,6 +69,8 @@ def write_docs(out: Path, docs: Path) -> Path:
             results.append(json.loads(path.read_text()))
         elif claim.name in kept:
             results.append(kept[claim.name])
+    verdicts = [r[0].rsplit("|", 2)[1].strip() if isinstance(r, tuple) else r["verdict"]
+                for r in results]
     lines = [
         "# Reproductions",
         "",
@@ -42,20 +78,15 @@ def write_docs(out: Path, docs: Path) -> Path:
         "dropkit's number with its spread, the published number with its source, and a "
         "verdict. A claim that did not reproduce is reported as such, with the reason.",
         "",
-        "Verdicts: *reproduced* when dropkit's number agrees with the published one (within 2 "
-        "combined standard errors) or every part of a shape claim holds; *direction "
-        "reproduced* when the effect has the published sign and exceeds 2 standard errors "
-        "but the setting differs from the paper's; *not reproduced* otherwise. Standard "
-        "errors come from the spread over seeds (or splits), and for sweeps from the binomial "
-        "noise of the 1,000 test examples. For two-way comparisons of test error the same "
-        "difference is also reported paired over the test examples (each example scores "
-        "which of the two networks got it wrong, averaged over seeds), which cancels the "
-        "examples both get wrong; it is reported beside the verdict and does not change it. "
+        RULES,
+        "",
         "Rerun everything with `dropkit reproduce` "
-        "(about 2 hours 25 minutes on 2 cores from scratch, an hour of it `uci-regression`, "
-        "which needs the UCI sets in `$DROPKIT_DATA/uci`; finished runs are reused), a few "
+        f"({DURATION} on 2 cores from scratch, `uci-regression` reading the UCI sets from "
+        "`$DROPKIT_DATA/uci`; finished runs are reused), a few "
         "claims with `dropkit reproduce CLAIM ... --docs docs/REPRODUCTIONS.md` (the "
-        "others' sections are kept), or `dropkit reproduce --quick` (about 5 minutes).",
+        "others' sections are kept), or `dropkit reproduce --quick` (about 2 minutes).",
+        "",
+        count_line(verdicts),
         "",
         "| claim | mode | verdict |",
         "|---|---|---|",
@@ -76,6 +107,7 @@ def write_docs(out: Path, docs: Path) -> Path:
             f"- **dropkit:** {r['dropkit']}",
             f"- **Published:** {r['published']}",
             f"- **Verdict:** {r['verdict']}: {r['why']}.",
+            *([f"- **Power:** {r['power']}."] if r.get("power") else []),
             *(["", r["table"], ""] if r.get("table") else []),
             *([f"- **Paired over the test set:** {r['paired']}."] if r.get("paired") else []),
             f"- **Run:** {r['mode']} mode, {r.get('date', '')}, {r.get('seconds', 0):.0f} s.",

@@ -3,14 +3,14 @@ stopping there matters; with dropout it turns up later, and the best epoch is be
 
 from __future__ import annotations
 
-import statistics
 from pathlib import Path
 from typing import Any
 
 from dropkit.app.experiments.engine import TrainConfig, dataset_for, train_seeds
 from dropkit.app.experiments.report import mean_spread, plt, save_figure
-from dropkit.app.experiments.reproduce.registry import ClaimResult, Verdict, claim
-from dropkit.app.experiments.reproduce.stats import directional, pm
+from dropkit.app.experiments.reproduce.registry import ClaimResult, claim
+from dropkit.app.experiments.reproduce.sources import PRECHELT, SRIVASTAVA
+from dropkit.app.experiments.reproduce.stats import judge_parts, pm, seed_effect
 
 
 def _epochs(values: list[float]) -> str:
@@ -39,14 +39,11 @@ def early_stopping(quick: bool, out: Path) -> ClaimResult:
     res = {k: {key: [_at_best(h)[key] for h in hs] for key in
                ("best_epoch", "test_at_best", "test_at_last", "stop_gain")}
            for k, hs in histories.items()}
-    later, epochs_apart = directional("none", "dropout", res, "best_epoch")  # dropout larger
-    better, _ = directional("dropout", "none", res, "test_at_best")
-    verdict = Verdict.DIRECTION if later and better else Verdict.NOT
-    mean = {k: statistics.fmean(v["best_epoch"]) for k, v in res.items()}
-    why = (f"the validation loss of the net without dropout is least at epoch "
-           f"{mean['none']:.1f} on average, with dropout at {mean['dropout']:.1f}; "
-           f"{'later' if later else 'not later'} by more than 2 standard errors, and the best "
-           f"epoch's test error {'is' if better else 'is not'} lower by more than 2")
+    later = seed_effect("none", "dropout", res, "best_epoch")  # > 0: dropout's is later
+    finding, why = judge_parts({
+        "epoch of least validation loss, dropout - none": later,
+        "test error at that epoch, none - dropout": seed_effect("dropout", "none", res,
+                                                                "test_at_best", points=True)})
     return ClaimResult(
         setting=(f"MNIST-5k, 20% of the 4,000 training digits held out for validation (a "
                  f"fixed split), MLP 784-{hidden}-{hidden}-10, {epochs} epochs evaluated "
@@ -55,13 +52,13 @@ def early_stopping(quick: bool, out: Path) -> ClaimResult:
             f"{k}: least validation loss at epoch {_epochs(v['best_epoch'])}, test error "
             f"{pm(v['test_at_best'])} there and {pm(v['test_at_last'])} at the last epoch"
             for k, v in res.items()),
-        published=("Prechelt 1998 ('Early Stopping - But When?'): stop where the validation "
-                   "error turns up; Srivastava et al. 2014 report dropout nets that keep "
-                   "improving over long training where standard nets overfit, and use both "
-                   "together; a direction only"),
-        verdict=verdict,
+        published=(f"{PRECHELT}, Sec. 2: stop where the validation error turns up; "
+                   f"{SRIVASTAVA}, Sec. 6.1.1 and Fig. 4, dropout nets that keep improving over "
+                   "long training where standard nets overfit. A direction only"),
+        verdict=finding.verdict,
         why=why,
-        numbers={**res, "epochs_apart": -epochs_apart},
+        power=finding.power,
+        numbers={**res, "epochs_apart": later.estimate},
         figure=_curves(histories, out),
     )
 

@@ -12,9 +12,10 @@ from typing import Any
 import torch
 
 from dropkit.app.experiments.engine import TrainConfig, dataset_for, evaluate, load_final, predict
-from dropkit.app.experiments.reproduce.registry import ClaimResult, Verdict, claim
-from dropkit.app.experiments.reproduce.runs import bar, finals
-from dropkit.app.experiments.reproduce.stats import directional, pm
+from dropkit.app.experiments.reproduce.registry import ClaimResult, claim
+from dropkit.app.experiments.reproduce.runs import bar, compared, finals
+from dropkit.app.experiments.reproduce.sources import FAN
+from dropkit.app.experiments.reproduce.stats import judge, pm, seed_effect
 from dropkit.app.models import RESIDUAL_DEPTH, ResidualMLP
 
 RATE = 0.5  # LayerDrop's rate in training, and the pruning to half the depth
@@ -55,13 +56,10 @@ def layerdrop(quick: bool, out: Path) -> ClaimResult:
             pruned_net = net
             net = load_final(config, data, out / "runs" / f"{name}-seed{seed}")
             speedups.append(_speedup(net, pruned_net, data.x_test))
-    survives, diff = directional("layerdrop", "none", res, "pruned_error")
-    verdict = Verdict.DIRECTION if survives else Verdict.NOT
-    why = (f"pruned to {keep} of {RESIDUAL_DEPTH} blocks, the LayerDrop network's test error "
-           f"is {'lower' if diff > 0 else 'higher'} than the plain one's by "
-           f"{100 * abs(diff):.2f} points"
-           + (f", {'more' if survives else 'not more'} than 2 standard errors" if diff > 0
-              else ""))
+    effect = seed_effect("layerdrop", "none", res, "pruned_error")
+    finding = judge(effect)
+    why = compared(f"pruned to {keep} of {RESIDUAL_DEPTH} blocks, test error", "layerdrop",
+                   "none", effect)
     speed = statistics.median(speedups)
     return ClaimResult(
         setting=(f"MNIST-5k, a residual MLP (784-{hidden} stem, {RESIDUAL_DEPTH} blocks x + "
@@ -72,13 +70,14 @@ def layerdrop(quick: bool, out: Path) -> ClaimResult:
         dropkit="; ".join(
             f"{k}: full {pm(v['test_error'])}, pruned {pm(v['pruned_error'])} test error"
             for k, v in res.items()) + f"; the pruned network infers {speed:.2f}x faster",
-        published=("Fan, Grave & Joulin 2019 (abstract): with LayerDrop \"it is possible to "
+        published=(f"{FAN}, abstract: with LayerDrop \"it is possible to "
                    "select sub-networks of any depth from one large network without having "
                    "to finetune them and with limited impact on performance\"; pruning by "
                    "their \"every other\" rule (transformers on translation, language "
                    "modelling, summarization, QA). A direction here"),
-        verdict=verdict,
+        verdict=finding.verdict,
         why=why,
+        power=finding.power,
         numbers={**res, "speedup": speed, "kept": keep},
         figure=bar(res, out, "layerdrop", key="pruned_error"),
     )

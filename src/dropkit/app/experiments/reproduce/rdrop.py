@@ -7,9 +7,16 @@ from pathlib import Path
 from typing import Any
 
 from dropkit.app.experiments.engine import TrainConfig, dataset_for
-from dropkit.app.experiments.reproduce.registry import ClaimResult, Verdict, claim
-from dropkit.app.experiments.reproduce.runs import bar, finals, paired_difference
-from dropkit.app.experiments.reproduce.stats import directional, pm
+from dropkit.app.experiments.reproduce.registry import ClaimResult, claim
+from dropkit.app.experiments.reproduce.runs import (
+    bar,
+    compared,
+    finals,
+    paired_difference,
+    paired_effect,
+)
+from dropkit.app.experiments.reproduce.sources import LIANG
+from dropkit.app.experiments.reproduce.stats import judge, pm
 
 ALPHA = 1.0  # the consistency weight (mean-reduced KL: dropkit.rdrop_loss)
 
@@ -24,27 +31,24 @@ def r_drop(quick: bool, out: Path) -> ClaimResult:
     configs = {"r-drop": TrainConfig(rdrop=ALPHA, **base), "dropout": TrainConfig(**base)}
     data = dataset_for(configs["dropout"])
     res = finals(configs, seeds, out, data)
-    ok, diff = directional("r-drop", "dropout", res)
     paired, text = paired_difference(configs, "r-drop", "dropout", seeds, out, res, data)
-    verdict = Verdict.DIRECTION if ok else Verdict.NOT
-    why = (f"R-Drop's test error is {'lower' if diff > 0 else 'higher'} by "
-           f"{100 * abs(diff):.2f} points"
-           + (f", {'more' if ok else 'not more'} than 2 standard errors of the seeds"
-              if diff > 0 else ""))
+    effect = paired_effect(paired)
+    finding = judge(effect)
     return ClaimResult(
         setting=(f"MNIST-5k, MLP 784-{hidden}-{hidden}-10, dropout 0.2 input / 0.5 hidden, "
                  f"{epochs} epochs, {seeds} seeds; R-Drop: the doubled batch, loss = mean "
                  f"cross-entropy of both passes + {ALPHA} x their symmetric KL (batch mean)"),
         dropkit="; ".join(f"{k}: test error {pm(v['test_error'])}" for k, v in res.items()),
-        published=("Liang et al. 2021 (abstract): R-Drop is \"universally effective\" over 18 "
+        published=(f"{LIANG}, abstract: R-Drop is \"universally effective\" over 18 "
                    "data sets of translation, summarization, language understanding, "
                    "language modelling and image classification, e.g. 30.91 BLEU on WMT14 "
                    "En-De and 43.95 on En-Fr with a vanilla Transformer; no MNIST result, "
                    "and its largest gains are on translation and fine-tuning: a direction "
                    "at most"),
-        verdict=verdict,
-        why=why,
-        numbers={**res, "diff": diff, "paired": paired},
+        verdict=finding.verdict,
+        why=compared("test error", "r-drop", "dropout", effect),
+        power=finding.power,
+        numbers={**res, "paired": paired},
         figure=bar(res, out, "r-drop"),
         paired=text,
     )

@@ -16,10 +16,8 @@ class Verdict(str, Enum):
 
     REPRODUCED = "reproduced"
     DIRECTION = "direction reproduced"
-    # the two findings "not reproduced" mixes (stats.judge); the claims move to them
-    INCONCLUSIVE = "inconclusive"
-    CONTRADICTED = "contradicted"
-    NOT = "not reproduced"
+    INCONCLUSIVE = "inconclusive"  # the interval covers both no effect and the published one
+    CONTRADICTED = "contradicted"  # the interval excludes the published direction
 
     def __str__(self) -> str:
         return self.value
@@ -35,6 +33,7 @@ class ClaimResult:
     published: str  # the published number(s), with the source
     verdict: Verdict
     why: str  # one sentence
+    power: str = ""  # what the run can resolve (stats.power), beside the verdict
     numbers: dict[str, Any] = field(default_factory=dict)
     figure: str | None = None
     paired: str = ""  # the same difference, paired over the test examples (reported only)

@@ -1,9 +1,8 @@
 """Trained runs shared by the claims: final errors over seeds (resumable), a bar chart, the
-difference of two configurations paired over the test examples, and the two-way verdict."""
+difference of two configurations paired over the test examples, and the two-way claim."""
 
 from __future__ import annotations
 
-import math
 import statistics
 from pathlib import Path
 from typing import Any
@@ -18,10 +17,11 @@ from dropkit.app.experiments.engine import (
     train_seeds,
 )
 from dropkit.app.experiments.report import mean_spread, plt, save_figure
-from dropkit.app.experiments.reproduce.registry import ClaimResult, Verdict
-from dropkit.app.experiments.reproduce.stats import directional, pm
+from dropkit.app.experiments.reproduce.registry import ClaimResult
+from dropkit.app.experiments.reproduce.stats import Effect, judge, pm, split_noise
 
-__all__ = ["finals", "bar", "paired_difference", "two_way", "cnn_configs"]
+__all__ = ["finals", "bar", "paired_difference", "paired_effect", "compared", "two_way",
+           "cnn_configs"]
 
 
 def finals(configs: dict[str, TrainConfig], seeds: int, out: Path, data=None
@@ -53,63 +53,70 @@ def bar(res: dict[str, dict[str, list[float]]], out: Path, title: str, key="test
 def paired_difference(configs: dict[str, TrainConfig], better: str, worse: str, seeds: int,
                       out: Path, res: dict[str, dict[str, list[float]]], data=None
                       ) -> tuple[dict[str, float], str]:
-    """The test-error difference ``worse - better``, paired over the test examples.
+    """The test-error difference ``worse - better``, paired over the test examples: the
+    primary statistic of a two-way comparison of test error.
 
     Every test example scores (worse is wrong) - (better is wrong), averaged over the
     seeds. The scores' mean is exactly the difference of the mean test errors; their
     standard error treats the test examples as the sample, so the examples both networks
-    get wrong cancel (the seeds' spread cannot see that), while training noise enters
-    only through the seeds averaged within each example. Reported beside the verdict,
-    which keeps its rule.
+    get wrong cancel (the seeds' spread cannot see that). Its square splits into the test
+    examples' own part (``fixed_se``: the per-example effect, which more seeds do not
+    shrink) and the training noise's part, which shrinks as one over the seeds
+    (:func:`~.stats.split_noise`).
     """
     data = data if data is not None else dataset_for(configs[better])
-    score = torch.zeros(len(data.y_test), dtype=torch.float64)
+    scores = torch.zeros(seeds, len(data.y_test), dtype=torch.float64)
     for seed in range(seeds):
         for label, sign in ((worse, 1.0), (better, -1.0)):
             net = load_final(configs[label], data, out / "runs" / f"{label}-seed{seed}")
             wrong = predict(net, data.x_test).argmax(1) != data.y_test
-            score += sign * wrong.double() / seeds
+            scores[seed] += sign * wrong.double()
+    score = scores.mean(0)
     diff, n = score.mean().item(), len(score)
     expected = mean_spread(res[worse]["test_error"])[0] - mean_spread(res[better]["test_error"])[0]
     if abs(diff - expected) > 1e-9:
         raise RuntimeError(f"{better} vs {worse}: the checkpoints give a difference of {diff}, "
                            f"the final metrics {expected}: a checkpoint is not the final model")
-    se = score.std().item() / math.sqrt(n)
+    se, fixed_se = split_noise(scores)
     z = diff / se if se > 0 else 0.0
     p = 1.0 - statistics.NormalDist().cdf(z)  # one-sided: better has fewer errors
     text = (f"over the {n:,} test examples, seeds averaged per example: {better} is lower by "
             f"{100 * diff:.2f} ± {100 * se:.2f} points (z = {z:.2f}, one-sided p = {p:.2g})")
-    return {"diff": diff, "se": se, "z": z, "p": p}, text
+    return {"diff": diff, "se": se, "fixed_se": fixed_se, "z": z, "p": p, "seeds": seeds,
+            "examples": n}, text
 
+
+def paired_effect(paired: dict[str, float], published: float | None = None) -> Effect:
+    """The :class:`Effect` of a :func:`paired_difference`, in points of test error."""
+    return Effect(paired["diff"], paired["se"], int(paired["seeds"]), published,
+                  fixed_se=paired["fixed_se"], examples=int(paired["examples"]), scale=100,
+                  unit=" points")
+
+
+def compared(what: str, better: str, worse: str, effect: Effect) -> str:
+    """``what`` of ``worse`` less that of ``better``, with the effect's interval."""
+    return f"{what}, {worse} - {better}: {effect}"
 
 
 def two_way(name: str, better: str, worse: str, configs, seeds, setting, published,
-             quick: bool, out: Path, data=None, key="test_error") -> ClaimResult:
+            quick: bool, out: Path, data=None) -> ClaimResult:
+    """A direction claim that ``better`` has a lower test error than ``worse``, judged on
+    the difference paired over the test examples."""
     res = finals(configs, seeds, out, data)
-    ok, diff = directional(better, worse, res, key)
     paired, paired_text = paired_difference(configs, better, worse, seeds, out, res, data)
-    percent = key.endswith("error")
-    metric = key.replace("_", " ")
-    size = f"{100 * abs(diff):.2f} points" if percent else f"{abs(diff):.4f}"
-    if ok:
-        why = f"{better} is lower than {worse} by {size}, more than 2 standard errors"
-    elif diff > 0:
-        why = (f"{better} is lower than {worse} by {size}, less than 2 standard errors of the "
-               "seeds' spread: not established at this number of seeds")
-    else:
-        why = f"{better} is not lower than {worse} (higher by {size})"
+    effect = paired_effect(paired)
+    finding = judge(effect)
     return ClaimResult(
         setting=setting,
-        dropkit="; ".join(f"{k}: {metric} {pm(v[key], percent)}" for k, v in res.items()),
+        dropkit="; ".join(f"{k}: test error {pm(v['test_error'])}" for k, v in res.items()),
         published=published,
-        verdict=Verdict.DIRECTION if ok else Verdict.NOT,
-        why=why,
+        verdict=finding.verdict,
+        why=compared("test error", better, worse, effect),
+        power=finding.power,
         numbers={**res, "paired": paired},
-        figure=bar(res, out, name, key),
+        figure=bar(res, out, name),
         paired=paired_text,
     )
-
-
 
 
 def cnn_configs(quick: bool, models: dict[str, str], **fields: Any

@@ -7,6 +7,7 @@ from pathlib import Path
 from dropkit.app.experiments.data import load_dataset
 from dropkit.app.experiments.reproduce.registry import ClaimResult, claim
 from dropkit.app.experiments.reproduce.runs import cnn_configs, two_way
+from dropkit.app.experiments.reproduce.sources import TOMPSON
 
 
 @claim("spatial",
@@ -20,7 +21,7 @@ def spatial(quick: bool, out: Path) -> ClaimResult:
         "spatial", "spatial", "element", configs, seeds,
         f"MNIST-5k, the CNN, p = 0.3 after the last conv block, whole feature maps "
         f"(Dropout2d) vs single activations, no other dropout, {epochs} epochs, {seeds} seeds",
-        "Tompson et al. 2015 (FLIC pose estimation): spatial dropout generalizes better "
+        f"{TOMPSON}, Sec. 3.2 (FLIC pose estimation): spatial dropout generalizes better "
         "than element dropout in CNNs, where neighbouring activations are correlated; a "
         "direction only",
         quick, out, data,

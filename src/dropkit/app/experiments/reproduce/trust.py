@@ -25,7 +25,9 @@ from dropkit.app.experiments.engine import RunOptions
 from dropkit.app.experiments.ensemble import train_all
 from dropkit.app.experiments.evaluate import open_run, predictors
 from dropkit.app.experiments.report import plt, save_figure
-from dropkit.app.experiments.reproduce.registry import ClaimResult, Verdict, claim
+from dropkit.app.experiments.reproduce.registry import ClaimResult, claim
+from dropkit.app.experiments.reproduce.sources import HENDRYCKS, LAKSHMINARAYANAN, OVADIA
+from dropkit.app.experiments.reproduce.stats import Effect, judge_parts
 
 FAR = (60, 75, 90, 105, 120, 135, 150, 165, 180)  # "large shift": rotations of 60° or more
 BOOTSTRAP = 200  # resamples of the test examples, from a fixed generator
@@ -95,12 +97,10 @@ def _far_brier(e: dict[str, Any], method: str) -> Tensor:
     return torch.stack([_brier(e["rotated"][a][method], y) for a in e["far"]]).mean(0)
 
 
-def _verdict(parts: dict[str, bool]) -> tuple[Verdict, str]:
-    held = [k for k, v in parts.items() if v]
-    failed = [k for k, v in parts.items() if not v]
-    if not failed:
-        return Verdict.DIRECTION, "every part holds by 2 standard errors: " + "; ".join(held)
-    return Verdict.NOT, "not by 2 standard errors: " + "; ".join(failed)
+def _effect(estimate: float, se: float, n: int) -> Effect:
+    """An effect measured on one shared run over ``n`` test examples: its noise is the
+    examples' (more seeds would not shrink it, more examples would)."""
+    return Effect(estimate, se, 1, fixed_se=se, examples=n)
 
 
 def _plot_rotation(e: dict[str, Any], key: Callable[[Tensor, Tensor], float], label: str,
@@ -139,26 +139,22 @@ def shift_calibration(quick: bool, out: Path) -> ClaimResult:
     others = [m for m in e["runs"] if m != "ensemble"]
     ens = {m: _paired(far[m] - far["ensemble"]) for m in others}
     mc = _paired(far["deterministic"] - far["mc-dropout"])
+    n = len(y)
     parts = {
-        "every method's Brier rises from 0° to 60°-180° (" + ", ".join(
-            f"{m} +{d:.3f} ± {se:.3f}" for m, (d, se) in worse.items()) + ")":
-            all(d > 2 * se for d, se in worse.values()),
-        "the ensemble's Brier at 60°-180° is the lowest (" + ", ".join(
-            f"{m} {d:+.3f} ± {se:.3f} above it" for m, (d, se) in ens.items()) + ")":
-            all(d > 2 * se for d, se in ens.values()),
-        f"MC dropout's Brier at 60°-180° is below the deterministic network's by "
-        f"{mc[0]:.3f} ± {mc[1]:.3f}": mc[0] > 2 * mc[1],
+        **{f"{m}'s Brier rise from 0° to 60°-180°": _effect(*worse[m], n) for m in worse},
+        **{f"{m}'s Brier at 60°-180° above the ensemble's": _effect(*ens[m], n) for m in ens},
+        "the deterministic network's Brier at 60°-180° above MC dropout's": _effect(*mc, n),
     }
-    verdict, why = _verdict(parts)
+    finding, why = judge_parts(parts)
     return ClaimResult(
         setting=_setting(e),
         dropkit="; ".join(f"{m}: Brier {float(clean[m].mean()):.3f} at 0°, "
                           f"{float(far[m].mean()):.3f} over 60°-180°" for m in e["runs"]),
-        published=("Ovadia et al. 2019, Fig. 1 (rotated MNIST: Brier score and NLL rise with "
+        published=(f"{OVADIA}, Fig. 1 (rotated MNIST: Brier score and NLL rise with "
                    "the angle for every method; deep ensembles stay lowest; MC dropout and "
                    "the other Bayesian approximations below the vanilla network at large "
                    "shift). Drawn as curves, so no number is set beside. A direction"),
-        verdict=verdict, why=why,
+        verdict=finding.verdict, why=why, power=finding.power,
         numbers={"brier_clean": {m: float(v.mean()) for m, v in clean.items()},
                  "brier_far": {m: float(v.mean()) for m, v in far.items()}},
         figure=_plot_rotation(e, lambda p, t: float(_brier(p, t).mean()), "Brier score", out,
@@ -191,19 +187,17 @@ def temperature_scaling_shift(quick: bool, out: Path) -> ClaimResult:
         for i, j in ((torch.randint(len(y), (len(y),), generator=g),
                       torch.randint(len(y_far), (len(y_far),), generator=g))
                      for _ in range(BOOTSTRAP))]).std())
-    parts = {f"in distribution, temperature scaling lowers the ECE by {lower:.4f} ± "
-             f"{lower_se:.4f}": lower > 2 * lower_se,
-             f"at 60°-180° its ECE is {rises:.4f} ± {rise_se:.4f} above its in-distribution "
-             "ECE": rises > 2 * rise_se}
-    verdict, why = _verdict(parts)
+    finding, why = judge_parts({
+        "in distribution, the ECE temperature scaling removes": _effect(lower, lower_se, len(y)),
+        "its ECE at 60°-180° above its in-distribution ECE": _effect(rises, rise_se, len(y))})
     return ClaimResult(
         setting=_setting(e) + "; T fitted on the validation split by NLL",
         dropkit="; ".join(f"ECE {k}: {v:.4f}" for k, v in ece.items())
         + f"; T = {e['temperature']:.3f}",
-        published=("Ovadia et al. 2019, Sec. 4.1 and Fig. 2: temperature scaling gives good "
+        published=(f"{OVADIA}, Sec. 4.1 and Fig. 2: temperature scaling gives good "
                    "calibration in distribution but its calibration degrades under shift "
                    "like the vanilla network's. Drawn as curves; a direction"),
-        verdict=verdict, why=why, numbers={"ece": ece},
+        verdict=finding.verdict, why=why, power=finding.power, numbers={"ece": ece},
         figure=_plot_rotation(e, lambda p, t: U.ece(p.mean(0), t).ece, "ECE (equal width)",
                               out, "temperature-scaling-shift"),
     )
@@ -234,19 +228,19 @@ def ood_detection(quick: bool, out: Path) -> ClaimResult:
     sets = {"photographs": S.natural_patches(n, data.image_shape, g),
             "noise": S.noise_images(n, data.image_shape, g)}
     inside = {m: U.predictive_entropy(p[:, :n].double()) for m, p in e["rotated"][0].items()}
-    aurocs, parts = {}, {}
+    aurocs: dict[str, dict[str, float]] = {}
+    parts: dict[str, Effect] = {}
     for name, x in sets.items():
         outside = {m: U.predictive_entropy(p.double()) for m, p in runs_at(e["runs"], x).items()}
         aurocs[name] = {m: U.detection(inside[m], outside[m]).auroc for m in inside}
         ses = {m: hanley_mcneil(a, n, n) for m, a in aurocs[name].items()}
-        parts[f"{name}: every AUROC above 0.5 (lowest {min(aurocs[name].values()):.3f})"] = \
-            all(a - 0.5 > 2 * ses[m] for m, a in aurocs[name].items())
+        for m, a in aurocs[name].items():
+            parts[f"{name}: {m}'s AUROC above 0.5"] = _effect(a - 0.5, ses[m], 2 * n)
         diff = aurocs[name]["ensemble"] - aurocs[name]["mc-dropout"]
         se = _bootstrap(_auroc_gap((inside["ensemble"], outside["ensemble"]),
                                    (inside["mc-dropout"], outside["mc-dropout"])), 2 * n)
-        parts[f"{name}: the ensemble's AUROC is {diff:+.3f} ± {se:.3f} from MC dropout's"] = \
-            diff > 2 * se
-    verdict, why = _verdict(parts)
+        parts[f"{name}: the ensemble's AUROC above MC dropout's"] = _effect(diff, se, 2 * n)
+    finding, why = judge_parts(parts)
     fig, ax = plt().subplots(figsize=(6, 3.6))
     for k, name in enumerate(aurocs):
         ax.bar([i + 0.4 * k for i in range(len(inside))], list(aurocs[name].values()),
@@ -260,12 +254,12 @@ def ood_detection(quick: bool, out: Path) -> ClaimResult:
         f"photographs and {n} uniform-noise images",
         dropkit="; ".join(f"{name}: " + ", ".join(f"{m} {a:.3f}" for m, a in v.items())
                           for name, v in aurocs.items()),
-        published=("Lakshminarayanan et al. 2017, Fig. 3 (MNIST against NotMNIST: the "
+        published=(f"{LAKSHMINARAYANAN}, Fig. 3 (MNIST against NotMNIST: the "
                    "ensemble's entropy on unseen inputs is higher than MC dropout's); "
-                   "Hendrycks & Gimpel 2017, Table 2 (MNIST against Omniglot, notMNIST, "
+                   f"{HENDRYCKS}, Table 2 (MNIST against Omniglot, notMNIST, "
                    "CIFAR-10bw, Gaussian and uniform noise: AUROC well above 0.5 by max "
                    "probability). Other OOD sets here, so a direction"),
-        verdict=verdict, why=why, numbers={"auroc": aurocs},
+        verdict=finding.verdict, why=why, power=finding.power, numbers={"auroc": aurocs},
         figure=str(save_figure(fig, out / "ood-detection.png")),
     )
 
@@ -289,11 +283,11 @@ def misclassification_detection(quick: bool, out: Path) -> ClaimResult:
         return U.auroc(mc_score[i], mc_err[i]) - U.auroc(det_score[i], det_err[i])
 
     diff, diff_se = mc_auc - det_auc, _bootstrap(gap, len(y))
-    parts = {f"max probability flags the deterministic network's {int(det_err.sum())} errors "
-             f"with AUROC {det_auc:.3f} ± {det_se:.3f}": det_auc - 0.5 > 2 * det_se,
-             f"MC dropout's entropy flags its own errors {diff:+.3f} ± {diff_se:.3f} from "
-             "that": diff > -2 * diff_se}
-    verdict, why = _verdict(parts)
+    at_least = "MC dropout's entropy on its own errors: AUROC less the max probability's"
+    finding, why = judge_parts({
+        f"the max probability on the deterministic network's {int(det_err.sum())} errors: "
+        "AUROC above 0.5": _effect(det_auc - 0.5, det_se, len(y)),
+        at_least: _effect(diff, diff_se, len(y))}, levels=[at_least])
     fig, ax = plt().subplots(figsize=(5.5, 3.6))
     for name, score, err in (("deterministic, max probability", det_score, det_err),
                              ("MC dropout, entropy", mc_score, mc_err)):
@@ -307,9 +301,10 @@ def misclassification_detection(quick: bool, out: Path) -> ClaimResult:
         dropkit=(f"error AUROC: deterministic (max probability) {det_auc:.3f}, MC dropout "
                  f"(entropy) {mc_auc:.3f}; AURC {U.aurc(det_score, det_err):.4f} and "
                  f"{U.aurc(mc_score, mc_err):.4f}"),
-        published=("Hendrycks & Gimpel 2017, Table 1: on MNIST the maximum softmax "
+        published=(f"{HENDRYCKS}, Table 1: on MNIST the maximum softmax "
                    "probability detects misclassified examples with AUROC 97 (their "
                    "network); here another network and split, so a direction"),
-        verdict=verdict, why=why, numbers={"det_auroc": det_auc, "mc_auroc": mc_auc},
+        verdict=finding.verdict, why=why, power=finding.power,
+        numbers={"det_auroc": det_auc, "mc_auroc": mc_auc},
         figure=str(save_figure(fig, out / "misclassification-detection.png")),
     )

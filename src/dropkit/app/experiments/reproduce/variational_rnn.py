@@ -8,9 +8,10 @@ from typing import Any
 
 from dropkit.app.experiments.data import load_dataset
 from dropkit.app.experiments.engine import TrainConfig
-from dropkit.app.experiments.reproduce.registry import ClaimResult, Verdict, claim
-from dropkit.app.experiments.reproduce.runs import bar, finals, paired_difference
-from dropkit.app.experiments.reproduce.stats import directional, pm
+from dropkit.app.experiments.reproduce.registry import ClaimResult, claim
+from dropkit.app.experiments.reproduce.runs import bar, finals, paired_difference, paired_effect
+from dropkit.app.experiments.reproduce.sources import GAL_RNN, ZAREMBA
+from dropkit.app.experiments.reproduce.stats import Effect, judge_parts, pm
 
 RATE = 0.25  # inputs and recurrent state alike
 
@@ -29,23 +30,15 @@ def variational_rnn(quick: bool, out: Path) -> ClaimResult:
     }
     data = load_dataset("mnist5k")
     res = finals(configs, seeds, out, data)
-    beats_none, vs_none = directional("variational", "none", res)
-    beats_naive, vs_naive = directional("variational", "naive", res)
-    paired, paired_text = paired_difference(configs, "variational", "none", seeds, out, res,
-                                            data)
-    if beats_none and beats_naive:
-        verdict, why = Verdict.DIRECTION, (
-            f"variational is lower than none by {100 * vs_none:.2f} points and than naive by "
-            f"{100 * vs_naive:.2f}, each more than 2 standard errors")
-    else:
-        verdict = Verdict.NOT
-        parts = [f"variational is {'lower' if diff > 0 else 'higher'} than {name} by "
-                 f"{100 * abs(diff):.2f} points" + ("" if diff <= 0 else
-                                                    f", {'more' if ok else 'not more'} than 2 "
-                                                    "standard errors")
-                 for name, ok, diff in (("none", beats_none, vs_none),
-                                        ("naive", beats_naive, vs_naive))]
-        why = "; ".join(parts)
+    paired: dict[str, dict[str, float]] = {}
+    texts: list[str] = []
+    parts: dict[str, Effect] = {}
+    for other in ("none", "naive"):
+        paired[other], text = paired_difference(configs, "variational", other, seeds, out, res,
+                                                data)
+        texts.append(f"vs {other}: {text}")
+        parts[f"test error, {other} - variational"] = paired_effect(paired[other])
+    finding, why = judge_parts(parts)
     return ClaimResult(
         setting=(f"sequential MNIST-5k (each digit read row by row: 28 steps of 28 pixels), "
                  f"an LSTM of 128 units and a linear read-out of its last step, SGD lr 0.5, "
@@ -54,13 +47,14 @@ def variational_rnn(quick: bool, out: Path) -> ClaimResult:
                  "dropkit.nn.VariationalLSTM) or a fresh mask at every step (naive), or none"),
         dropkit="; ".join(f"{k}: test error {pm(v['test_error'])}, train error "
                           f"{pm(v['train_error'])}" for k, v in res.items()),
-        published=("Gal & Ghahramani 2016, Table 1 (Penn Treebank word-level language model, "
-                   "medium LSTM, test perplexity): Zaremba et al.'s dropout 82.7, variational "
-                   "(untied weights) 79.7; the paper argues that naive dropout on the "
-                   "recurrent connections hurts. A different task and scale: a direction only"),
-        verdict=verdict,
+        published=(f"{GAL_RNN}, Table 1 (Penn Treebank word-level language model, medium "
+                   f"LSTM, test perplexity): {ZAREMBA}'s dropout 82.7, variational 79.7; the "
+                   "paper argues that naive dropout on the recurrent connections hurts. A "
+                   "different task and scale: a direction only"),
+        verdict=finding.verdict,
         why=why,
+        power=finding.power,
         numbers={**res, "paired": paired},
         figure=bar(res, out, "variational-rnn"),
-        paired=paired_text,
+        paired="; ".join(texts),
     )
