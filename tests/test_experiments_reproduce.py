@@ -361,6 +361,7 @@ def test_the_committed_page_gives_every_claim_a_verdict_a_power_and_a_source() -
 def test_uci_splits_are_reused_only_with_their_settings(tmp_path, monkeypatch) -> None:
     from concurrent.futures import Future
 
+    from dropkit.app.experiments.reproduce import runs
     from dropkit.app.experiments.reproduce import uci_regression as U
 
     submitted: list[tuple[str, int]] = []
@@ -370,7 +371,8 @@ def test_uci_splits_are_reused_only_with_their_settings(tmp_path, monkeypatch) -
         def __enter__(self): return self
         def __exit__(self, *_) -> None: ...
 
-        def submit(self, fn, name, s, *args) -> Future:
+        def submit(self, one_thread, fn, name, s, *args) -> Future:
+            assert fn is U.split_scores
             submitted.append((name, s))
             future: Future = Future()
             future.set_result({"dropout": {"rmse": 1.0 + s, "ll": -1.0, "mc_se": 0.0},
@@ -378,8 +380,8 @@ def test_uci_splits_are_reused_only_with_their_settings(tmp_path, monkeypatch) -
                                "chosen": [0.01, 0.5]})
             return future
 
-    monkeypatch.setattr(U, "ProcessPoolExecutor", InProcess)
-    monkeypatch.setattr(U, "as_completed", lambda futures: list(futures))
+    monkeypatch.setattr(runs, "ProcessPoolExecutor", InProcess)
+    monkeypatch.setattr(runs, "as_completed", lambda futures: list(futures))
     rows = U.run_sets(["yacht"], lambda _: 3, 10, 5, tmp_path)
     assert submitted == [("yacht", 0), ("yacht", 1), ("yacht", 2)]
     assert [s.rmse for s in rows[0].dropout] == [1.0, 2.0, 3.0]

@@ -1,9 +1,15 @@
 """Trained runs shared by the claims: final errors over seeds (resumable), a bar chart, the
-difference of two configurations paired over the test examples, and the two-way claim."""
+difference of two configurations paired over the test examples, the two-way claim, and
+small jobs spread over worker processes (resumable)."""
 
 from __future__ import annotations
 
+import json
+import multiprocessing
+import os
 import statistics
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +22,13 @@ from dropkit.app.experiments.engine import (
     predict,
     train_seeds,
 )
+from dropkit.app.experiments.io import atomic_write_json
 from dropkit.app.experiments.report import mean_spread, plt, save_figure
 from dropkit.app.experiments.reproduce.registry import ClaimResult
 from dropkit.app.experiments.reproduce.stats import Effect, judge, pm, split_noise
 
 __all__ = ["finals", "bar", "paired_difference", "paired_effect", "compared", "two_way",
-           "cnn_configs"]
+           "cnn_configs", "in_workers"]
 
 
 def finals(configs: dict[str, TrainConfig], seeds: int, out: Path, data=None
@@ -128,3 +135,36 @@ def cnn_configs(quick: bool, models: dict[str, str], **fields: Any
                                   eval_every=epochs, **fields)
                for label, model in models.items()}
     return configs, epochs, seeds
+
+
+def in_workers(work: Callable[..., dict[str, Any]], tasks: dict[str, tuple[Any, ...]],
+               settings: dict[str, Any], folder: Path, workers: int | None = None
+               ) -> dict[str, dict[str, Any]]:
+    """``work(*args)`` for every ``name: args`` of ``tasks``, each in a worker process of
+    its own core (small networks are dispatch-bound: one core each beats two threads on
+    one), its result saved atomically as ``folder/<name>.json`` beside ``settings`` and
+    reused when they match. ``work`` returns JSON-able data and must be importable."""
+    done: dict[str, dict[str, Any]] = {}
+    for name in tasks:
+        path = folder / f"{name}.json"
+        if path.exists() and (saved := json.loads(path.read_text()))["settings"] == settings:
+            done[name] = saved["result"]
+    todo = [name for name in tasks if name not in done]
+    if not todo:
+        return done
+    folder.mkdir(parents=True, exist_ok=True)
+    context = multiprocessing.get_context("spawn")  # torch's threads do not survive a fork
+    count = max(1, min(workers or os.cpu_count() or 1, len(todo)))
+    with ProcessPoolExecutor(max_workers=count, mp_context=context) as pool:
+        futures = {pool.submit(_one_thread, work, *tasks[name]): name for name in todo}
+        for future in as_completed(futures):
+            name = futures[future]
+            done[name] = future.result()
+            atomic_write_json(folder / f"{name}.json", {"settings": settings,
+                                                        "result": done[name]})
+    return done
+
+
+def _one_thread(work: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+    torch.set_num_threads(1)  # one task a core
+    return work(*args)

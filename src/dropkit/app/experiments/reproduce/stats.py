@@ -30,7 +30,6 @@ def pm(values: Sequence[float], percent: bool = True) -> str:
     return f"{100 * m:.2f} ± {100 * s:.2f}%" if percent else f"{m:.4f} ± {s:.4f}"
 
 
-
 # 95th percentile of the range of k independent standard normal draws (the studentized
 # range with infinite degrees of freedom): a spread below it is what noise alone gives.
 RANGE_95 = {2: 2.77, 3: 3.31, 4: 3.63, 5: 3.86, 6: 4.03}

@@ -4,32 +4,41 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 from dropkit.app.experiments import regression as R
 from dropkit.app.experiments.report import mean_spread, plt, save_figure
 from dropkit.app.experiments.reproduce.registry import ClaimResult, claim
+from dropkit.app.experiments.reproduce.runs import in_workers
 from dropkit.app.experiments.reproduce.sources import GAL_README, GAL_UCI
 from dropkit.app.experiments.reproduce.stats import Effect, judge_parts
+
+RATES = (0.005, 0.01, 0.05, 0.1)
+TAUS = (0.25, 0.5, 0.75)
+
+
+def boston_split(s: int, samples: int, epochs: int) -> dict[str, Any]:
+    """MC dropout on split ``s`` of Boston housing: the unit of work (and of reuse)."""
+    from mlxtend.data import boston_housing_data
+
+    x, y = boston_housing_data()
+    scores, pair = R.dropout_split(x, y, s, RATES, TAUS, hidden=50, epochs=epochs,
+                                   samples=samples, validation_samples=100)
+    return {"rmse": scores.rmse, "ll": scores.ll, "chosen": list(pair)}
 
 
 @claim("uci-boston", "MC dropout regression on Boston housing (Gal & Ghahramani 2016)", fast=False)
 def uci_boston(quick: bool, out: Path) -> ClaimResult:
-    from mlxtend.data import boston_housing_data
-
-    x, y = boston_housing_data()
     # quick: the paper's 40 epochs; full: the authors' updated protocol, 10x the epochs
     splits, samples, epochs = (5, 200, 40) if quick else (20, 1000, 400)
-    rates = (0.005, 0.01, 0.05, 0.1)
-    taus = (0.25, 0.5, 0.75)
     paper = {"rmse": (2.97, 0.19), "ll": (-2.46, 0.06)} if quick else {
         "rmse": (2.80, 0.19), "ll": (-2.39, 0.045)}
-    rmses, lls, chosen = [], [], []
-    for s in range(splits):
-        scores, pair = R.dropout_split(x, y, s, rates, taus, hidden=50, epochs=epochs,
-                                       samples=samples, validation_samples=100)
-        rmses.append(scores.rmse)
-        lls.append(scores.ll)
-        chosen.append(pair)
+    done = in_workers(boston_split, {f"split-{s}": (s, samples, epochs) for s in range(splits)},
+                      {"samples": samples, "epochs": epochs, "rates": list(RATES),
+                       "taus": list(TAUS)}, out / "splits")
+    rmses = [done[f"split-{s}"]["rmse"] for s in range(splits)]
+    lls = [done[f"split-{s}"]["ll"] for s in range(splits)]
+    chosen = [tuple(done[f"split-{s}"]["chosen"]) for s in range(splits)]
     rm, rs = mean_spread(rmses)
     lm, ls = mean_spread(lls)
     rse, lse = rs / math.sqrt(splits), ls / math.sqrt(splits)
@@ -50,7 +59,7 @@ def uci_boston(quick: bool, out: Path) -> ClaimResult:
         setting=(
             f"Boston housing (mlxtend), {splits} random 90/10 splits, 1 hidden layer of 50 "
             f"ReLU units, dropout on input and hidden, Adam, {epochs} epochs, batch 128; p in "
-            f"{rates} and tau in {taus} chosen per split on a 20% validation part; T = "
+            f"{RATES} and tau in {TAUS} chosen per split on a 20% validation part; T = "
             f"{samples} MC samples"),
         dropkit=f"RMSE {rm:.2f} ± {rse:.2f}, test LL {lm:.2f} ± {lse:.2f} (± standard error)",
         published=(

@@ -3,18 +3,13 @@
 
 from __future__ import annotations
 
-import json
 import math
-import multiprocessing
-import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from dropkit.app.experiments import regression as R
 from dropkit.app.experiments.data import (
@@ -23,9 +18,9 @@ from dropkit.app.experiments.data import (
     missing_uci,
     standardized_regression,
 )
-from dropkit.app.experiments.io import atomic_write_json
 from dropkit.app.experiments.report import plt, save_figure
 from dropkit.app.experiments.reproduce.registry import ClaimResult, Verdict, claim
+from dropkit.app.experiments.reproduce.runs import in_workers
 from dropkit.app.experiments.reproduce.sources import GAL_README, GAL_UCI, LAKSHMINARAYANAN
 from dropkit.app.experiments.reproduce.stats import Effect, Finding, combine, judge_level
 
@@ -79,7 +74,6 @@ def _hidden(name: str) -> int:
 
 def split_scores(name: str, s: int, samples: int, validation_samples: int) -> dict[str, Any]:
     """Both methods on split ``s`` of the set ``name``: the unit of work (and of reuse)."""
-    torch.set_num_threads(1)  # one split a core: tiny stacked networks are dispatch-bound
     x, y = load_uci(name)
     hidden = _hidden(name)
     scores, pair = R.dropout_split(x, y, s, RATES, TAUS[name], hidden=hidden, epochs=EPOCHS,
@@ -92,43 +86,19 @@ def split_scores(name: str, s: int, samples: int, validation_samples: int) -> di
             "chosen": list(pair)}
 
 
-def _run(tasks: list[tuple[str, int]], samples: int, validation_samples: int, out: Path,
-         workers: int) -> dict[tuple[str, int], dict[str, Any]]:
-    """Every (set, split) of ``tasks``, each in a worker process of its own core, its
-    result saved (atomically) beside the settings it ran with and reused when they match."""
+def run_sets(names: Sequence[str], splits: Callable[[str], int], samples: int,
+             validation_samples: int, out: Path) -> list[Row]:
+    """Both methods on every split of the sets ``names``, one split a core, each split
+    reused from ``out/splits`` when it ran with these settings."""
+    tasks = {f"{name}-{s}": (name, s, samples, validation_samples)
+             for name in names for s in range(splits(name))}
     settings = {"samples": samples, "validation_samples": validation_samples,
                 "epochs": EPOCHS, "ensemble_epochs": ENSEMBLE_EPOCHS, "rates": list(RATES)}
-    done: dict[tuple[str, int], dict[str, Any]] = {}
-    for name, s in tasks:
-        path = out / "splits" / f"{name}-{s}.json"
-        if path.exists() and (saved := json.loads(path.read_text()))["settings"] == settings:
-            done[name, s] = saved["scores"]
-    todo = [t for t in tasks if t not in done]
-    if todo:
-        (out / "splits").mkdir(parents=True, exist_ok=True)
-        context = multiprocessing.get_context("spawn")  # torch's threads do not survive a fork
-        with ProcessPoolExecutor(max_workers=max(1, min(workers, len(todo))),
-                                 mp_context=context) as pool:
-            futures = {pool.submit(split_scores, name, s, samples, validation_samples):
-                       (name, s) for name, s in todo}
-            for future in as_completed(futures):
-                name, s = futures[future]
-                done[name, s] = future.result()
-                atomic_write_json(out / "splits" / f"{name}-{s}.json",
-                                  {"settings": settings, "scores": done[name, s]})
-    return done
-
-
-def run_sets(names: Sequence[str], splits: Callable[[str], int], samples: int,
-             validation_samples: int, out: Path, workers: int | None = None) -> list[Row]:
-    """Both methods on every split of the sets ``names``, splits spread over ``workers``
-    processes (default: one per core)."""
-    tasks = [(name, s) for name in names for s in range(splits(name))]
-    done = _run(tasks, samples, validation_samples, out, workers or os.cpu_count() or 1)
+    done = in_workers(split_scores, tasks, settings, out / "splits")
     return [Row(name,
-                [R.Scores(**done[name, s]["dropout"]) for s in range(splits(name))],
-                [R.Scores(**done[name, s]["ensemble"]) for s in range(splits(name))],
-                [tuple(done[name, s]["chosen"]) for s in range(splits(name))])
+                [R.Scores(**done[f"{name}-{s}"]["dropout"]) for s in range(splits(name))],
+                [R.Scores(**done[f"{name}-{s}"]["ensemble"]) for s in range(splits(name))],
+                [tuple(done[f"{name}-{s}"]["chosen"]) for s in range(splits(name))])
             for name in names]
 
 
