@@ -215,6 +215,7 @@ class TestRegistryAndStats:
         found = judge_level(Effect(shortfall, se, seeds=20))
         assert str(found.verdict) == verdict
         assert "detected with 80% power at 20 seeds" in found.power
+        assert "at 20 splits" in judge_level(Effect(0.0, 0.1, seeds=20, repeat="split")).power
 
     def test_a_claim_of_several_parts_takes_its_most_severe_verdict(self) -> None:
         parts = {"a": Finding(Verdict.REPRODUCED, "pa"), "b": Finding(Verdict.INCONCLUSIVE, "pb"),

@@ -126,11 +126,11 @@ def two_way(name: str, better: str, worse: str, configs, seeds, setting, publish
     )
 
 
-def cnn_configs(quick: bool, models: dict[str, str], **fields: Any
+def cnn_configs(quick: bool, models: dict[str, str], full_seeds: int = 3, **fields: Any
                 ) -> tuple[dict[str, TrainConfig], int, int]:
     """The CNN claims' set-up on MNIST-5k: one configuration per ``label -> model`` with
-    the given fields, and the epochs and seeds of the mode."""
-    epochs, seeds = (4, 2) if quick else (12, 3)
+    the given fields, and the epochs and seeds of the mode (``full_seeds`` in full)."""
+    epochs, seeds = (4, 2) if quick else (12, full_seeds)
     configs = {label: TrainConfig(dataset="mnist5k", model=model, epochs=epochs,
                                   eval_every=epochs, **fields)
                for label, model in models.items()}

@@ -106,7 +106,8 @@ class Effect:
     (the interval then uses Student's t); None when it comes from many test examples.
     ``fixed_se``: the part of ``se`` that more seeds do not shrink (the noise of the
     ``examples`` test examples, in a difference paired over them). ``scale`` and
-    ``unit`` print it (100 and " points" for an error rate).
+    ``unit`` print it (100 and " points" for an error rate); ``repeat`` names what
+    ``seeds`` counts ("split" for a data set's random splits).
     """
 
     estimate: float
@@ -118,6 +119,12 @@ class Effect:
     examples: int | None = None
     scale: float = 1.0
     unit: str = ""
+    repeat: str = "seed"
+
+    def count(self, n: int | None = None) -> str:
+        """``n`` (by default the effect's own) repeats in words: "3 seeds", "1 seed"."""
+        n = self.seeds if n is None else n
+        return f"{n} {self.repeat}{'s' if n != 1 else ''}"
 
     def _df_at(self, seeds: int) -> float | None:
         if self.df is None or self.seeds < 2:
@@ -193,7 +200,7 @@ def judge_level(shortfall: Effect) -> Finding:
     mde = shortfall.mde_at(shortfall.seeds)
     return Finding(verdict, f"a shortfall of {shortfall.show(mde, sign=False)} from the "
                             f"published level is detected with 80% power at "
-                            f"{shortfall.seeds} {'seeds' if shortfall.seeds > 1 else 'seed'}")
+                            f"{shortfall.count()}")
 
 
 #: Most severe first: a claim of several parts takes its most severe part's verdict.
@@ -238,9 +245,9 @@ def power(effect: Effect) -> str:
     """The smallest effect this run detects with 80% power, and the seeds the published
     effect (or, without one, the one measured) would need."""
     mde = effect.mde_at(effect.seeds)
-    seeds = f"{effect.seeds} {'seeds' if effect.seeds > 1 else 'seed'}"
-    verb = "detect" if effect.seeds > 1 else "detects"
-    text = f"the smallest effect {seeds} {verb} with 80% power is {effect.show(mde, sign=False)}"
+    verb = "detect" if effect.seeds != 1 else "detects"
+    text = (f"the smallest effect {effect.count()} {verb} with 80% power is "
+            f"{effect.show(mde, sign=False)}")
     target = effect.published if effect.published else abs(effect.estimate)
     if target <= 0:
         return text
@@ -248,14 +255,14 @@ def power(effect: Effect) -> str:
     label += f" ({effect.show(target, sign=False)})"
     needed = seeds_for(effect, target)
     if needed is None:
-        text += f"; no number of seeds reaches {label}"
+        text += f"; no number of {effect.repeat}s reaches {label}"
         if effect.examples:
             floor = (Z_TWO_SIDED + Z_POWER) * effect.fixed_se
             examples = math.ceil(effect.examples * (floor / target) ** 2)
             text += (f": the {effect.examples:,} test examples' own noise alone allows "
                      f"{effect.show(floor, sign=False)}, and about {examples:,} would be needed")
     elif needed > effect.seeds:
-        text += f"; {label} needs {needed} seeds"
+        text += f"; {label} needs {effect.count(needed)}"
     else:
         text += f"; {label} is within reach"
     return text

@@ -43,9 +43,11 @@ def uci_boston(quick: bool, out: Path) -> ClaimResult:
     lm, ls = mean_spread(lls)
     rse, lse = rs / math.sqrt(splits), ls / math.sqrt(splits)
     parts = {"RMSE, published - dropkit": Effect(paper["rmse"][0] - rm,
-                                                 math.hypot(rse, paper["rmse"][1]), splits),
+                                                 math.hypot(rse, paper["rmse"][1]), splits,
+                                                 repeat="split"),
              "test LL, dropkit - published": Effect(lm - paper["ll"][0],
-                                                    math.hypot(lse, paper["ll"][1]), splits)}
+                                                    math.hypot(lse, paper["ll"][1]), splits,
+                                                    repeat="split")}
     finding, why = judge_parts(parts, levels=list(parts))
     fig, axes = plt().subplots(1, 2, figsize=(8, 3.2))
     axes[0].hist(rmses, bins=10)

@@ -114,7 +114,8 @@ def _shortfall(ours: list[float], published: tuple[float, float], splits: int,
     mean, se = _mean_se(ours)
     theirs = math.hypot(published[1] / math.sqrt(splits), ROUNDING)
     sign = -1.0 if lower_is_better else 1.0
-    return Effect(sign * (mean - published[0]), math.hypot(se, theirs), len(ours))
+    return Effect(sign * (mean - published[0]), math.hypot(se, theirs), len(ours),
+                  repeat="split")
 
 
 def _cells(row: Row) -> tuple[list[str], list[Finding]]:
