@@ -11,7 +11,13 @@ from dropkit.app.experiments.report import mean_spread, plt, save_figure
 from dropkit.app.experiments.reproduce.registry import ClaimResult, claim
 from dropkit.app.experiments.reproduce.runs import finals
 from dropkit.app.experiments.reproduce.sources import SRIVASTAVA
-from dropkit.app.experiments.reproduce.stats import N_TEST, Effect, binom_se, judge_parts
+from dropkit.app.experiments.reproduce.stats import (
+    N_TEST,
+    Effect,
+    binom_se,
+    judge_parts,
+    test_set_effect,
+)
 
 
 @claim("data-size",
@@ -35,8 +41,7 @@ def data_size(quick: bool, out: Path) -> ClaimResult:
     se = {n: math.sqrt(2) * binom_se(mean_spread(rows[n]["none"])[0], seeds) for n in sizes}
     def change(a: int, b: int) -> Effect:  # gain at a less gain at b
         noise = math.hypot(se[a], se[b])
-        return Effect(gains[a] - gains[b], noise, seeds, fixed_se=noise, examples=N_TEST,
-                      scale=100, unit=" points")
+        return test_set_effect(gains[a] - gains[b], noise, N_TEST, seeds, points=True)
 
     finding, why = judge_parts({f"gain at n = {peak} (the largest) less at n = {sizes[0]}":
                                 change(peak, sizes[0]),

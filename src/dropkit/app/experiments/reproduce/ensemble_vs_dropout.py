@@ -4,27 +4,18 @@ et al. 2017)."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from dropkit.app.experiments.engine import RunOptions, TrainConfig, dataset_for
 from dropkit.app.experiments.ensemble import predictions, run_ensemble
 from dropkit.app.experiments.report import plt, save_figure
 from dropkit.app.experiments.reproduce.registry import ClaimResult, claim
 from dropkit.app.experiments.reproduce.sources import LAKSHMINARAYANAN
-from dropkit.app.experiments.reproduce.stats import Effect, judge_parts
+from dropkit.app.experiments.reproduce.stats import judge_parts, per_example, test_set_effect
 
 MEMBERS = 5
-
-
-def _paired(a: torch.Tensor, b: torch.Tensor) -> tuple[float, float]:
-    """mean(b - a) over the test examples and its standard error."""
-    d = (b - a).double()
-    return d.mean().item(), d.std().item() / math.sqrt(len(d))
 
 
 @claim("ensemble-vs-dropout",
@@ -45,15 +36,14 @@ def ensemble_vs_dropout(quick: bool, out: Path) -> ClaimResult:
     wrong = {k: (p.argmax(-1) != y).double() for k, p in probs.items()}
     nll = {k: -p.clamp_min(1e-12).log().gather(1, y[:, None]).squeeze(1)
            for k, p in probs.items()}
-    err_diff, err_se = _paired(wrong["ensemble"], wrong[mc])  # > 0: the ensemble errs less
-    nll_diff, nll_se = _paired(nll["ensemble"], nll[mc])  # > 0: the ensemble's NLL is lower
+    err_diff, err_se = per_example((wrong[mc] - wrong["ensemble"]).double())  # > 0: fewer errors
+    nll_diff, nll_se = per_example((nll[mc] - nll["ensemble"]).double())  # > 0: lower NLL
     n = len(y)  # one run a side: the test examples are the noise, more seeds would not shrink it
     accurate = f"test error, MC dropout ({members} passes) - ensemble"
     finding, parts = judge_parts({
-        accurate: Effect(err_diff, err_se, 1, fixed_se=err_se, examples=n, scale=100,
-                         unit=" points"),
-        "test NLL, MC dropout - ensemble": Effect(nll_diff, nll_se, 1, fixed_se=nll_se,
-                                                  examples=n)}, levels=[accurate])
+        accurate: test_set_effect(err_diff, err_se, n, points=True),
+        "test NLL, MC dropout - ensemble": test_set_effect(nll_diff, nll_se, n)},
+        levels=[accurate])
     results: dict[str, Any] = payload["results"]
     cost = results["ensemble"]["train_seconds"] / results[mc]["train_seconds"]
     why = (f"paired over the {n:,} test examples (at least as accurate: the error's "

@@ -13,7 +13,7 @@ from dropkit.app.experiments.engine import MC_STRATEGY, TrainConfig, load_final,
 from dropkit.app.experiments.report import plt, save_figure
 from dropkit.app.experiments.reproduce.registry import ClaimResult, claim
 from dropkit.app.experiments.reproduce.sources import SRIVASTAVA
-from dropkit.app.experiments.reproduce.stats import Effect, judge_level
+from dropkit.app.experiments.reproduce.stats import judge_level, test_set_effect
 
 
 @claim("mc-vs-weight-scaling",
@@ -36,8 +36,8 @@ def mc_vs_weight_scaling(quick: bool, out: Path) -> ClaimResult:
     curve = error_vs_samples(probs, y, (1, 2, 5, 10, 20, 50, 100, 200, 500))
     se = math.sqrt(ws * (1 - ws) / len(y))  # binomial standard error of a test error
     at50 = curve[50][0]
-    shortfall = Effect(ws - at50, se, 1, fixed_se=se, examples=len(y), scale=100,
-                       unit=" points")  # > 0: MC at k = 50 errs less than weight scaling
+    # > 0: MC at k = 50 errs less than weight scaling
+    shortfall = test_set_effect(ws - at50, se, len(y), points=True)
     finding = judge_level(shortfall)
     k_match = next((k for k, (m, _) in curve.items() if m <= ws + se), None)
     fig, ax = plt().subplots(figsize=(6, 3.6))

@@ -15,10 +15,10 @@ from dropkit.app.experiments.reproduce.sources import SRIVASTAVA
 from dropkit.app.experiments.reproduce.stats import (
     N_TEST,
     RANGE_95,
-    Effect,
     Finding,
     binom_se,
     judge_parts,
+    test_set_effect,
 )
 
 
@@ -42,8 +42,7 @@ def rate_sweep(quick: bool, out: Path) -> ClaimResult:
     rise = {f"error at p = {rates[-1]:g} less the band's worst": hi,
             "error at p = 0 less the band's best": lo}
     noise = math.sqrt(2) * se
-    finding, rises = judge_parts({k: Effect(v, noise, seeds, fixed_se=noise, examples=N_TEST,
-                                            scale=100, unit=" points")
+    finding, rises = judge_parts({k: test_set_effect(v, noise, N_TEST, seeds, points=True)
                                   for k, v in rise.items()}, matches_published=True)
     flat_cut = RANGE_95[len(band)] * se
     if not flat:  # the band's spread is beyond noise: the flat part is contradicted

@@ -15,7 +15,8 @@ from dropkit.app.experiments.report import mean_spread
 from dropkit.app.experiments.reproduce.registry import Verdict
 from dropkit.errors import UsageError
 
-__all__ = ["RANGE_95", "N_TEST", "se_diff", "welch_df", "split_noise", "pm", "binom_se",
+__all__ = ["RANGE_95", "N_TEST", "se_diff", "welch_df", "split_noise", "per_example",
+           "test_set_effect", "pm", "binom_se",
            "seed_effect", "Effect", "Finding", "judge", "judge_level", "judge_parts", "combine",
            "power", "seeds_for", "SEVERITY", "Z_TWO_SIDED", "Z_POWER"]
 
@@ -54,6 +55,20 @@ def split_noise(scores: Tensor) -> tuple[float, float]:
     total = scores.mean(0).var().item() if n > 1 else 0.0
     within = scores.var(0).mean().item() if seeds > 1 else 0.0
     return math.sqrt(total / n), math.sqrt(max(total - within / seeds, 0.0) / n)
+
+
+def per_example(d: Tensor) -> tuple[float, float]:
+    """Mean of per-example differences ``d`` and its standard error over the examples."""
+    return float(d.mean()), float(d.std() / math.sqrt(len(d)))
+
+
+def test_set_effect(estimate: float, se: float, examples: int, seeds: int = 1,
+                    points: bool = False) -> Effect:
+    """An effect whose noise is all the ``examples`` test examples' (one shared run, or a
+    binomial error): more seeds would not shrink it, more examples would. A rate
+    (``points``) prints in points."""
+    return Effect(estimate, se, seeds, fixed_se=se, examples=examples,
+                  scale=100 if points else 1.0, unit=" points" if points else "")
 
 
 def seed_effect(better: str, worse: str, res, key: str = "test_error",

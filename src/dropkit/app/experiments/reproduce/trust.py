@@ -27,7 +27,12 @@ from dropkit.app.experiments.evaluate import open_run, predictors
 from dropkit.app.experiments.report import plt, save_figure
 from dropkit.app.experiments.reproduce.registry import ClaimResult, claim
 from dropkit.app.experiments.reproduce.sources import HENDRYCKS, LAKSHMINARAYANAN, OVADIA
-from dropkit.app.experiments.reproduce.stats import Effect, judge_parts
+from dropkit.app.experiments.reproduce.stats import (
+    Effect,
+    judge_parts,
+    per_example,
+    test_set_effect,
+)
 
 FAR = (60, 75, 90, 105, 120, 135, 150, 165, 180)  # "large shift": rotations of 60° or more
 BOOTSTRAP = 200  # resamples of the test examples, from a fixed generator
@@ -72,11 +77,6 @@ def _brier(probs: Tensor, y: Tensor) -> Tensor:
     return (probs.mean(0).double() - onehot).pow(2).sum(-1)
 
 
-def _paired(d: Tensor) -> tuple[float, float]:
-    """Mean of per-example differences and its standard error."""
-    return float(d.mean()), float(d.std() / math.sqrt(len(d)))
-
-
 def _bootstrap(fn: Callable[[Tensor], float], n: int, seed: int = 0) -> float:
     """Standard error of the statistic ``fn(indices)`` over resamples of n examples."""
     g = torch.Generator().manual_seed(seed)
@@ -95,12 +95,6 @@ def hanley_mcneil(auc: float, n_pos: int, n_neg: int) -> float:
 def _far_brier(e: dict[str, Any], method: str) -> Tensor:
     y = e["data"].y_test
     return torch.stack([_brier(e["rotated"][a][method], y) for a in e["far"]]).mean(0)
-
-
-def _effect(estimate: float, se: float, n: int) -> Effect:
-    """An effect measured on one shared run over ``n`` test examples: its noise is the
-    examples' (more seeds would not shrink it, more examples would)."""
-    return Effect(estimate, se, 1, fixed_se=se, examples=n)
 
 
 def _plot_rotation(e: dict[str, Any], key: Callable[[Tensor, Tensor], float], label: str,
@@ -135,15 +129,18 @@ def shift_calibration(quick: bool, out: Path) -> ClaimResult:
     y = e["data"].y_test
     clean = {m: _brier(e["rotated"][0][m], y) for m in e["runs"]}
     far = {m: _far_brier(e, m) for m in e["runs"]}
-    worse = {m: _paired(far[m] - clean[m]) for m in e["runs"]}
+    worse = {m: per_example(far[m] - clean[m]) for m in e["runs"]}
     others = [m for m in e["runs"] if m != "ensemble"]
-    ens = {m: _paired(far[m] - far["ensemble"]) for m in others}
-    mc = _paired(far["deterministic"] - far["mc-dropout"])
+    ens = {m: per_example(far[m] - far["ensemble"]) for m in others}
+    mc = per_example(far["deterministic"] - far["mc-dropout"])
     n = len(y)
     parts = {
-        **{f"{m}'s Brier rise from 0° to 60°-180°": _effect(*worse[m], n) for m in worse},
-        **{f"{m}'s Brier at 60°-180° above the ensemble's": _effect(*ens[m], n) for m in ens},
-        "the deterministic network's Brier at 60°-180° above MC dropout's": _effect(*mc, n),
+        **{f"{m}'s Brier rise from 0° to 60°-180°": test_set_effect(*worse[m], n)
+           for m in worse},
+        **{f"{m}'s Brier at 60°-180° above the ensemble's": test_set_effect(*ens[m], n)
+           for m in ens},
+        "the deterministic network's Brier at 60°-180° above MC dropout's":
+            test_set_effect(*mc, n),
     }
     finding, why = judge_parts(parts)
     return ClaimResult(
@@ -188,8 +185,10 @@ def temperature_scaling_shift(quick: bool, out: Path) -> ClaimResult:
                       torch.randint(len(y_far), (len(y_far),), generator=g))
                      for _ in range(BOOTSTRAP))]).std())
     finding, why = judge_parts({
-        "in distribution, the ECE temperature scaling removes": _effect(lower, lower_se, len(y)),
-        "its ECE at 60°-180° above its in-distribution ECE": _effect(rises, rise_se, len(y))})
+        "in distribution, the ECE temperature scaling removes":
+            test_set_effect(lower, lower_se, len(y)),
+        "its ECE at 60°-180° above its in-distribution ECE":
+            test_set_effect(rises, rise_se, len(y))})
     return ClaimResult(
         setting=_setting(e) + "; T fitted on the validation split by NLL",
         dropkit="; ".join(f"ECE {k}: {v:.4f}" for k, v in ece.items())
@@ -235,11 +234,12 @@ def ood_detection(quick: bool, out: Path) -> ClaimResult:
         aurocs[name] = {m: U.detection(inside[m], outside[m]).auroc for m in inside}
         ses = {m: hanley_mcneil(a, n, n) for m, a in aurocs[name].items()}
         for m, a in aurocs[name].items():
-            parts[f"{name}: {m}'s AUROC above 0.5"] = _effect(a - 0.5, ses[m], 2 * n)
+            parts[f"{name}: {m}'s AUROC above 0.5"] = test_set_effect(a - 0.5, ses[m], 2 * n)
         diff = aurocs[name]["ensemble"] - aurocs[name]["mc-dropout"]
         se = _bootstrap(_auroc_gap((inside["ensemble"], outside["ensemble"]),
                                    (inside["mc-dropout"], outside["mc-dropout"])), 2 * n)
-        parts[f"{name}: the ensemble's AUROC above MC dropout's"] = _effect(diff, se, 2 * n)
+        parts[f"{name}: the ensemble's AUROC above MC dropout's"] = test_set_effect(diff, se,
+                                                                                    2 * n)
     finding, why = judge_parts(parts)
     fig, ax = plt().subplots(figsize=(6, 3.6))
     for k, name in enumerate(aurocs):
@@ -286,8 +286,8 @@ def misclassification_detection(quick: bool, out: Path) -> ClaimResult:
     at_least = "MC dropout's entropy on its own errors: AUROC less the max probability's"
     finding, why = judge_parts({
         f"the max probability on the deterministic network's {int(det_err.sum())} errors: "
-        "AUROC above 0.5": _effect(det_auc - 0.5, det_se, len(y)),
-        at_least: _effect(diff, diff_se, len(y))}, levels=[at_least])
+        "AUROC above 0.5": test_set_effect(det_auc - 0.5, det_se, len(y)),
+        at_least: test_set_effect(diff, diff_se, len(y))}, levels=[at_least])
     fig, ax = plt().subplots(figsize=(5.5, 3.6))
     for name, score, err in (("deterministic, max probability", det_score, det_err),
                              ("MC dropout, entropy", mc_score, mc_err)):

@@ -15,6 +15,8 @@ from dropkit.app.experiments.reproduce.stats import Effect, judge_parts
 
 RATES = (0.005, 0.01, 0.05, 0.1)
 TAUS = (0.25, 0.5, 0.75)
+HIDDEN = 50
+VALIDATION_SAMPLES = 100
 
 
 def boston_split(s: int, samples: int, epochs: int) -> dict[str, Any]:
@@ -22,8 +24,8 @@ def boston_split(s: int, samples: int, epochs: int) -> dict[str, Any]:
     from mlxtend.data import boston_housing_data
 
     x, y = boston_housing_data()
-    scores, pair = R.dropout_split(x, y, s, RATES, TAUS, hidden=50, epochs=epochs,
-                                   samples=samples, validation_samples=100)
+    scores, pair = R.dropout_split(x, y, s, RATES, TAUS, hidden=HIDDEN, epochs=epochs,
+                                   samples=samples, validation_samples=VALIDATION_SAMPLES)
     return {"rmse": scores.rmse, "ll": scores.ll, "chosen": list(pair)}
 
 
@@ -33,9 +35,11 @@ def uci_boston(quick: bool, out: Path) -> ClaimResult:
     splits, samples, epochs = (5, 200, 40) if quick else (20, 1000, 400)
     paper = {"rmse": (2.97, 0.19), "ll": (-2.46, 0.06)} if quick else {
         "rmse": (2.80, 0.19), "ll": (-2.39, 0.045)}
+    settings = {"samples": samples, "epochs": epochs, "rates": list(RATES), "taus": list(TAUS),
+                "hidden": HIDDEN, "validation_samples": VALIDATION_SAMPLES,
+                "length_scale": R.LENGTH_SCALE}  # all a split's numbers depend on
     done = in_workers(boston_split, {f"split-{s}": (s, samples, epochs) for s in range(splits)},
-                      {"samples": samples, "epochs": epochs, "rates": list(RATES),
-                       "taus": list(TAUS)}, out / "splits")
+                      settings, out / "splits")
     rmses = [done[f"split-{s}"]["rmse"] for s in range(splits)]
     lls = [done[f"split-{s}"]["ll"] for s in range(splits)]
     chosen = [tuple(done[f"split-{s}"]["chosen"]) for s in range(splits)]

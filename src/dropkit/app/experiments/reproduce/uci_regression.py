@@ -92,8 +92,11 @@ def run_sets(names: Sequence[str], splits: Callable[[str], int], samples: int,
     reused from ``out/splits`` when it ran with these settings."""
     tasks = {f"{name}-{s}": (name, s, samples, validation_samples)
              for name in names for s in range(splits(name))}
+    # everything a split's numbers depend on: a result is reused only if all of it matches
     settings = {"samples": samples, "validation_samples": validation_samples,
-                "epochs": EPOCHS, "ensemble_epochs": ENSEMBLE_EPOCHS, "rates": list(RATES)}
+                "epochs": EPOCHS, "rates": list(RATES), "taus": {n: list(TAUS[n]) for n in names},
+                "hidden": {n: _hidden(n) for n in names}, "length_scale": R.LENGTH_SCALE,
+                "ensemble": [MEMBERS, ENSEMBLE_EPOCHS, ENSEMBLE_LR, ADVERSARIAL]}
     done = in_workers(split_scores, tasks, settings, out / "splits")
     return [Row(name,
                 [R.Scores(**done[f"{name}-{s}"]["dropout"]) for s in range(splits(name))],
