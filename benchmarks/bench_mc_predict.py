@@ -33,7 +33,9 @@ input); the ``discovery`` row times that pass alone. For the head-only models, t
 ``prefix-once, hand-written`` row is the floor ``mc_predict`` aims at: the layers before
 the dropout once, then dropout and the classifier on T expanded copies, written for that
 model alone (no discovery, no checks). Each variant runs interleaved with the others;
-the table gives medians and loop / variant.
+the table gives medians and loop / variant. On a GPU, the ``mc_graph`` row replays
+each model's samples from a CUDA graph (:func:`dropkit.mc_graph`, captured once before
+the rounds: its strategy is the one whose replay timed fastest).
 """
 
 from __future__ import annotations
@@ -151,6 +153,7 @@ def cases_for(device: torch.device) -> tuple[int, list[tuple[str, nn.Module, obj
 
 STRATEGIES = ("loop", "batch", "vmap", "auto", "discovery")
 HAND = "prefix-once, hand-written"
+GRAPH = "mc_graph (CUDA graph replay)"
 HEAD_TARGET = 20  # on a GPU, with dropout in the head only (the GPU issue's target)
 
 
@@ -213,6 +216,9 @@ def host_costs(device: torch.device, host_only: bool = False) -> None:
     paths["mc_predict, T = 50, a width-8 MLP with dropout before its head (auto)"] = (
         lambda: dropkit.mc_predict(tiny, rows, 50))
     paths["a hand-written prefix-once sampler of that MLP"] = lambda: _prefix_once(tiny, rows, 50)
+    if device.type == "cuda":
+        graph = dropkit.mc_graph(tiny, rows, 50)
+        paths["mc_graph's call on that MLP (a replay of a CUDA graph)"] = lambda: graph(rows)
     print("| path | host time per call (us) |")
     print("|---|---:|")
     for label, fn in paths.items():
@@ -272,8 +278,12 @@ def main() -> None:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
+    graphs: dict[int, dropkit.MCGraph] = {}
+
     def run(model: nn.Module, inputs: object, s: str) -> None:
-        if s == "discovery":
+        if s == GRAPH:
+            graphs[id(model)](inputs)
+        elif s == "discovery":
             dropkit.dropout_sites(model, inputs)
         elif s == HAND:
             assert isinstance(model, nn.Sequential) and isinstance(inputs, torch.Tensor)
@@ -285,6 +295,11 @@ def main() -> None:
     for label, model, inputs in cases:
         # dropout only before the classifier: the hand-written sampler applies
         strategies = [*STRATEGIES, HAND] if "head" in label else list(STRATEGIES)
+        if device.type == "cuda":  # captured once here, its first call a plain replay
+            start = time.perf_counter()
+            graphs[id(model)] = dropkit.mc_graph(model, inputs, samples)
+            captured = time.perf_counter() - start
+            strategies.append(GRAPH)
         times: dict[str, list[float]] = {s: [] for s in strategies}
         first: dict[str, float] = {}
         for s in strategies:  # warm-up; auto's times the strategies (discovery is cached)
@@ -311,10 +326,19 @@ def main() -> None:
                         f"strategy ({best}) {med[best] * 1e3:.1f} ms: auto / best = "
                         f"{med['auto'] / med[best]:.2f} (target <= 1.10); its first call, "
                         f"timing the strategies, {first['auto'] * 1e3:.0f} ms")
+        if GRAPH in med:
+            graph = graphs[id(model)]
+            verdicts.append(f"{label}: mc_graph recorded {graph.strategy} (replays timed: "
+                            + ", ".join(f"{n} {t * 1e3:.3g} ms" for n, t in
+                                        graph.seconds.items())
+                            + f"), {med['loop'] / med[GRAPH]:.1f}x the loop; its capture took "
+                            f"{captured * 1e3:.0f} ms")
         if label == "mlp-head, torch":
             verdicts.append(f"mlp-head, torch: auto is {med['loop'] / med['auto']:.1f}x the loop "
                             f"(target {HEAD_TARGET}x), the hand-written sampler "
-                            f"{med['loop'] / med[HAND]:.1f}x")
+                            f"{med['loop'] / med[HAND]:.1f}x"
+                            + (f", mc_graph {med['loop'] / med[GRAPH]:.1f}x" if GRAPH in med
+                               else ""))
     for line in verdicts:
         print(line)
     if args.profile:

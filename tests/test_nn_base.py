@@ -59,6 +59,7 @@ class TestBackend:
                 return self._numel
 
         monkeypatch.setattr(_base, "HAS_TRITON", True)
+        monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: False)
         big = _base.AUTO_SEEDED_MIN_NUMEL
         assert m._seeded(Cuda(big, torch.bfloat16)) and m._seeded(Cuda(big, torch.float32))
         assert not m._seeded(Cuda(big - 1, torch.float32))

@@ -7,9 +7,9 @@ reference with forward and backward in :mod:`dropkit.reference`, one registry of
 control (:func:`find_dropout`, :func:`set_rate`, :mod:`dropkit.schedules`,
 :class:`DropoutScheduler`), diagnostics of the classic pitfalls (:func:`diagnose`,
 :func:`variance_shift`, :func:`inference_guard`), and Monte Carlo dropout
-(:func:`mc_mode`, :func:`mc_predict`, :func:`patch`, :mod:`dropkit.uncertainty`,
-:mod:`dropkit.acquisition` for active learning; :func:`export_mc` and :func:`export_onnx`
-to serve it as one program, sampling kept on).
+(:func:`mc_mode`, :func:`mc_predict`, :func:`mc_graph` on a GPU, :func:`patch`,
+:mod:`dropkit.uncertainty`, :mod:`dropkit.acquisition` for active learning;
+:func:`export_mc` and :func:`export_onnx` to serve it as one program, sampling kept on).
 Masks survive recomputation: ``torch.utils.checkpoint`` replays the forward's masks, and
 :class:`SeedPlan` makes every step's masks a function of (seed, step) alone.
 
@@ -25,6 +25,7 @@ from types import ModuleType
 from dropkit import _moved, acquisition, functional, mask, nn, schedules, seeded, uncertainty
 from dropkit.errors import UsageError, UsageTypeError
 from dropkit.inference.export import export_mc
+from dropkit.inference.graphed import MCGraph, mc_graph
 from dropkit.inference.mc import mc_mode, mc_predict
 from dropkit.inference.rdrop import rdrop_forward, rdrop_loss
 from dropkit.inference.to_onnx import export_onnx
@@ -47,6 +48,7 @@ def __getattr__(name: str) -> ModuleType:
 __all__ = [
     "DropoutScheduler",
     "Finding",
+    "MCGraph",
     "SeedPlan",
     "Site",
     "UsageError",
@@ -63,6 +65,7 @@ __all__ = [
     "inference_guard",
     "is_patched",
     "mask",
+    "mc_graph",
     "mc_mode",
     "mc_predict",
     "nn",

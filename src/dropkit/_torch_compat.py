@@ -24,7 +24,7 @@ __all__ = ["MISSING", "TORCH_VERSION", "functorch_transforms_active",
            "functorch_interpreter_idle", "assert_async", "graph_task_id",
            "saved_tensor_hooks_active", "checkpoint_region", "NormBase", "BatchNormBase",
            "DropoutNd", "loaded_dynamo", "OpOverload", "argument_names",
-           "ONNX_REGISTRATION_LOGGER", "body_under_mode"]
+           "ONNX_REGISTRATION_LOGGER", "body_under_mode", "TorchDispatchMode"]
 
 TORCH_VERSION = torch.__version__
 #: Private torch names this torch lacks: name -> what failed.
@@ -72,6 +72,26 @@ class _NoOp:
 
 #: The class of an ATen op's overload, a graph node's target (torch.export's graphs).
 OpOverload: Any = _resolve("torch._ops.OpOverload", lambda: torch._ops.OpOverload) or _NoOp
+
+
+class _NoMode:
+    """Stands for torch's dispatch-mode class where this torch lacks it: entered, it sees
+    nothing (the check it serves is then listed in ``MISSING``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+#: The base class of a mode that sees every ATen op as it runs (below vmap's batching).
+TorchDispatchMode: Any = _resolve("torch.utils._python_dispatch.TorchDispatchMode",
+                                  lambda: __import__("torch.utils._python_dispatch", fromlist=[
+                                      "TorchDispatchMode"]).TorchDispatchMode) or _NoMode
 #: The logger of torch.onnx's notes that torchvision's ops are not installed (a name: a
 #: renamed logger only stops the silencing).
 ONNX_REGISTRATION_LOGGER = "torch.onnx._internal.exporter._registration"

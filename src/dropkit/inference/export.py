@@ -35,7 +35,7 @@ from torch.export import Dim, ExportedProgram
 from dropkit._torch_compat import ONNX_REGISTRATION_LOGGER, OpOverload, argument_names
 from dropkit._trace import only_training, split_inputs
 from dropkit.errors import UsageError, UsageTypeError
-from dropkit.inference.mc import check_differ, check_request
+from dropkit.inference.mc import check_differ, check_one_path, check_request
 from dropkit.inference.sampling.batch import (
     batchable,
     check_batchable,
@@ -48,7 +48,6 @@ from dropkit.inference.sampling.failures import failing_module, reason
 from dropkit.inference.sampling.output import Output, forward
 from dropkit.inference.sampling.reroute import StreamDraws
 from dropkit.mask import stream_draws
-from dropkit.nn.layer_drop import LayerDrop
 from dropkit.seeded.stream import CounterStream, RuntimeStream
 from dropkit.tools.sites import Site, discover_cached, gates_of, signature
 
@@ -94,16 +93,6 @@ def _check_args(model: Any, samples: int, strategy: str, output: Output,
     if not isinstance(seed_input, bool):
         raise UsageTypeError(f"export_mc: expected `seed_input` to be a bool, got "
                              f"{type(seed_input).__name__}")
-
-
-def _check_sites(active: list[Site]) -> None:
-    """Refuse, by name, a site whose sampling no single graph can hold."""
-    for s in active:
-        if isinstance(s.module, LayerDrop):
-            raise UsageError(
-                f"export_mc: cannot export {s.describe()}: it skips whole blocks by a coin "
-                "flip at run time, and an exported graph has one fixed path; set its rate "
-                "to 0 (dropkit.set_rate) or prune it (LayerDrop.prune) before exporting")
 
 
 def _strategy(asked: str, model: nn.Module, x: Any, output: Output, active: list[Site],
@@ -167,7 +156,7 @@ def export_mc(model: nn.Module, example_input: Any, samples: int = 30, *,
     if not active:
         raise UsageError("export_mc: the model has no dropout to sample (none present, or "
                          "every rate is 0): its Monte Carlo samples would all be equal")
-    _check_sites(active)
+    check_one_path("export_mc", active, "export", "an exported graph")
     chosen = _strategy(strategy, model, example_input, output, active, key)
     sampler = _Sampler(model, samples, chosen, output)
     args = (example_input, *_seed_args(1)) if seed_input else (example_input,)

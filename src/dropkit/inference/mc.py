@@ -40,6 +40,7 @@ from dropkit.inference.sampling.batch import (
 from dropkit.inference.sampling.failures import vmap_failures_named
 from dropkit.inference.sampling.output import Output, forward
 from dropkit.inference.sampling.strategies import in_memory, sampler
+from dropkit.nn.layer_drop import LayerDrop
 from dropkit.tools.sites import (
     Site,
     discover_cached,
@@ -117,6 +118,18 @@ def check_request(fn: str, model: object, samples: object, output: object) -> No
     if output is not None and not (isinstance(output, str) or callable(output)):
         raise UsageTypeError(f"{fn}: expected `output` to be None, a str or a callable, "
                              f"got {type(output).__name__}")
+
+
+def check_one_path(fn: str, active: list[Site], verb: str, holder: str) -> None:
+    """Refuse, by name, a site whose sampling no single recorded path can hold: LayerDrop
+    decides in Python which blocks run, and ``holder`` (an exported graph, a CUDA graph)
+    runs one path."""
+    for s in active:
+        if isinstance(s.module, LayerDrop):
+            raise UsageError(
+                f"{fn}: cannot {verb} {s.describe()}: it skips whole blocks by a coin flip "
+                f"at run time, and {holder} has one fixed path; set its rate to 0 "
+                "(dropkit.set_rate) or prune it (LayerDrop.prune) first")
 
 
 def check_differ(out: Tensor, active: list[Site], fn: str = "mc_predict") -> None:

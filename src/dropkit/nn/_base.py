@@ -88,7 +88,10 @@ class SeededBackendMixin:
     the mask from it in backward (no mask memory, Triton kernels on CUDA); ``"auto"`` (the
     default) is seeded where that was measured faster, on CUDA tensors of
     ``AUTO_SEEDED_MIN_NUMEL`` (2**27) elements or more with Triton installed, torch
-    otherwise (on the CPU, always). With
+    otherwise (on the CPU, always). Inside the capture of a CUDA graph
+    (``torch.cuda.graph``, :func:`dropkit.mc_graph`) every backend takes the torch path:
+    a seed read on the host would be replayed unchanged, one mask at every replay, while
+    torch's CUDA generator draws anew at each. With
     ``seed_per_rank`` the rank enters the seed under ``torch.distributed``, so
     data-parallel ranks draw different masks; False gives every rank of the group the
     same masks, as tensor parallelism needs.
@@ -121,6 +124,11 @@ class SeededBackendMixin:
                 "freeze); trace a model that contains it (it is then one call_module node), "
                 "or use backend='torch'"
             )
+        if input.is_cuda and not torch.compiler.is_compiling() \
+                and torch.cuda.is_current_stream_capturing():
+            # a CUDA graph would replay the seed read on the host at capture, one mask for
+            # ever; torch's CUDA generator is graph-safe (each replay draws anew)
+            return False
         if self.backend == "auto":
             return (input.is_cuda and HAS_TRITON and input.dtype in AUTO_SEEDED_DTYPES
                     and input.numel() >= AUTO_SEEDED_MIN_NUMEL)

@@ -1,0 +1,250 @@
+"""mc_graph: Monte Carlo dropout replayed from a CUDA graph. The checks that need no GPU
+run everywhere; the capture itself runs where CUDA is (the GPU run of
+benchmarks/gpu_issue30.sh runs this file)."""
+
+import pytest
+import torch
+from torch import nn
+
+import dropkit
+import dropkit.nn as dn
+from conftest import assert_binomial
+from dropkit.errors import UsageError
+from dropkit.inference import graphed
+from dropkit.inference.graphed import HostDraw, WatchHostDraws, mc_graph
+from dropkit.inference.mc import check_one_path
+from dropkit.inference.sampling.strategies import by_vmap
+from dropkit.tools.sites import dropout_sites
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def _mlp(p: float = 0.5) -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(6, 32), nn.ReLU(), nn.Dropout(p), nn.Linear(32, 3)).eval()
+
+
+class TestRefusedBeforeAnything:
+    def test_a_model_on_the_cpu_is_named(self) -> None:
+        model = _mlp()
+        before = [m.training for m in model.modules()]
+        with pytest.raises(UsageError, match=r"^mc_graph: expected the model on a CUDA device "
+                                             r"\(a CUDA graph records GPU kernels\), got its "
+                                             r"parameters on cpu$"):
+            mc_graph(model, torch.randn(4, 6))
+        assert [m.training for m in model.modules()] == before
+
+    @pytest.mark.parametrize("kwargs, message", [
+        ({"samples": 0}, "expected `samples` to be"),
+        ({"strategy": "fast"}, r"expected `strategy` to be one of \('auto', 'vmap'"),
+        ({"output": 3}, "expected `output` to be None, a str or a callable, got int"),
+    ])
+    def test_bad_arguments(self, kwargs: dict, message: str) -> None:
+        with pytest.raises(UsageError, match=message):
+            mc_graph(_mlp(), torch.randn(4, 6), **kwargs)
+
+    def test_a_nested_input_is_named(self) -> None:
+        with pytest.raises(TypeError, match=r"^mc_graph: expected each input to be a tensor "
+                                            r"or a plain value .* got list at 'past'$"):
+            graphed._leaves("mc_graph", {"x": torch.ones(2), "past": [torch.ones(2)]})
+
+    def test_layerdrop_is_refused_by_name(self) -> None:
+        model = dn.LayerDrop([nn.Linear(4, 4), nn.Linear(4, 4)], p=0.5)
+        active = [s for s in dropout_sites(model) if s.draws]
+        with pytest.raises(UsageError, match=r"^mc_graph: cannot capture attribute site 'p' "
+                                             r"\(LayerDrop.p\): it skips whole blocks .* a "
+                                             r"CUDA graph has one fixed path"):
+            check_one_path("mc_graph", active, "capture", "a CUDA graph")
+
+
+class TestLayout:
+    @pytest.mark.parametrize("x", [
+        torch.ones(2, 3),
+        (torch.ones(2, 3), 4),
+        {"input_ids": torch.ones(2, 3, dtype=torch.long), "return_dict": True},
+        graphed.CallArgs((torch.ones(2),), {"mask": None}),
+    ])
+    def test_rebuilt_in_the_inputs_structure(self, x) -> None:
+        values = [v for _, v in graphed._leaves("mc_graph", x)]
+        back = graphed._rebuilt(x, values)
+        assert type(back) is type(x) or (isinstance(x, dict) and isinstance(back, dict))
+        assert graphed._layout(graphed._leaves("mc_graph", back)) == graphed._layout(
+            graphed._leaves("mc_graph", x))
+
+    def test_another_batch_size_names_both(self) -> None:
+        had = graphed._layout(graphed._leaves("mc_graph", {"ids": torch.ones(4, 7)}))
+        got = graphed._layout(graphed._leaves("mc_graph", {"ids": torch.ones(3, 7)}))
+        assert graphed._difference(had, got) == (
+            "expected 'ids' to be a float32 tensor of shape (4, 7) on cpu, got a float32 "
+            "tensor of shape (3, 7) on cpu")
+
+    def test_a_plain_value_and_the_arguments_are_part_of_it(self) -> None:
+        def lay(x):
+            return graphed._layout(graphed._leaves("mc_graph", x))
+
+        assert graphed._difference(lay((torch.ones(2), 1)), lay((torch.ones(2), 2))) == (
+            "expected argument 1 to be 1, got 2")
+        assert graphed._difference(lay({"a": torch.ones(2)}), lay({"b": torch.ones(2)})) == (
+            "expected the arguments [\"'a'\"], got [\"'b'\"]")
+
+
+class TestState:
+    """What a replay reads without checking, and what makes a call capture again."""
+
+    def test_a_rate_set_anew_and_moved_parameters_change_it(self) -> None:
+        model = _mlp()
+        sites = dropout_sites(model)
+        before = graphed._state(model, sites)
+        with torch.no_grad():
+            model[0].weight.add_(1.0)  # an optimizer step: read by the replay as it is
+        assert graphed._state(model, sites) == before
+        dropkit.set_rate(model, 0.2)
+        assert graphed._state(model, sites) != before
+        dropkit.set_rate(model, 0.5)
+        assert graphed._state(model, sites) == before
+        model.double()  # new storage for every parameter
+        assert graphed._state(model, sites) != before
+
+
+class TestHostDraws:
+    """The watch over random ops during a capture, run here without one: a draw off the
+    watched device is refused, under vmap too, and names the module that drew."""
+
+    def test_a_draw_off_the_device_is_caught_under_vmap(self) -> None:
+        model, x = _mlp().train(), torch.randn(3, 6)
+        with torch.no_grad(), pytest.raises(HostDraw, match="aten::rand_like drew on cpu"), \
+                WatchHostDraws(torch.device("meta")):
+            by_vmap(model, x, 5, None, None)
+
+    def test_draws_on_the_device_and_other_ops_pass(self) -> None:
+        model, x = _mlp().train(), torch.randn(3, 6)
+        with torch.no_grad(), WatchHostDraws(torch.device("cpu")):
+            out = by_vmap(model, x, 5, None, None)
+        assert out.shape == (5, 3, 3)
+
+    def test_the_error_names_the_module_and_the_remedy(self) -> None:
+        class Noisy(nn.Module):
+            def forward(self, x):
+                return x + torch.randn(x.shape)
+
+        model, x = nn.Sequential(nn.Linear(6, 6), Noisy()), torch.randn(2, 6)
+        try:
+            with torch.no_grad(), WatchHostDraws(torch.device("meta")):
+                model(x)
+        except HostDraw as caught:
+            error = caught
+        wrapped = graphed._uncapturable(model, "loop", RuntimeError("capture ended"),
+                                        torch.device("cuda:0"))
+        assert isinstance(wrapped, RuntimeError)  # no HostDraw in its chain
+        try:
+            try:
+                raise error
+            finally:
+                raise RuntimeError("the graph's own error on exit")
+        except RuntimeError as outer:
+            wrapped = graphed._uncapturable(model, "loop", outer, torch.device("cuda:0"))
+        assert isinstance(wrapped, UsageError)
+        assert str(wrapped).startswith(
+            "mc_graph: module '1' (Noisy) draws with aten::randn on cpu, off the graph's "
+            "device cuda:0: a CUDA graph would record that noise once")
+
+
+class TestSeededBackendInACapture:
+    def test_every_backend_takes_the_torch_path(self, monkeypatch) -> None:
+        from dropkit.nn import _base
+
+        class Cuda:  # what _seeded reads of an input, as a CUDA tensor reports it
+            is_cuda = True
+            dtype = torch.float32
+
+            def numel(self) -> int:
+                return _base.AUTO_SEEDED_MIN_NUMEL
+
+        monkeypatch.setattr(_base, "HAS_TRITON", True)
+        monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: False)
+        assert dn.Dropout(0.5, backend="seeded")._seeded(Cuda())
+        assert dn.Dropout(0.5, backend="auto")._seeded(Cuda())
+        monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: True)
+        assert not dn.Dropout(0.5, backend="seeded")._seeded(Cuda())
+        assert not dn.Dropout(0.5, backend="auto")._seeded(Cuda())
+
+
+# ---- on a GPU -----------------------------------------------------------------------
+
+
+def _dropout_only(module: nn.Module) -> tuple[nn.Module, torch.Tensor]:
+    """A model that is one dropout on ones: each output element is 0 or 1 / (1 - p)."""
+    return nn.Sequential(nn.Identity(), module).cuda().eval(), torch.ones(64, 32,
+                                                                            device="cuda")
+
+
+@cuda
+@pytest.mark.parametrize("strategy", ["auto", "vmap", "batch", "loop"])
+@pytest.mark.parametrize("make", [lambda: nn.Dropout(0.3),
+                                  lambda: dn.Dropout(0.3, backend="seeded"),
+                                  lambda: dn.Dropout(0.3, backend="torch")],
+                         ids=["torch.nn", "seeded", "dropkit-torch"])
+def test_each_replay_draws_fresh_masks_at_the_rate(strategy, make) -> None:
+    model, x = _dropout_only(make())
+    graph = mc_graph(model, x, samples=8, strategy=strategy)
+    torch.cuda.manual_seed(0)
+    first, second = graph(x), graph(x)
+    assert first.shape == (8, 64, 32) and not torch.equal(first, second)
+    for out in (first, second):
+        kept = out[out != 0]
+        assert torch.allclose(kept, torch.full_like(kept, 1 / 0.7))
+        assert_binomial(int((out == 0).sum()), out.numel(), 0.3)
+    assert graph.captures == 1 and not model.training
+
+
+@cuda
+def test_manual_seed_makes_a_call_repeatable() -> None:
+    model, x = _dropout_only(nn.Dropout(0.5))
+    graph = mc_graph(model, x, samples=4)
+    torch.cuda.manual_seed(7)
+    a = graph(x)
+    torch.cuda.manual_seed(7)
+    assert torch.equal(a, graph(x))
+
+
+@cuda
+def test_the_input_is_read_at_each_call_and_the_layout_checked() -> None:
+    model = _mlp().cuda()
+    graph = mc_graph(model, torch.randn(16, 6, device="cuda"), samples=400)
+    y = torch.randn(16, 6, device="cuda")
+    out = graph(y)
+    with torch.no_grad():
+        want = model(y)  # inverted dropout before a linear layer: the samples' mean
+    bound = 5 * out.std(0) / 400**0.5  # 5 sigma for each of the 48 outputs
+    assert ((out.mean(0) - want).abs() <= bound).all()
+    with pytest.raises(UsageError, match=r"expected argument 0 to be a float32 tensor of "
+                                         r"shape \(16, 6\) on cuda:0, got .* \(15, 6\)"):
+        graph(y[:15])
+
+
+@cuda
+def test_a_rate_set_anew_is_applied_by_a_new_capture() -> None:
+    model, x = _dropout_only(nn.Dropout(0.5))
+    graph = mc_graph(model, x, samples=8)
+    dropkit.set_rate(model, 0.1)
+    out = graph(x)
+    assert graph.captures == 2
+    assert_binomial(int((out == 0).sum()), out.numel(), 0.1)
+
+
+@cuda
+def test_a_host_draw_in_the_model_is_refused_by_name() -> None:
+    class HostNoise(nn.Module):
+        def forward(self, x):
+            return x + torch.randn(x.shape).to(x.device)
+
+    model = nn.Sequential(nn.Dropout(0.5), HostNoise()).cuda().eval()
+    with pytest.raises((UsageError, RuntimeError), match=r"^mc_graph: module '1' \(HostNoise\)"):
+        mc_graph(model, torch.ones(8, 4, device="cuda"), samples=4)
+
+
+@cuda
+def test_layerdrop_is_refused_on_the_gpu() -> None:
+    model = dn.LayerDrop([nn.Linear(4, 4), nn.Linear(4, 4)], p=0.5).cuda()
+    with pytest.raises(UsageError, match="cannot capture attribute site 'p'"):
+        mc_graph(model, torch.ones(8, 4, device="cuda"), samples=4)
