@@ -8,7 +8,8 @@ Run (on a machine with a CUDA GPU and Triton; designed for under 3 minutes)::
 
 Checks: the Triton kernels' output equals the CPU torch-Philox path bit for bit (fp32,
 fp16, bf16, odd sizes and offsets, a tensor past 2**31 elements, backward, the fused
-bias-dropout-add, alpha dropout's affine branch, eager vs torch.compile). Table:
+bias-dropout-add, alpha dropout's affine branch, eager vs torch.compile, a seed read from
+GPU memory as a CUDA graph's capture draws it). Table:
 forward and backward time and effective bandwidth (bytes read + written, minimal) of
 ``dropkit.seeded.dropout`` vs
 ``torch.nn.functional.dropout`` vs a device-to-device copy, 2**28 elements in fp32 and
@@ -152,6 +153,22 @@ def check(device: torch.device, big: bool) -> list[str]:
         return _same(seeded.dropout(x.to(device), 0.5, seed=2**64 - 3),
                      seeded.dropout(x, 0.5, seed=2**64 - 3))
 
+    def seed_in_device_memory(dtype: torch.dtype) -> bool:
+        # a CUDA graph's capture draws the seed on the GPU and the kernel reads it there
+        # (the seeds kernel with one sample): the bits of the seed passed from the host,
+        # forward and backward
+        x = torch.randn(3, 1001).to(dtype)
+        xd = x.to(device).requires_grad_(True)
+        seed = torch.tensor(-5, device=device)
+        got = seeded.alpha_dropout(seeded.dropout(xd, 0.3, seed=seed, offset=3), 0.2,
+                                   seed=seed, offset=9)
+        (grad,) = torch.autograd.grad(got.float().sum(), xd)
+        xc = x.clone().requires_grad_(True)
+        want = seeded.alpha_dropout(seeded.dropout(xc, 0.3, seed=2**64 - 5, offset=3), 0.2,
+                                    seed=2**64 - 5, offset=9)
+        (grad_want,) = torch.autograd.grad(want.float().sum(), xc)
+        return _same(got.detach(), want.detach()) and _same(grad, grad_want)
+
     def compiled_backward() -> bool:
         fn = torch.compile(lambda t, s: seeded.alpha_dropout(seeded.dropout(t, 0.2, seed=s),
                                                              0.3, seed=s, offset=7))
@@ -181,7 +198,11 @@ def check(device: torch.device, big: bool) -> list[str]:
                    "bias_dropout_add float32": lambda: bias_dropout_add(torch.float32),
                    "bias_dropout_add float16": lambda: bias_dropout_add(torch.float16),
                    "bias_dropout_add bfloat16": lambda: bias_dropout_add(torch.bfloat16),
-                   "torch.compile": compiled, "torch.compile backward": compiled_backward})
+                   "torch.compile": compiled, "torch.compile backward": compiled_backward,
+                   "a seed in device memory float32": (
+                       lambda: seed_in_device_memory(torch.float32)),
+                   "a seed in device memory float16": (
+                       lambda: seed_in_device_memory(torch.float16))})
     for dtype in (torch.float32, torch.bfloat16):
         for shared in (True, False):
             checks[f"vmap over seeds {str(dtype).split('.')[-1]}"

@@ -8,7 +8,7 @@ from torch import nn
 
 import dropkit
 import dropkit.nn as dn
-from conftest import assert_binomial
+from conftest import assert_binomial, gen
 from dropkit.errors import UsageError
 from dropkit.inference import graphed
 from dropkit.inference.graphed import HostDraw, WatchHostDraws, mc_graph
@@ -150,23 +150,66 @@ class TestHostDraws:
 
 
 class TestSeededBackendInACapture:
-    def test_every_backend_takes_the_torch_path(self, monkeypatch) -> None:
+    """Inside a CUDA graph's capture a seed read on the host would be replayed: the seed
+    is drawn on the input's device and the kernel reads it there, or the torch path
+    draws where the kernel cannot (CUDA tensors stood in for: the CPU cannot capture)."""
+
+    class Cuda:  # what _seeded and _new_seed read of an input, as a CUDA tensor reports it
+        is_cuda = True
+        device = torch.device("cpu")  # where the seed is drawn here
+
+        def __init__(self, dtype: torch.dtype = torch.float32) -> None:
+            self.dtype = dtype
+
+        def numel(self) -> int:
+            from dropkit.nn import _base
+
+            return _base.AUTO_SEEDED_MIN_NUMEL
+
+    @pytest.fixture
+    def capturing(self, monkeypatch):
         from dropkit.nn import _base
 
-        class Cuda:  # what _seeded reads of an input, as a CUDA tensor reports it
-            is_cuda = True
-            dtype = torch.float32
+        monkeypatch.setattr(_base, "HAS_TRITON", True)
+        monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: True)
 
-            def numel(self) -> int:
-                return _base.AUTO_SEEDED_MIN_NUMEL
+    @pytest.mark.usefixtures("capturing")
+    def test_the_kernel_path_stays_where_it_can_read_the_seed(self) -> None:
+        assert dn.Dropout(0.5, backend="seeded")._seeded(self.Cuda())
+        assert dn.Dropout(0.5, backend="auto")._seeded(self.Cuda())
+        assert not dn.Dropout(0.5, backend="torch")._seeded(self.Cuda())
+        # no kernel for float64; a generator of its own is not the graph's
+        assert not dn.Dropout(0.5, backend="seeded")._seeded(self.Cuda(torch.float64))
+        assert not dn.Dropout(0.5, backend="seeded", generator=gen(1))._seeded(self.Cuda())
+
+    @pytest.mark.usefixtures("capturing")
+    def test_the_seed_is_drawn_on_the_inputs_device_from_torchs_generator(self) -> None:
+        m = dn.Dropout(0.5, backend="seeded")
+        torch.manual_seed(3)
+        a = m._new_seed(self.Cuda())
+        torch.manual_seed(3)
+        b = m._new_seed(self.Cuda())
+        assert a.dtype == torch.int64 and a.dim() == 0 and a.device == self.Cuda.device
+        assert torch.equal(a, b) and not torch.equal(a, m._new_seed(self.Cuda()))
+
+    def test_the_warm_up_draws_as_the_capture_will(self, monkeypatch) -> None:
+        from dropkit.nn import _base
 
         monkeypatch.setattr(_base, "HAS_TRITON", True)
         monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: False)
-        assert dn.Dropout(0.5, backend="seeded")._seeded(Cuda())
-        assert dn.Dropout(0.5, backend="auto")._seeded(Cuda())
-        monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: True)
-        assert not dn.Dropout(0.5, backend="seeded")._seeded(Cuda())
-        assert not dn.Dropout(0.5, backend="auto")._seeded(Cuda())
+        m = dn.Dropout(0.5, backend="seeded", generator=gen(1))
+        assert not _base._capturing(self.Cuda())
+        with _base.seeds_on_device():
+            assert _base._capturing(self.Cuda()) and not _base._capturing(torch.ones(2))
+            assert not m._seeded(self.Cuda())  # its own generator: the torch path
+        assert not _base._capturing(self.Cuda())
+
+    def test_outside_a_capture_the_seed_is_read_on_the_host(self, monkeypatch) -> None:
+        monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: False)
+        seed = dn.Dropout(0.5, backend="seeded", generator=gen(1))._new_seed(self.Cuda())
+        assert seed.device.type == "cpu"
+        assert torch.equal(seed, dn.Dropout(0.5, backend="seeded", generator=gen(1))
+                           ._new_seed(self.Cuda()))
 
 
 # ---- on a GPU -----------------------------------------------------------------------

@@ -139,6 +139,18 @@ class TestKernelsAgainstTorch:
         reference = seeded.bias_dropout_add(x, b, r, 0.2, seed=9, offset=5)
         assert torch.equal(kernel, reference)
 
+    @pytest.mark.parametrize("op", ["dropout", "alpha_dropout"])
+    @pytest.mark.parametrize("n, offset", [(4096 + 5, 0), (37, 2**33 + 1)])
+    def test_a_seed_in_device_memory_gives_the_same_bits(self, monkeypatch, op, n, offset
+                                                          ) -> None:
+        # a CUDA graph's capture draws the seed on the GPU and the kernel reads it there
+        # (the seeds kernel with one sample); forced here on the CPU's interpreted kernels
+        x = torch.randn(n)
+        as_argument = getattr(seeded, op)(x, 0.3, seed=2**64 - 5, offset=offset)
+        monkeypatch.setattr(ops, "_seed_in_device_memory", lambda seed, x: True)
+        in_memory = getattr(seeded, op)(x, 0.3, seed=torch.tensor(-5), offset=offset)
+        assert torch.equal(_bits(in_memory), _bits(as_argument))
+
     def test_a_seed_past_2_63_is_the_same_key_on_both_paths(self, monkeypatch) -> None:
         x = torch.randn(1000)
         kernel = seeded.dropout(x, 0.5, seed=2**64 - 3)  # passed to Triton as int64 bits

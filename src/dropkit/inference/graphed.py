@@ -13,7 +13,9 @@ FlashAttention's dropout does), so a replay draws what an eager call would, and
 is refused or handled by name:
 
 - a draw whose seed is read on the host would replay one mask for ever: inside a
-  capture, dropkit's seeded backend takes the torch path (:class:`dropkit.nn.Dropout`);
+  capture, dropkit's seeded backend draws its seed on the GPU from torch's generator
+  and its kernel reads it there, graph-safe Philox as FlashAttention's dropout keeps it
+  (where the kernel cannot run, the torch path draws: :class:`dropkit.nn.Dropout`);
 - LayerDrop decides in Python which blocks run: refused, as a graph has one path;
 - a random op whose result lands off the graph's device (a model's own
   ``torch.randn(...)`` on the CPU, copied over) would be recorded once: refused during
@@ -48,6 +50,7 @@ from dropkit.inference import mc
 from dropkit.inference.sampling import auto
 from dropkit.inference.sampling.output import Output
 from dropkit.inference.sampling.strategies import sampler
+from dropkit.nn._base import seeds_on_device
 from dropkit.tools.sites import Site, discover_cached, gates_of, signature
 
 __all__ = ["mc_graph", "MCGraph", "WARMUP", "WatchHostDraws", "HostDraw"]
@@ -226,7 +229,9 @@ class MCGraph:
 
         graph = torch.cuda.CUDAGraph()
         side = torch.cuda.Stream(self.device)
-        with torch.no_grad(), torch.cuda.device(self.device):  # captured on the model's GPU
+        # on the model's GPU; the warm-up draws its seeds as the capture will, so that every
+        # kernel the capture launches has run (and compiled) before
+        with torch.no_grad(), torch.cuda.device(self.device), seeds_on_device():
             side.wait_stream(torch.cuda.current_stream(self.device))
             with torch.cuda.stream(side):
                 for _ in range(WARMUP):

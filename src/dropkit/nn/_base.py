@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor, nn
@@ -80,6 +81,30 @@ AUTO_SEEDED_MIN_NUMEL = 2**27
 AUTO_SEEDED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
+class _SeedsOnDevice:
+    on = False
+
+
+@contextmanager
+def seeds_on_device() -> Iterator[None]:
+    """Inside, CUDA inputs draw their seeds as a capture does (:func:`_capturing`), also
+    where nothing is being captured: the warm-up before a capture must run the capture's
+    own kernels (:func:`dropkit.mc_graph`). Process-wide, as torch's generators are."""
+    outer, _SeedsOnDevice.on = _SeedsOnDevice.on, True
+    try:
+        yield
+    finally:
+        _SeedsOnDevice.on = outer
+
+
+def _capturing(input: Tensor) -> bool:
+    """Whether ``input``'s kernels are being recorded into a CUDA graph now, or warmed up
+    for one (:func:`seeds_on_device`); never inside torch.compile's trace, which decides
+    its own draws."""
+    return (input.is_cuda and not torch.compiler.is_compiling()
+            and (_SeedsOnDevice.on or torch.cuda.is_current_stream_capturing()))
+
+
 class SeededBackendMixin:
     """The ``backend`` switch of the elementwise variants (see :mod:`dropkit.seeded`).
 
@@ -89,9 +114,11 @@ class SeededBackendMixin:
     default) is seeded where that was measured faster, on CUDA tensors of
     ``AUTO_SEEDED_MIN_NUMEL`` (2**27) elements or more with Triton installed, torch
     otherwise (on the CPU, always). Inside the capture of a CUDA graph
-    (``torch.cuda.graph``, :func:`dropkit.mc_graph`) every backend takes the torch path:
-    a seed read on the host would be replayed unchanged, one mask at every replay, while
-    torch's CUDA generator draws anew at each. With
+    (``torch.cuda.graph``, :func:`dropkit.mc_graph`) a seed read on the host would be
+    replayed unchanged, one mask at every replay: the seed is drawn on the GPU instead,
+    by torch's CUDA generator, which is graph-safe (each replay draws anew), and the
+    kernel reads it there; without the kernel (no Triton, another dtype) or with a
+    generator of the module's own, the torch path draws. With
     ``seed_per_rank`` the rank enters the seed under ``torch.distributed``, so
     data-parallel ranks draw different masks; False gives every rank of the group the
     same masks, as tensor parallelism needs.
@@ -124,21 +151,27 @@ class SeededBackendMixin:
                 "freeze); trace a model that contains it (it is then one call_module node), "
                 "or use backend='torch'"
             )
-        if input.is_cuda and not torch.compiler.is_compiling() \
-                and torch.cuda.is_current_stream_capturing():
-            # a CUDA graph would replay the seed read on the host at capture, one mask for
-            # ever; torch's CUDA generator is graph-safe (each replay draws anew)
+        if _capturing(input) and not (HAS_TRITON and input.dtype in AUTO_SEEDED_DTYPES
+                                      and self.generator is None):
+            # in a CUDA graph the seed is drawn on the GPU by torch's generator, which is
+            # graph-safe, and the kernel reads it there; without the kernel or with a
+            # generator of the module's own, the torch path draws instead
             return False
         if self.backend == "auto":
             return (input.is_cuda and HAS_TRITON and input.dtype in AUTO_SEEDED_DTYPES
                     and input.numel() >= AUTO_SEEDED_MIN_NUMEL)
         return True
 
-    def _new_seed(self) -> Tensor:
-        """A fresh seed from the module's generator (or the global one), rank included."""
+    def _new_seed(self, input: Tensor) -> Tensor:
+        """A fresh seed from the module's generator (or the global one), rank included; in
+        a CUDA graph's capture, on ``input``'s GPU from torch's generator (a seed read on
+        the host would be replayed unchanged: one mask for every replay)."""
         from dropkit import seeded  # imports Triton only when a seeded call happens
 
-        seed = seeded.new_seed(self.generator)
+        if _capturing(input):
+            seed = torch.randint(0, 2**62, (), dtype=torch.int64, device=input.device)
+        else:
+            seed = seeded.new_seed(self.generator)
         return seeded.rank_seed(seed) if self.seed_per_rank else seed
 
 
@@ -168,7 +201,7 @@ class ElementwiseRateModule(SeededBackendMixin, InplaceRateModule):
         if self.training and isinstance(input, (Tensor, Proxy)) and self._seeded(input):
             from dropkit import seeded  # imports Triton only when a seeded call happens
 
-            out = getattr(seeded, seeded_fn)(input, self.p, True, seed=self._new_seed())
+            out = getattr(seeded, seeded_fn)(input, self.p, True, seed=self._new_seed(input))
             # its ops return a new tensor (autograd does not take mutating custom ops), so
             # an in-place module copies the result back into its input
             return input.copy_(out) if in_place_ok(self.inplace) else out

@@ -34,7 +34,7 @@ class _WeightDrop(SeededBackendMixin):
                                 generator=self.generator)
         from dropkit import seeded
 
-        seed = self._new_seed()
+        seed = self._new_seed(weight)
         if not self.rowwise:
             return seeded.dropout(weight, self.p, True, seed=seed)
         rows = weight.new_ones(noise_shape(weight.shape, range(1, weight.dim())))  # (out, 1, ...)

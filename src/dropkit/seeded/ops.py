@@ -11,7 +11,7 @@ vectorized torch Philox, which produces the same bits.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, TypeGuard
 
 import torch
 from torch import Tensor
@@ -53,8 +53,17 @@ def _compute_dtype(x: Tensor) -> torch.dtype:
     return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
-def _mask_affine_impl(x: Tensor, p: float, seed: int, offset: int, scale: float,
+def _seed_in_device_memory(seed: int | Tensor, x: Tensor) -> TypeGuard[Tensor]:
+    """Whether the kernel reads ``seed`` from the memory of ``x``'s GPU rather than as an
+    argument from the host (a CPU seed, the eager case, is passed as an argument)."""
+    return isinstance(seed, Tensor) and seed.device == x.device and x.device.type != "cpu"
+
+
+def _mask_affine_impl(x: Tensor, p: float, seed: int | Tensor, offset: int, scale: float,
                       shift: float, fill: float) -> Tensor:
+    """The op on ``x``; ``seed`` an int, or a 0-dim int64 tensor: read on the host, unless
+    it lives on the kernel's device, where the kernel reads it from memory (a CUDA graph's
+    capture draws it there, so that every replay draws a new one)."""
     xc = x.contiguous()
     affine = shift != 0.0 or fill != 0.0
     if _use_kernel(xc):
@@ -62,12 +71,18 @@ def _mask_affine_impl(x: Tensor, p: float, seed: int, offset: int, scale: float,
 
         out = torch.empty_like(xc)
         n = xc.numel()
-        if n:
+        if n and _seed_in_device_memory(seed, xc):
+            # the seeds kernel with one sample: the bits of the launch below
+            (programs,) = kernels.grid(n, offset, BLOCK)
+            kernels.mask_affine_seeds_kernel[(programs, 1)](
+                xc, out, seed.reshape(1), n, 0, p, scale, shift, fill, offset, BLOCK=BLOCK,
+                AFFINE=affine, **kernels.LAUNCH)
+        elif n:
             kernels.mask_affine_kernel[kernels.grid(n, offset, BLOCK)](
-                xc, out, n, p, scale, shift, fill, seed, offset, BLOCK=BLOCK, AFFINE=affine,
-                **kernels.LAUNCH)
+                xc, out, n, p, scale, shift, fill, int(seed), offset, BLOCK=BLOCK,
+                AFFINE=affine, **kernels.LAUNCH)
         return out.view(x.shape)
-    keep = keep_mask(xc.numel(), p, seed, offset, xc.device).view(x.shape)
+    keep = keep_mask(xc.numel(), p, int(seed), offset, xc.device).view(x.shape)
     xd = xc.to(_compute_dtype(xc))
     y = xd * scale  # rounded like the kernel: product, then sum
     dropped = xd * 0.0  # as torch's x * mask: NaN and Inf give NaN, a negative -0.0
@@ -136,7 +151,7 @@ def _bias_dropout_add_impl(x: Tensor, bias: Tensor, residual: Tensor, p: float, 
 @torch.library.custom_op("dropkit::seeded_mask_affine", mutates_args=())
 def _mask_affine_fwd(x: Tensor, p: float, seed: Tensor, offset: int, scale: float, shift: float,
                      fill: float) -> Tensor:
-    return _mask_affine_impl(x, p, int(seed), offset, scale, shift, fill)
+    return _mask_affine_impl(x, p, seed, offset, scale, shift, fill)
 
 
 @_mask_affine_fwd.register_fake
@@ -295,7 +310,7 @@ class _MaskAffineEager(torch.autograd.Function):
     def forward(ctx: Any, x: Tensor, p: float, seed: Tensor, offset: int, scale: float,
                 shift: float, fill: float) -> Tensor:
         ctx.p, ctx.seed, ctx.offset, ctx.scale = p, seed, offset, scale
-        return _mask_affine_impl(x, p, int(seed), offset, scale, shift, fill)
+        return _mask_affine_impl(x, p, seed, offset, scale, shift, fill)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
@@ -321,7 +336,7 @@ def mask_affine_op(x: Tensor, p: float, seed: Tensor, offset: int, scale: float,
     if _eager(x):
         if _needs_grad(x):
             return _MaskAffineEager.apply(x, p, seed, offset, scale, shift, fill)
-        return _mask_affine_impl(x, p, int(seed), offset, scale, shift, fill)
+        return _mask_affine_impl(x, p, seed, offset, scale, shift, fill)
     return MaskAffine.apply(x, p, seed, offset, scale, shift, fill)
 
 
