@@ -212,6 +212,100 @@ class TestSeededBackendInACapture:
                            ._new_seed(self.Cuda()))
 
 
+class TestControlFlowWithTheGraphApiStubbed:
+    """mc_graph's own logic on the CPU, torch.cuda's graph API stood in for: a replay here
+    launches nothing (the GPU tests below check what replays draw). What is checked: the
+    strategies recorded and the one kept, the input copied in, a recapture where a rate
+    changed, the layout check, and the refusals' order."""
+
+    @pytest.fixture
+    def stubbed(self, monkeypatch):
+        import contextlib
+
+        class Graph:
+            replays = 0
+
+            def replay(self) -> None:
+                Graph.replays += 1
+
+        class Stream:
+            def __init__(self, *args) -> None:
+                pass
+
+            def wait_stream(self, other) -> None:
+                pass
+
+        def none(*args):
+            return contextlib.nullcontext()
+
+        for name, value in (("CUDAGraph", Graph), ("Stream", Stream), ("graph", none),
+                            ("stream", none), ("device", none),
+                            ("current_stream", lambda *a: Stream()),
+                            ("synchronize", lambda *a: None)):
+            monkeypatch.setattr(torch.cuda, name, value)
+        monkeypatch.setattr(graphed, "_check_device", lambda fn, model, x, named:
+                            torch.device("cpu"))
+        monkeypatch.setattr(graphed, "_check_replays", lambda graph, out, active: None)
+        return Graph
+
+    def test_auto_records_every_timed_strategy_and_keeps_one(self, stubbed) -> None:
+        model, x = _mlp(), torch.randn(16, 6)
+        graph = mc_graph(model, x, samples=8)
+        assert set(graph.seconds) == {"vmap", "batch", "loop"}
+        assert graph.strategy == min(graph.seconds, key=graph.seconds.get)
+        assert graph(torch.randn(16, 6)).shape == (8, 16, 3) and graph.captures == 1
+        explicit = mc_graph(model, x, samples=8, strategy="loop")
+        assert (explicit.strategy, explicit.seconds) == ("loop", {})
+
+    def test_the_input_is_copied_in_and_the_example_left_alone(self, stubbed) -> None:
+        model, x = _mlp(), torch.randn(16, 6)
+        graph = mc_graph(model, x, samples=4, strategy="loop")
+        y = torch.randn(16, 6)
+        graph(y)
+        assert torch.equal(graph._inputs[0], y) and not torch.equal(graph._inputs[0], x)
+
+    def test_a_rate_set_anew_captures_again(self, stubbed) -> None:
+        model, x = _mlp(), torch.randn(16, 6)
+        graph = mc_graph(model, x, samples=4, strategy="vmap")
+        graph(x)
+        assert graph.captures == 1
+        dropkit.set_rate(model, 0.2)
+        graph(x)
+        assert graph.captures == 2
+        graph(x)
+        assert graph.captures == 2
+
+    def test_another_layout_is_refused_before_anything_runs(self, stubbed) -> None:
+        model, x = _mlp(), torch.randn(16, 6)
+        graph = mc_graph(model, x, samples=4, strategy="loop")
+        replays = stubbed.replays
+        with pytest.raises(UsageError, match=r"^mc_graph: expected the input layout it was "
+                                             r"captured with; expected argument 0 to be a "
+                                             r"float32 tensor of shape \(16, 6\)"):
+            graph(torch.randn(15, 6))
+        assert stubbed.replays == replays
+
+    def test_layerdrop_is_refused_after_the_eager_check(self, stubbed) -> None:
+        model = dn.LayerDrop([nn.Linear(4, 4), nn.Linear(4, 4)], p=0.5)
+        with pytest.raises(UsageError, match="cannot capture attribute site 'p'"):
+            mc_graph(model, torch.ones(8, 4), samples=16)
+
+    def test_a_host_draw_is_refused_by_the_module_that_drew(self, stubbed,
+                                                             monkeypatch) -> None:
+        class HostNoise(nn.Module):
+            def forward(self, x):
+                return x + torch.randn(x.shape).to(x.device)
+
+        watch = graphed.WatchHostDraws.__init__
+        # the "GPU" of the stub is the CPU: every draw off a meta device counts as off it
+        monkeypatch.setattr(graphed.WatchHostDraws, "__init__",
+                            lambda self, device: watch(self, torch.device("meta")))
+        model = nn.Sequential(nn.Linear(4, 4), HostNoise()).eval()  # one site: raw noise
+        with pytest.raises(UsageError, match=r"^mc_graph: module '1' \(HostNoise\) draws "
+                                             r"with aten::randn on cpu"):
+            mc_graph(model, torch.ones(8, 4), samples=4, strategy="loop")
+
+
 # ---- on a GPU -----------------------------------------------------------------------
 
 
