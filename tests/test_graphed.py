@@ -387,3 +387,25 @@ def test_layerdrop_is_refused_on_the_gpu() -> None:
     # probability 4 ** -15, and its refusal of identical samples cannot stand in front
     with pytest.raises(UsageError, match="cannot capture attribute site 'p'"):
         mc_graph(model, torch.ones(8, 4, device="cuda"), samples=16)
+
+
+@cuda
+def test_a_users_own_capture_of_a_seeded_module_draws_anew_at_each_replay() -> None:
+    # torch's recipe: warm-up on a side stream (here the host-seed path runs), then the
+    # capture, where the seed is drawn on the GPU and read there by the kernel
+    module, x = dn.Dropout(0.3, backend="seeded").cuda(), torch.ones(64, 32, device="cuda")
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.no_grad(), torch.cuda.stream(side):
+        for _ in range(3):
+            module(x)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.no_grad(), torch.cuda.graph(graph):
+        out = module(x)
+    graph.replay()
+    first = out.clone()
+    graph.replay()
+    assert not torch.equal(first, out)
+    for sample in (first, out):
+        assert_binomial(int((sample == 0).sum()), sample.numel(), 0.3)
