@@ -43,6 +43,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import statistics
+import sys
 import time
 from collections.abc import Callable
 
@@ -296,7 +297,13 @@ def main() -> None:
             dropkit.mc_predict(model, inputs, samples, strategy=s)
 
     verdicts: list[str] = []
+    shown = 0
     for label, model, inputs in cases:
+        # each model's verdicts at once on stderr too: a run cut off by its time limit
+        # keeps the lines of the models it finished (the summary below repeats them)
+        for line in verdicts[shown:]:
+            print(line, file=sys.stderr, flush=True)
+        shown = len(verdicts)
         # dropout only before the classifier: the hand-written sampler applies
         strategies = [*STRATEGIES, HAND] if "head" in label else list(STRATEGIES)
         if device.type == "cuda":  # captured once here, its first call a plain replay
