@@ -199,7 +199,7 @@ class TestSeededBackendInACapture:
         monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: False)
         m = dn.Dropout(0.5, backend="seeded", generator=gen(1))
         assert not _base._capturing(self.Cuda())
-        with _base.seeds_on_device():
+        with dropkit.mask.seeds_on_device():
             assert _base._capturing(self.Cuda()) and not _base._capturing(torch.ones(2))
             assert not m._seeded(self.Cuda())  # its own generator: the torch path
         assert not _base._capturing(self.Cuda())

@@ -38,6 +38,8 @@ __all__ = [
     "stream_draws",
     "Stream",
     "draws_redirected",
+    "seeds_on_device",
+    "device_seeds",
     "batch_first",
     "noise_shape",
     "uniform_noise",
@@ -48,12 +50,14 @@ __all__ = [
 
 
 class _Shared:
-    """The generator of the enclosing :func:`shared_draws` and the stream of the enclosing
-    :func:`stream_draws` (plain attributes, not ``ContextVar``: torch.compile traces an
-    attribute read, and guards on it)."""
+    """The generator of the enclosing :func:`shared_draws`, the stream of the enclosing
+    :func:`stream_draws`, and whether a :func:`seeds_on_device` is open (plain
+    attributes, not ``ContextVar``: torch.compile traces an attribute read, and guards on
+    it)."""
 
     generator: torch.Generator | None = None
     stream: Stream | None = None
+    device_seeds: bool = False
 
 
 class Stream(Protocol):
@@ -92,6 +96,24 @@ def stream_draws(stream: Stream) -> Iterator[Stream]:
         yield stream
     finally:
         _SHARED.stream = outer
+
+
+@contextmanager
+def seeds_on_device() -> Iterator[None]:
+    """Inside, seeded modules on CUDA inputs draw their seeds on the GPU, as they do while
+    a CUDA graph is being captured (a seed read on the host would be replayed), also
+    where nothing is being captured: the warm-up before a capture must run the capture's
+    own kernels (:func:`dropkit.mc_graph`). Process-wide, as :func:`shared_draws` is."""
+    outer, _SHARED.device_seeds = _SHARED.device_seeds, True
+    try:
+        yield
+    finally:
+        _SHARED.device_seeds = outer
+
+
+def device_seeds() -> bool:
+    """Whether a :func:`seeds_on_device` is open."""
+    return _SHARED.device_seeds
 
 
 def draws_redirected() -> bool:

@@ -50,7 +50,7 @@ from dropkit.inference import mc
 from dropkit.inference.sampling import auto
 from dropkit.inference.sampling.output import Output
 from dropkit.inference.sampling.strategies import sampler
-from dropkit.nn._base import seeds_on_device
+from dropkit.mask import seeds_on_device
 from dropkit.tools.sites import Site, discover_cached, gates_of, signature
 
 __all__ = ["mc_graph", "MCGraph", "WARMUP", "WatchHostDraws", "HostDraw"]

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -13,7 +12,7 @@ from dropkit._checks import check_probability
 from dropkit._fx import TracedAsLeaf
 from dropkit._triton import HAS_TRITON
 from dropkit.errors import UsageError, UsageTypeError
-from dropkit.mask import draws_redirected, in_place_ok
+from dropkit.mask import device_seeds, draws_redirected, in_place_ok
 
 
 class RateMixin(TracedAsLeaf):
@@ -81,28 +80,12 @@ AUTO_SEEDED_MIN_NUMEL = 2**27
 AUTO_SEEDED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
-class _SeedsOnDevice:
-    on = False
-
-
-@contextmanager
-def seeds_on_device() -> Iterator[None]:
-    """Inside, CUDA inputs draw their seeds as a capture does (:func:`_capturing`), also
-    where nothing is being captured: the warm-up before a capture must run the capture's
-    own kernels (:func:`dropkit.mc_graph`). Process-wide, as torch's generators are."""
-    outer, _SeedsOnDevice.on = _SeedsOnDevice.on, True
-    try:
-        yield
-    finally:
-        _SeedsOnDevice.on = outer
-
-
 def _capturing(input: Tensor) -> bool:
     """Whether ``input``'s kernels are being recorded into a CUDA graph now, or warmed up
-    for one (:func:`seeds_on_device`); never inside torch.compile's trace, which decides
-    its own draws."""
+    for one (:func:`dropkit.mask.seeds_on_device`); never inside torch.compile's trace,
+    which decides its own draws."""
     return (input.is_cuda and not torch.compiler.is_compiling()
-            and (_SeedsOnDevice.on or torch.cuda.is_current_stream_capturing()))
+            and (device_seeds() or torch.cuda.is_current_stream_capturing()))
 
 
 class SeededBackendMixin:
