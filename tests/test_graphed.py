@@ -212,41 +212,43 @@ class TestSeededBackendInACapture:
                            ._new_seed(self.Cuda()))
 
 
+@pytest.fixture
+def stubbed(monkeypatch):
+    """torch.cuda's graph API stood in for on the CPU: a replay launches nothing."""
+    import contextlib
+
+    class Graph:
+        replays = 0
+
+        def replay(self) -> None:
+            Graph.replays += 1
+
+    class Stream:
+        def __init__(self, *args) -> None:
+            pass
+
+        def wait_stream(self, other) -> None:
+            pass
+
+    def none(*args):
+        return contextlib.nullcontext()
+
+    for name, value in (("CUDAGraph", Graph), ("Stream", Stream), ("graph", none),
+                        ("stream", none), ("device", none),
+                        ("current_stream", lambda *a: Stream()),
+                        ("synchronize", lambda *a: None)):
+        monkeypatch.setattr(torch.cuda, name, value)
+    monkeypatch.setattr(graphed, "_check_device", lambda fn, model, x, named:
+                        torch.device("cpu"))
+    monkeypatch.setattr(graphed, "_check_replays", lambda graph, out, active: None)
+    return Graph
+
+
 class TestControlFlowWithTheGraphApiStubbed:
     """mc_graph's own logic on the CPU, torch.cuda's graph API stood in for: a replay here
     launches nothing (the GPU tests below check what replays draw). What is checked: the
     strategies recorded and the one kept, the input copied in, a recapture where a rate
     changed, the layout check, and the refusals' order."""
-
-    @pytest.fixture
-    def stubbed(self, monkeypatch):
-        import contextlib
-
-        class Graph:
-            replays = 0
-
-            def replay(self) -> None:
-                Graph.replays += 1
-
-        class Stream:
-            def __init__(self, *args) -> None:
-                pass
-
-            def wait_stream(self, other) -> None:
-                pass
-
-        def none(*args):
-            return contextlib.nullcontext()
-
-        for name, value in (("CUDAGraph", Graph), ("Stream", Stream), ("graph", none),
-                            ("stream", none), ("device", none),
-                            ("current_stream", lambda *a: Stream()),
-                            ("synchronize", lambda *a: None)):
-            monkeypatch.setattr(torch.cuda, name, value)
-        monkeypatch.setattr(graphed, "_check_device", lambda fn, model, x, named:
-                            torch.device("cpu"))
-        monkeypatch.setattr(graphed, "_check_replays", lambda graph, out, active: None)
-        return Graph
 
     def test_auto_records_every_timed_strategy_and_keeps_one(self, stubbed) -> None:
         model, x = _mlp(), torch.randn(16, 6)
@@ -304,6 +306,50 @@ class TestControlFlowWithTheGraphApiStubbed:
         with pytest.raises(UsageError, match=r"^mc_graph: module '1' \(HostNoise\) draws "
                                              r"with aten::randn on cpu"):
             mc_graph(model, torch.ones(8, 4), samples=4, strategy="loop")
+
+
+class TestForeignModelsWithTheGraphApiStubbed:
+    """Models dropkit did not write: a transformers BERT from a config (its attention
+    dropout inside SDPA, rerouted under vmap), and a block that skips itself on a draw
+    made in Python, as transformers' config-read layerdrop (Wav2Vec2's encoder) does."""
+
+    def test_a_transformers_bert(self, stubbed) -> None:
+        transformers = pytest.importorskip("transformers")
+        torch.manual_seed(0)
+        cfg = transformers.BertConfig(
+            vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+            intermediate_size=32, max_position_embeddings=32, num_labels=3,
+            attention_probs_dropout_prob=0.3, hidden_dropout_prob=0.3)
+        model = transformers.BertForSequenceClassification(cfg).eval()
+        batch = {"input_ids": torch.randint(2, 50, (4, 7)),
+                 "attention_mask": torch.ones(4, 7, dtype=torch.long)}
+        graph = mc_graph(model, batch, samples=6)
+        assert graph.strategy in graph.seconds and set(graph.seconds) <= {"vmap", "batch",
+                                                                          "loop"}
+        assert graph(batch).shape == (6, 4, 3) and not model.training
+        with pytest.raises(UsageError, match=r"expected 'input_ids' to be a int64 tensor of "
+                                             r"shape \(4, 7\)"):
+            graph({**batch, "input_ids": batch["input_ids"][:, :5]})
+
+    def test_a_layer_skipped_on_a_python_draw_is_refused_by_name(self, stubbed,
+                                                                 monkeypatch) -> None:
+        class SkippedLayer(nn.Module):  # transformers' layerdrop, as its encoders write it
+            def __init__(self) -> None:
+                super().__init__()
+                self.linear = nn.Linear(4, 4)
+
+            def forward(self, x):
+                if self.training and torch.rand([]) < 0.5:
+                    return x
+                return self.linear(x)
+
+        watch = graphed.WatchHostDraws.__init__
+        monkeypatch.setattr(graphed.WatchHostDraws, "__init__",
+                            lambda self, device: watch(self, torch.device("meta")))
+        model = nn.Sequential(SkippedLayer(), SkippedLayer()).eval()
+        with pytest.raises(UsageError, match=r"^mc_graph: module '\d' \(SkippedLayer\) "
+                                             r"draws with aten::rand on cpu.*layerdrop"):
+            mc_graph(model, torch.ones(8, 4), samples=16, strategy="loop")
 
 
 # ---- on a GPU -----------------------------------------------------------------------

@@ -48,6 +48,7 @@ from dropkit._trace import CallArgs, model_device, only_training, split_inputs
 from dropkit.errors import UsageError, UsageTypeError
 from dropkit.inference import mc
 from dropkit.inference.sampling import auto
+from dropkit.inference.sampling.failures import failing_module, reason
 from dropkit.inference.sampling.output import Output
 from dropkit.inference.sampling.strategies import sampler
 from dropkit.mask import seeds_on_device
@@ -274,8 +275,6 @@ def _uncapturable(model: nn.Module, strategy: str, error: Exception, device: tor
                   ) -> Exception:
     """The capture's failure as one line naming the module whose code was running (the
     graph's own error on exit may stand in front of it: the chain is searched)."""
-    from dropkit.inference.sampling.failures import failing_module, reason
-
     cause: BaseException | None = error
     while cause is not None and not isinstance(cause, HostDraw):
         cause = cause.__context__
@@ -284,7 +283,8 @@ def _uncapturable(model: nn.Module, strategy: str, error: Exception, device: tor
             f"mc_graph: {failing_module(model, cause)} draws with {cause.op} on "
             f"{cause.device}, off the graph's device {device}: a CUDA graph would record "
             "that noise once and replay it at every call; draw it on the model's device "
-            "(torch.randn_like(x), not torch.randn(...).to(x.device))")
+            "(torch.randn_like(x), not torch.randn(...).to(x.device)), or, for a draw that "
+            "decides which layers run (a config's layerdrop), set its rate to 0")
     return RuntimeError(
         f"mc_graph: {failing_module(model, error)} could not be captured in a CUDA graph "
         f"(strategy {strategy!r}): {reason(error)}. A step that waits for the host (.item(), "

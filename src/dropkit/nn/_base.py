@@ -134,16 +134,15 @@ class SeededBackendMixin:
                 "freeze); trace a model that contains it (it is then one call_module node), "
                 "or use backend='torch'"
             )
-        if _capturing(input) and not (HAS_TRITON and input.dtype in AUTO_SEEDED_DTYPES
-                                      and self.generator is None):
-            # in a CUDA graph the seed is drawn on the GPU by torch's generator, which is
-            # graph-safe, and the kernel reads it there; without the kernel or with a
-            # generator of the module's own, the torch path draws instead
-            return False
-        if self.backend == "auto":
-            return (input.is_cuda and HAS_TRITON and input.dtype in AUTO_SEEDED_DTYPES
-                    and input.numel() >= AUTO_SEEDED_MIN_NUMEL)
-        return True
+        if self.backend == "auto" and not (
+                input.is_cuda and HAS_TRITON and input.dtype in AUTO_SEEDED_DTYPES
+                and input.numel() >= AUTO_SEEDED_MIN_NUMEL):
+            return False  # decided before the capture's question: no cost on this path
+        # in a CUDA graph the seed is drawn on the GPU by torch's generator, which is
+        # graph-safe, and the kernel reads it there; without the kernel or with a
+        # generator of the module's own, the torch path draws instead
+        return not _capturing(input) or (HAS_TRITON and input.dtype in AUTO_SEEDED_DTYPES
+                                         and self.generator is None)
 
     def _new_seed(self, input: Tensor) -> Tensor:
         """A fresh seed from the module's generator (or the global one), rank included; in
